@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { readSafetensors, type HostTensor } from './safetensors.ts';
 import { parseSamConfig } from './config.ts';
 import { SamModel } from './model/sam.ts';
+import { lossAndGrads, trainStep, trainableDecoderNames, batchLoss } from './train/step.ts';
+import { adamInit, adamDispose, ADAM_DEFAULTS } from './train/adam.ts';
 
 export interface Tolerance { atol: number; rtol: number }
 export interface ParityRow {
@@ -167,6 +169,105 @@ export async function verifyForward(folder: string, manifest: Manifest): Promise
   return rows;
 }
 
+function scalarRow(name: string, actual: number, golden: number, atol: number): ParityRow {
+  return compareArrays(name, [actual], [golden], { atol, rtol: 0 });
+}
+
+/** Cases of kind sam_train_step: loss, every mask-decoder gradient, Adam steps at each lr, loss trajectory. */
+export async function verifyTrainStep(folder: string, manifest: Manifest): Promise<ParityRow[]> {
+  const rows: ParityRow[] = [];
+  const m = manifest as any;
+  const tols = m.tolerances ?? {};
+  const config = parseSamConfig(JSON.parse(await readFile(join(folder, manifest.files.config ?? 'config.json'), 'utf8')), join(folder, 'config.json'));
+  const { tensors: weightsHost } = await readSafetensors(join(folder, manifest.files.weights ?? 'model.safetensors'));
+  const io = await loadTensors(folder, manifest, ['inputs', 'outputs']);
+  const { tensors: goldenGrads } = await readSafetensors(join(folder, manifest.files.grads ?? 'grads.safetensors'));
+  const fwd = m.forward ?? {};
+  const model = SamModel.fromHost(config, weightsHost);
+  const pv = tensorOf(io, fwd.pixel_values ?? 'pixel_values') as tf.Tensor4D;
+  const emb = model.imageEmbeddingsNHWC(pv);
+  pv.dispose();
+  const boxes = tensorOf(io, fwd.input_boxes ?? 'input_boxes') as tf.Tensor3D;
+  const target = tensorOf(io, 'gt_masks') as tf.Tensor4D;
+  const batch = { embeddingsNHWC: emb, boxes, target };
+  const decoderNames = model.decoderParameterNames();
+  const names = trainableDecoderNames(decoderNames, config.decoder.num_multimask_outputs);
+  const original = new Map([...model.weights].filter(([n]) => n.startsWith('mask_decoder.')).map(([n, t]) => [n, t.clone()]));
+  try {
+    // step-0 forward
+    if (io.has('pred_masks')) {
+      const out = model.decode(emb, { inputBoxes: boxes }, false);
+      const t = tols.pred_masks ?? { atol: 1e-4, rtol: 1e-3 };
+      rows.push(compareArrays('pred_masks', out.predMasks.dataSync(), io.get('pred_masks')!.data, t));
+      tf.dispose([out.predMasks, out.iouScores]);
+    }
+    // loss and gradients
+    const { parts, grads } = lossAndGrads(model, batch, names);
+    const lt = tols.loss_step0_and_loss_per_step?.atol ?? 1e-5;
+    rows.push(scalarRow('loss_step0', parts.loss.dataSync()[0], m.loss.loss_step0, lt));
+    rows.push(scalarRow('dice_step0', parts.dice.dataSync()[0], m.loss.dice_step0, lt));
+    rows.push(scalarRow('bce_step0', parts.bce.dataSync()[0], m.loss.bce_step0, lt));
+    tf.dispose([parts.loss, parts.dice, parts.bce]);
+    const gt = tols.grads ?? { atol: 1e-6, rtol: 1e-3 };
+    let worst: ParityRow | undefined;
+    let count = 0;
+    for (const name of decoderNames) {
+      const golden = goldenGrads.get(name);
+      if (!golden) { rows.push({ tensor: `grad ${name}`, maxAbs: NaN, maxRel: NaN, ratio: Infinity, tolerance: '-', pass: false, note: 'missing from grads file' }); continue; }
+      const g = grads.get(name);
+      const actual = g ? g.dataSync() : new Float32Array(golden.data.length); // no gradient = zeros (torch: None)
+      const row = compareArrays(`grad ${name}`, actual, golden.data, gt);
+      count++;
+      if (!row.pass) rows.push(row);
+      if (!worst || row.ratio > worst.ratio) worst = row;
+    }
+    for (const g of grads.values()) g.dispose();
+    if (worst) rows.push({ ...worst, tensor: `grads (${count} tensors, worst: ${worst.tensor.replace('grad mask_decoder.', '')})` });
+    // Adam trajectories
+    for (const variant of m.adam_variants ?? []) {
+      for (const [n, t] of original) { model.weights.get(n)!.dispose(); model.weights.set(n, t.clone()); }
+      const state = adamInit();
+      const opts = { ...ADAM_DEFAULTS, lr: variant.lr, beta1: variant.betas[0], beta2: variant.betas[1], eps: variant.eps, weightDecay: variant.weight_decay };
+      const losses: number[] = [];
+      const steps = variant.loss_per_step.length;
+      const lr = variant.lr;
+      for (let s = 0; s < steps; s++) {
+        losses.push(trainStep(model, batch, names, state, opts).loss);
+        if (s === 0 || s === steps - 1) {
+          const file = s === 0 ? variant.params_after_1_step : variant.params_after_6_steps;
+          const { tensors: goldenParams } = await readSafetensors(join(folder, file));
+          let wc = 0, ic = 0, wcRow: ParityRow | undefined, icRow: ParityRow | undefined;
+          for (const name of decoderNames) {
+            const gp = goldenParams.get(name)!;
+            const ours = model.weights.get(name)!.dataSync();
+            const g0 = goldenGrads.get(name)!.data;
+            // Elements whose step-0 gradient is below 1e-6 are ill-conditioned under Adam: atol lr·steps.
+            const wellA: number[] = [], wellG: number[] = [], illA: number[] = [], illG: number[] = [];
+            for (let i = 0; i < gp.data.length; i++) {
+              if (Math.abs(g0[i]) >= 1e-6) { wellA.push(ours[i]); wellG.push(gp.data[i]); } else { illA.push(ours[i]); illG.push(gp.data[i]); }
+            }
+            const wr = compareArrays(name, wellA, wellG, { atol: 1e-6, rtol: 0 });
+            const ir = compareArrays(name, illA, illG, { atol: lr * (s + 1), rtol: 0 });
+            wc += wellA.length; ic += illA.length;
+            if (!wcRow || wr.ratio > wcRow.ratio) wcRow = wr;
+            if (!icRow || ir.ratio > icRow.ratio) icRow = ir;
+          }
+          const tag = `params after ${s + 1} step${s ? 's' : ''} lr=${lr}`;
+          if (wcRow) rows.push({ ...wcRow, tensor: `${tag} (${wc} el., |g|≥1e-6)`, note: `worst ${wcRow.tensor.replace('mask_decoder.', '')}` });
+          if (icRow && ic) rows.push({ ...icRow, tensor: `${tag} (${ic} el., |g|<1e-6)`, note: `worst ${icRow.tensor.replace('mask_decoder.', '')}` });
+        }
+      }
+      rows.push(compareArrays(`loss_per_step lr=${lr}`, losses, variant.loss_per_step, { atol: lt, rtol: 0 }));
+      rows.push(scalarRow(`loss_after_last_step lr=${lr}`, batchLoss(model, batch).loss, variant.loss_after_last_step, lt));
+      adamDispose(state);
+    }
+  } finally {
+    tf.dispose([emb, boxes, target, ...original.values()]);
+    model.dispose();
+  }
+  return rows;
+}
+
 /** Run whatever kind of fixture folder this is. */
 export async function verifyReferenceFolder(folder: string): Promise<{ kind: string; rows: ParityRow[] }> {
   const manifest = await readManifest(folder);
@@ -174,6 +275,8 @@ export async function verifyReferenceFolder(folder: string): Promise<{ kind: str
     case 'sam_forward':
     case 'sam_decoder_only_forward':
       return { kind: manifest.kind, rows: await verifyForward(folder, manifest) };
+    case 'sam_train_step':
+      return { kind: manifest.kind, rows: await verifyTrainStep(folder, manifest) };
     default:
       throw new Error(`${folder}: fixture kind "${manifest.kind}" is not supported by this version of fedsam`);
   }
