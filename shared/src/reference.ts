@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { readSafetensors, type HostTensor } from './safetensors.ts';
 import { parseSamConfig } from './config.ts';
 import { SamModel } from './model/sam.ts';
+import { denseEmbeddingsFull } from './model/promptEncoder.ts';
 import { lossAndGrads, trainStep, trainableDecoderNames, batchLoss } from './train/step.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from './train/adam.ts';
 
@@ -149,7 +150,9 @@ export async function verifyForward(folder: string, manifest: Manifest): Promise
       const pe = model.promptEncoder(B, prompts);
       if (typeof c.sparse_embeddings === 'string') check(c.sparse_embeddings, pe.sparse);
       if (typeof c.dense_embeddings === 'string') {
-        const dense = tf.transpose(pe.dense, [0, 3, 1, 2]);
+        const full = denseEmbeddingsFull(pe.dense, model.config);
+        const dense = tf.transpose(full, [0, 3, 1, 2]);
+        full.dispose();
         check(c.dense_embeddings, dense);
         dense.dispose();
       }

@@ -118,7 +118,8 @@ export function maskDecoder(weights: Weights, config: SamConfig, inp: MaskDecode
       param(weights, 'mask_decoder.iou_token.weight'),
       param(weights, 'mask_decoder.mask_tokens.weight'),
     ], 0); // [1 + nMaskTokens, C]
-    let tokens = tf.tile(tf.reshape(outputTokens, [1, 1 + nMaskTokens, C]), [b, 1, 1]) as tf.Tensor3D;
+    let tokens = tf.reshape(outputTokens, [1, 1 + nMaskTokens, C]) as tf.Tensor3D;
+    if (b > 1) tokens = tf.tile(tokens, [b, 1, 1]);
     // HF drops the prompt tokens altogether when every sparse embedding is zero (no point, no box).
     const sparseSum = tf.tidy(() => tf.sum(inp.sparse).dataSync()[0]);
     if (sparseSum !== 0) {
@@ -130,7 +131,7 @@ export function maskDecoder(weights: Weights, config: SamConfig, inp: MaskDecode
     src = tf.reshape(src, [B, 1, h * w, C]);
     if (pb > 1) src = tf.tile(src, [1, pb, 1, 1]);
     src = tf.reshape(src, [b, h * w, C]);
-    pos = tf.tile(tf.reshape(pos, [1, h * w, C]), [b, 1, 1]);
+    pos = tf.reshape(pos, [1, h * w, C]); // broadcast over b where it is added
 
     const [hs, keys] = twoWayTransformer(weights, config, tokens, src as tf.Tensor3D, pos as tf.Tensor3D);
     const iouTokenOut = tf.reshape(tf.slice(hs, [0, 0, 0], [b, 1, C]), [b, C]);

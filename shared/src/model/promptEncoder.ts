@@ -48,8 +48,15 @@ export interface PromptInputs {
 export interface PromptEmbeddings {
   /** [B, pb, n, C] (HF shape); all zeros [B,1,1,C] when there is no point or box. */
   sparse: tf.Tensor4D;
-  /** [B, h, w, C] (NHWC; HF returns [B, C, h, w]). */
+  /** [B, h, w, C] (NHWC; HF returns [B, C, h, w]), or [B, 1, 1, C] when it is the same everywhere (no mask prompt). */
   dense: tf.Tensor4D;
+}
+
+/** The dense embeddings at their full [B, h, w, C] size. */
+export function denseEmbeddingsFull(dense: tf.Tensor4D, config: SamConfig): tf.Tensor4D {
+  const s = config.prompt.imageEmbeddingSize;
+  if (dense.shape[1] === s && dense.shape[2] === s) return dense.clone();
+  return tf.tidy(() => tf.add(dense, tf.zeros([dense.shape[0], s, s, dense.shape[3]])) as tf.Tensor4D);
 }
 
 function labelsArray(labels: tf.Tensor | number[][][]): { values: Int32Array; shape: number[] } {
@@ -133,7 +140,6 @@ function embedMask(weights: Weights, config: SamConfig, masks: tf.Tensor4D): tf.
 /** HF SamPromptEncoder.forward. batchSize is the image batch B. */
 export function promptEncoder(weights: Weights, config: SamConfig, batchSize: number, inputs: PromptInputs): PromptEmbeddings {
   const C = config.prompt.hidden_size;
-  const s = config.prompt.imageEmbeddingSize;
   const parts: tf.Tensor4D[] = [];
   if (inputs.inputPoints) {
     if (!inputs.inputLabels) throw new Error('input_points were given without input_labels');
@@ -156,8 +162,10 @@ export function promptEncoder(weights: Weights, config: SamConfig, batchSize: nu
     sparse = tf.concat(parts, 2);
     parts.forEach((p) => p.dispose());
   }
+  // Without a mask prompt the dense embedding is no_mask_embed at every position: kept as [B, 1, 1, C] and
+  // broadcast where it is added (tf.tile is slow on wasm). denseEmbeddingsFull() expands it for HF's shape.
   const dense = inputs.inputMasks
     ? embedMask(weights, config, inputs.inputMasks)
-    : tf.tidy(() => tf.tile(tf.reshape(param(weights, 'prompt_encoder.no_mask_embed.weight'), [1, 1, 1, C]), [batchSize, s, s, 1]) as tf.Tensor4D);
+    : tf.tidy(() => tf.add(tf.zeros([batchSize, 1, 1, C]), tf.reshape(param(weights, 'prompt_encoder.no_mask_embed.weight'), [1, 1, 1, C])) as tf.Tensor4D);
   return { sparse, dense };
 }
