@@ -1,0 +1,239 @@
+// The local fine-tuning engine: what a site does between two federated rounds, and `fedsam train` on its own.
+// Images are embedded once (cache); each step reads cached embeddings, builds box prompts (jittered while
+// training) and low-res targets, and takes a DiceCE + Adam step on the mask decoder only.
+import * as tf from '@tensorflow/tfjs';
+import type { LoadedModel } from '@fedsam/shared/model/presets';
+import { trainStep, trainableDecoderNames, type ProximalTerm } from '@fedsam/shared/train/step';
+import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
+import { postProcessMask } from '@fedsam/shared/processor';
+import { pixelValuesTensor } from '@fedsam/shared/processor';
+import type { Sample, Box } from '../data/types.ts';
+import { Rng } from '../data/rng.ts';
+import { boxPrompt, DEFAULT_BOX_JITTER } from '../data/prompts.ts';
+import { dice, iou } from '../data/metrics.ts';
+import { filledBox } from '../data/mask.ts';
+import type { EmbeddingCache, CachedEmbedding } from './cache.ts';
+import { createProgress } from './progress.ts';
+
+/** A sample ready for training: cached embedding key, sizes, and its ground truth in the low-res mask frame. */
+export interface EngineItem {
+  sample: Sample;
+  key: string;
+  originalSize: [number, number];
+  reshapedSize: [number, number];
+  /** 0/1 at the low-res size L×L (L = 4 × embedding grid), in the padded model-input frame. */
+  target: Uint8Array;
+}
+
+export function lowResSize(loaded: LoadedModel): number {
+  return 4 * loaded.config.prompt.imageEmbeddingSize;
+}
+
+/**
+ * Ground truth in the low-res frame: the low-res pixel (u, v) covers model-input pixels around ((v+½)f, (u+½)f),
+ * f = pad / L; map that back to the original image (nearest) or to 0 in the padding.
+ */
+export function lowResTarget(mask: Uint8Array, originalSize: [number, number], reshapedSize: [number, number], pad: number, L: number): Uint8Array {
+  const [H, W] = originalSize;
+  const [h, w] = reshapedSize;
+  const f = pad / L;
+  const out = new Uint8Array(L * L);
+  for (let u = 0; u < L; u++) {
+    const ym = (u + 0.5) * f;
+    if (ym >= h) break;
+    const y = Math.min(H - 1, Math.floor((ym * H) / h));
+    for (let v = 0; v < L; v++) {
+      const xm = (v + 0.5) * f;
+      if (xm >= w) break;
+      const x = Math.min(W - 1, Math.floor((xm * W) / w));
+      out[u * L + v] = mask[y * W + x] ? 1 : 0;
+    }
+  }
+  return out;
+}
+
+/** Box in original pixels -> model-input frame (SamProcessor: x·w/W, y·h/H). */
+export function modelBox(box: Box, originalSize: [number, number], reshapedSize: [number, number]): number[] {
+  const sx = reshapedSize[1] / originalSize[1];
+  const sy = reshapedSize[0] / originalSize[0];
+  return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy];
+}
+
+/** Embed every distinct image that is not cached yet (one at a time on this thread), with a progress bar. */
+export async function embedImages(loaded: LoadedModel, cache: EmbeddingCache, samples: readonly Sample[], opts: { quiet?: boolean; label?: string } = {}):
+  Promise<{ items: Map<string, { key: string; originalSize: [number, number]; reshapedSize: [number, number] }>; computed: number; seconds: number }> {
+  const t0 = performance.now();
+  const byImage = new Map<string, Sample>();
+  for (const s of samples) if (!byImage.has(s.imageKey)) byImage.set(s.imageKey, s);
+  const out = new Map<string, { key: string; originalSize: [number, number]; reshapedSize: [number, number] }>();
+  const bar = createProgress(opts.label ?? 'embedding images', byImage.size, opts);
+  let computed = 0;
+  try {
+    for (const [imageKey, s] of byImage) {
+      const key = cache.keyFor(imageKey);
+      let e = await cache.get(key);
+      if (!e) {
+        const pre = loaded.processor.preprocessRGB(await s.loadImage());
+        const emb = tf.tidy(() => {
+          const pv = pixelValuesTensor(pre);
+          return loaded.model.imageEmbeddingsNHWC(pv);
+        });
+        const data = (await emb.data()) as Float32Array;
+        const shape = emb.shape as [number, number, number, number];
+        emb.dispose();
+        e = { data, shape, originalSize: pre.originalSize as [number, number], reshapedSize: pre.reshapedInputSize as [number, number] };
+        await cache.put(key, e);
+        computed++;
+      }
+      out.set(imageKey, { key, originalSize: e.originalSize, reshapedSize: e.reshapedSize });
+      bar.tick();
+    }
+  } finally {
+    bar.stop();
+  }
+  return { items: out, computed, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Embed (if needed) and build engine items with their low-res targets. */
+export async function prepareItems(loaded: LoadedModel, cache: EmbeddingCache, samples: readonly Sample[], opts: { quiet?: boolean } = {}): Promise<EngineItem[]> {
+  const { items } = await embedImages(loaded, cache, samples, opts);
+  const L = lowResSize(loaded);
+  const pad = loaded.processor.config.pad_size.height;
+  const out: EngineItem[] = [];
+  for (const s of samples) {
+    const it = items.get(s.imageKey)!;
+    out.push({ sample: s, key: it.key, originalSize: it.originalSize, reshapedSize: it.reshapedSize, target: lowResTarget(await s.loadMask(), it.originalSize, it.reshapedSize, pad, L) });
+  }
+  return out;
+}
+
+async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number) {
+  const embs: CachedEmbedding[] = [];
+  for (const it of items) {
+    const e = await cache.get(it.key);
+    if (!e) throw new Error(`embedding for ${it.sample.id} vanished from the cache at ${cache.dir}`);
+    embs.push(e);
+  }
+  const [, h, w, C] = embs[0].shape;
+  const B = items.length;
+  const flat = new Float32Array(B * h * w * C);
+  embs.forEach((e, i) => flat.set(e.data, i * h * w * C));
+  const tgt = new Float32Array(B * L * L);
+  items.forEach((it, i) => { for (let j = 0; j < L * L; j++) tgt[i * L * L + j] = it.target[j]; });
+  return {
+    embeddingsNHWC: tf.tensor4d(flat, [B, h, w, C]),
+    boxes: tf.tensor3d(boxes.map((b) => [b]), [B, 1, 4]),
+    target: tf.tensor4d(tgt, [B, 1, L, L]),
+  };
+}
+
+export interface EvalMetrics {
+  n: number;
+  /** Mean Dice / IoU at the original resolution (after post-processing). */
+  dice: number;
+  iou: number;
+  /** Mean Dice / IoU at the low-res mask size. */
+  dice256: number;
+  iou256: number;
+  /** Mean Dice of the filled tight box (the baseline to beat). */
+  boxDice: number;
+  loss?: number;
+}
+
+/** Validation metrics with the exact (unjittered) box prompt. */
+export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, items: readonly EngineItem[],
+  opts: { batchSize?: number; onPrediction?: (it: EngineItem, fullMask: Uint8Array) => Promise<void> | void } = {}): Promise<EvalMetrics> {
+  const L = lowResSize(loaded);
+  const bs = opts.batchSize ?? 4;
+  const pad = loaded.processor.config.pad_size;
+  let sd = 0, si = 0, sd256 = 0, si256 = 0, sbox = 0;
+  for (let i = 0; i < items.length; i += bs) {
+    const chunk = items.slice(i, i + bs);
+    const boxes = chunk.map((it) => modelBox(it.sample.box, it.originalSize, it.reshapedSize));
+    const batch = await loadBatch(cache, chunk, boxes, L);
+    const out = loaded.model.decode(batch.embeddingsNHWC, { inputBoxes: batch.boxes }, false);
+    const logits = (await out.predMasks.data()) as Float32Array;
+    tf.dispose([out.predMasks, out.iouScores, batch.embeddingsNHWC, batch.boxes, batch.target]);
+    for (let j = 0; j < chunk.length; j++) {
+      const it = chunk[j];
+      const low = logits.subarray(j * L * L, (j + 1) * L * L);
+      const pred256 = new Uint8Array(L * L);
+      for (let k = 0; k < L * L; k++) pred256[k] = low[k] > 0 ? 1 : 0;
+      sd256 += dice(pred256, it.target);
+      si256 += iou(pred256, it.target);
+      const full = postProcessMask(low, [L, L], it.originalSize, it.reshapedSize, pad);
+      const bin = new Uint8Array(full.length);
+      for (let k = 0; k < full.length; k++) bin[k] = full[k] > 0 ? 1 : 0;
+      const gt = await it.sample.loadMask();
+      sd += dice(bin, gt);
+      si += iou(bin, gt);
+      sbox += dice(filledBox(it.sample.box, it.sample.width, it.sample.height), gt);
+      if (opts.onPrediction) await opts.onPrediction(it, bin);
+    }
+  }
+  const n = items.length || 1;
+  return { n: items.length, dice: sd / n, iou: si / n, dice256: sd256 / n, iou256: si256 / n, boxDice: sbox / n };
+}
+
+export interface TrainOptions {
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  seed: number;
+  /** Max box jitter per side in pixels while training (reference recipe: 20). */
+  jitter?: number;
+  /** FedProx proximal weight; the global weights are the ones in the model when training starts. */
+  proximalMu?: number;
+  quiet?: boolean;
+  /** Called after each epoch (with validation metrics when val items were given). */
+  onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+}
+
+export interface EpochMetrics { epoch: number; trainLoss: number; trainDice: number; steps: number; seconds: number; val?: EvalMetrics }
+
+/** Fine-tune the mask decoder in place. Returns per-epoch metrics. */
+export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, train: readonly EngineItem[], val: readonly EngineItem[], opts: TrainOptions): Promise<EpochMetrics[]> {
+  if (train.length === 0) throw new Error('no training samples');
+  const model = loaded.model;
+  const names = trainableDecoderNames(model.decoderParameterNames(), loaded.config.decoder.num_multimask_outputs);
+  const adam = adamInit();
+  const adamOpts = { ...ADAM_DEFAULTS, lr: opts.lr };
+  const L = lowResSize(loaded);
+  const rng = new Rng(opts.seed).fork('train');
+  let proximal: ProximalTerm | undefined;
+  if (opts.proximalMu && opts.proximalMu > 0) {
+    proximal = { mu: opts.proximalMu, global: new Map(names.map((n) => [n, model.weights.get(n)!.clone()])) };
+  }
+  const history: EpochMetrics[] = [];
+  const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;
+  try {
+    for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+      const t0 = performance.now();
+      const order = [...train.keys()];
+      rng.shuffle(order);
+      let lossSum = 0, diceSum = 0, steps = 0;
+      const bar = createProgress(`epoch ${epoch}/${opts.epochs}`, Math.ceil(order.length / opts.batchSize), { quiet: opts.quiet });
+      for (let i = 0; i < order.length; i += opts.batchSize) {
+        const chunk = order.slice(i, i + opts.batchSize).map((k) => train[k]);
+        const boxes = chunk.map((it) => modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, jitter), it.originalSize, it.reshapedSize));
+        const batch = await loadBatch(cache, chunk, boxes, L);
+        const r = trainStep(model, batch as any, names, adam, adamOpts, proximal);
+        tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target]);
+        if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
+        lossSum += r.loss;
+        diceSum += 1 - r.dice;
+        steps++;
+        bar.tick();
+      }
+      bar.stop();
+      const m: EpochMetrics = { epoch, trainLoss: lossSum / steps, trainDice: diceSum / steps, steps, seconds: (performance.now() - t0) / 1000 };
+      if (val.length) m.val = await evaluateItems(loaded, cache, val, { batchSize: opts.batchSize });
+      history.push(m);
+      await opts.onEpoch?.(m);
+    }
+  } finally {
+    adamDispose(adam);
+    if (proximal) for (const t of proximal.global.values()) t.dispose();
+  }
+  return history;
+}

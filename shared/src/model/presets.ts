@@ -1,0 +1,89 @@
+// Where a SamModel comes from: an HF folder the user downloaded (config.json + model.safetensors), or the
+// built-in small configuration with fixed-seed weights that lets everything run on two CPU cores in minutes.
+import { access } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseSamConfig, type SamConfig } from '../config.ts';
+import { loadSamCheckpoint, hashWeights, type SamPart } from '../checkpoint.ts';
+import type { HostTensor } from '../safetensors.ts';
+import { SamProcessor, loadPreprocessorConfig } from '../processor.ts';
+import { initSamWeights } from './init.ts';
+import { SamModel } from './sam.ts';
+
+/** The built-in model's name (what `--model` defaults to). */
+export const DEFAULT_MODEL = 'fedsam-tiny';
+export const DEFAULT_MODEL_SEED = 20241;
+
+/**
+ * fedsam-tiny: SAM's architecture at toy size. 256-pixel input, 8-pixel patches (a 32×32 embedding grid, 128×128
+ * low-res masks), 2 vision layers of width 64, a 64-wide two-way transformer. Its frozen encoders are random
+ * (fixed seed), so only what the decoder learns on site matters; it is for trying the system end to end, not for
+ * clinical use.
+ */
+export function tinySamConfig(): SamConfig {
+  return parseSamConfig({
+    vision_config: {
+      hidden_size: 64, output_channels: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 256, patch_size: 8,
+      window_size: 8, global_attn_indexes: [1], mlp_dim: 256, num_pos_feats: 32,
+    },
+    prompt_encoder_config: { hidden_size: 64, image_size: 256, patch_size: 8, image_embedding_size: 32, mask_input_channels: 16 },
+    mask_decoder_config: { hidden_size: 64, mlp_dim: 256, num_hidden_layers: 2, num_attention_heads: 4, iou_head_hidden_dim: 64 },
+  }, DEFAULT_MODEL);
+}
+
+export interface LoadedModel {
+  /** A folder path, or 'fedsam-tiny'. */
+  source: string;
+  config: SamConfig;
+  model: SamModel;
+  processor: SamProcessor;
+  /** sha256 of the frozen vision encoder (the embedding cache keys on it). */
+  visionHash: string;
+  /** sha256 of everything frozen: vision encoder, prompt encoder, shared positional embedding (the server checks it). */
+  baseModelHash: string;
+  /** Learning rate that suits this model when none is given (the recipe's 1e-5 for pretrained SAM). */
+  recommendedLr: number;
+}
+
+export function frozenHashes(weights: Map<string, HostTensor>): { visionHash: string; baseModelHash: string } {
+  const visionHash = hashWeights(weights, 'vision_encoder.');
+  const frozen = new Map([...weights].filter(([n]) => !n.startsWith('mask_decoder.') && n !== 'prompt_encoder.shared_embedding.positional_embedding'));
+  return { visionHash, baseModelHash: hashWeights(frozen, '') };
+}
+
+/** Processor for a model: the folder's preprocessor_config.json, else HF defaults sized to the model's input. */
+export async function processorFor(config: SamConfig, folder?: string): Promise<SamProcessor> {
+  const { config: pc, source } = await loadPreprocessorConfig(folder);
+  if (source !== 'defaults') return new SamProcessor(pc, source);
+  const s = config.vision.image_size;
+  return new SamProcessor({ ...pc, size: { longest_edge: s }, pad_size: { height: s, width: s } }, `defaults for ${s}px input`);
+}
+
+/** Host weights of the built-in model (deterministic). */
+export function tinySamWeights(): { config: SamConfig; weights: Map<string, HostTensor> } {
+  const config = tinySamConfig();
+  return { config, weights: initSamWeights(config, DEFAULT_MODEL_SEED) };
+}
+
+/**
+ * Load a model: `undefined` or 'fedsam-tiny' gives the built-in model; anything else is an HF SAM folder.
+ * Errors say which file is missing and what to do.
+ */
+export async function loadModel(spec: string | undefined, opts: { parts?: SamPart[] } = {}): Promise<LoadedModel> {
+  if (!spec || spec === DEFAULT_MODEL) {
+    const { config, weights } = tinySamWeights();
+    const model = SamModel.fromHost(config, weights);
+    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 1e-3 };
+  }
+  const dir = resolve(spec);
+  try {
+    await access(dir);
+  } catch {
+    throw new Error(`model folder ${dir} does not exist: pass --model with a folder holding config.json and model.safetensors (e.g. a download of facebook/sam-vit-base), or omit --model for the built-in ${DEFAULT_MODEL}`);
+  }
+  const { config, weights } = await loadSamCheckpoint(dir, opts.parts ? { parts: opts.parts } : undefined);
+  const hashes = frozenHashes(weights);
+  const model = SamModel.fromHost(config, weights);
+  return { source: dir, config, model, processor: await processorFor(config, dir), ...hashes, recommendedLr: 1e-5 };
+}
+
+export const modelFolderFiles = (dir: string) => [join(dir, 'config.json'), join(dir, 'model.safetensors')];
