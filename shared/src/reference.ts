@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { readSafetensors, type HostTensor } from './safetensors.ts';
 import { parseSamConfig } from './config.ts';
 import { SamModel } from './model/sam.ts';
+import { processorParity } from './processorParity.ts';
 import { denseEmbeddingsFull } from './model/promptEncoder.ts';
 import { lossAndGrads, trainStep, trainableDecoderNames, batchLoss } from './train/step.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from './train/adam.ts';
@@ -278,6 +279,10 @@ export async function verifyReferenceFolder(folder: string): Promise<{ kind: str
     case 'sam_forward':
     case 'sam_decoder_only_forward':
       return { kind: manifest.kind, rows: await verifyForward(folder, manifest) };
+    case 'sam_processor': {
+      const rows = await processorParity(folder);
+      return { kind: manifest.kind, rows: rows.map((r) => ({ ...r, tensor: `${r.stage}: ${r.tensor}` })) };
+    }
     case 'sam_train_step':
       return { kind: manifest.kind, rows: await verifyTrainStep(folder, manifest) };
     default:

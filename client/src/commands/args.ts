@@ -1,0 +1,54 @@
+// Parsers for command-line values; each error names the flag and the expected form.
+import { InvalidArgumentError } from 'commander';
+
+export function parseNumberList(flag: string, n: number) {
+  return (v: string): number[] => {
+    const parts = v.split(',').map((s) => s.trim());
+    const nums = parts.map(Number);
+    if (parts.length !== n || nums.some((x) => !Number.isFinite(x))) {
+      throw new InvalidArgumentError(`${flag} expects ${n} comma-separated numbers, got "${v}"`);
+    }
+    return nums;
+  };
+}
+
+export function parsePoint(v: string, prev: number[][] = []): number[][] {
+  const parts = v.split(',').map((s) => s.trim());
+  const nums = parts.map(Number);
+  if (parts.length !== 3 || nums.some((x) => !Number.isFinite(x)) || (nums[2] !== 0 && nums[2] !== 1)) {
+    throw new InvalidArgumentError(`--point expects x,y,label with label 1 (foreground) or 0 (background), got "${v}"`);
+  }
+  return [...prev, nums];
+}
+
+export function parsePositiveInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} expects a positive integer, got "${v}"`);
+    return n;
+  };
+}
+
+export function parseNonNegInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} expects a non-negative integer, got "${v}"`);
+    return n;
+  };
+}
+
+export function parsePositiveFloat(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${flag} expects a positive number, got "${v}"`);
+    return n;
+  };
+}
+
+export function parseFraction(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`${flag} expects a number in [0, 1), got "${v}"`);
+    return n;
+  };
+}

@@ -1,0 +1,61 @@
+// Everything a site needs before training: the model, its dataset with a grouped train/validation split,
+// and the cached embeddings. Shared by `fedsam train`, `fedsam evaluate`, the site daemon and the simulation.
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadModel, type LoadedModel } from '@fedsam/shared/model/presets';
+import { loadDataset, formatReport } from '../data/datasets.ts';
+import { splitByGroup } from '../data/split.ts';
+import type { DatasetReport, Sample } from '../data/types.ts';
+import type { LoadOptions } from '../data/options.ts';
+import { EmbeddingCache } from './cache.ts';
+import { prepareItems, type EngineItem } from './trainer.ts';
+
+export function defaultCacheDir(): string {
+  if (process.env.FEDSAM_CACHE_DIR) return resolve(process.env.FEDSAM_CACHE_DIR);
+  const base = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
+  return join(base, 'fedsam', 'embeddings');
+}
+
+export interface SiteOptions {
+  model?: string | LoadedModel;
+  data: string;
+  valSplit?: number;
+  seed?: number;
+  cacheDir?: string;
+  float16Cache?: boolean;
+  quiet?: boolean;
+  /** Use every sample for both (evaluate --split all). */
+  noSplit?: boolean;
+  dataset?: LoadOptions;
+  log?: (line: string) => void;
+}
+
+export interface Site {
+  loaded: LoadedModel;
+  cache: EmbeddingCache;
+  samples: Sample[];
+  report: DatasetReport;
+  train: EngineItem[];
+  val: EngineItem[];
+  trainGroups: string[];
+  valGroups: string[];
+}
+
+export async function prepareSite(o: SiteOptions): Promise<Site> {
+  const loaded = typeof o.model === 'object' ? o.model : await loadModel(o.model);
+  const { samples, report } = await loadDataset(o.data, o.dataset);
+  o.log?.(formatReport(report));
+  const split = o.noSplit
+    ? { train: samples, val: samples, trainGroups: [], valGroups: [] }
+    : splitByGroup(samples, { valFraction: o.valSplit ?? 0.2, seed: o.seed ?? 0 });
+  const cache = new EmbeddingCache({ dir: o.cacheDir ?? defaultCacheDir(), visionHash: loaded.visionHash, processor: loaded.processor.config, float16: o.float16Cache });
+  // One pass over all images (train and validation share the cache), then items per side.
+  const all = await prepareItems(loaded, cache, samples, { quiet: o.quiet });
+  const byId = new Map(all.map((it) => [it.sample.id, it]));
+  return {
+    loaded, cache, samples, report,
+    train: split.train.map((s) => byId.get(s.id)!),
+    val: split.val.map((s) => byId.get(s.id)!),
+    trainGroups: split.trainGroups, valGroups: split.valGroups,
+  };
+}

@@ -1,0 +1,130 @@
+// Local engine: embedding cache behaviour (reuse, changed image, half-written file, float16), low-res targets,
+// steady memory across training steps, and training that beats the untrained model on synthetic data.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, writeFile, truncate, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import { initBackend } from '@fedsam/shared/backend';
+import { loadModel } from '@fedsam/shared/model/presets';
+import { trainStep, trainableDecoderNames } from '@fedsam/shared/train/step';
+import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
+import { synthesize } from '@fedsam/client/data/synth';
+import { loadDataset } from '@fedsam/client/data/datasets';
+import { EmbeddingCache } from '@fedsam/client/engine/cache';
+import { embedImages, lowResTarget, prepareItems, trainDecoder, evaluateItems } from '@fedsam/client/engine/trainer';
+import { splitByGroup } from '@fedsam/client/data/split';
+
+async function allFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(join(e.parentPath ?? (e as any).path, e.name));
+  return out;
+}
+
+test('lowResTarget maps the mask into the padded low-res frame', () => {
+  // 100 wide x 50 high image, left half foreground; model frame 64 px (resized 64x32), low-res 16.
+  const W = 100, H = 50;
+  const mask = new Uint8Array(W * H);
+  for (let y = 0; y < H; y++) for (let x = 0; x < 50; x++) mask[y * W + x] = 1;
+  const t = lowResTarget(mask, [H, W], [32, 64], 64, 16);
+  // rows 0..7 cover the image (32/4), columns 0..7 are the left half; everything else is padding or background
+  for (let u = 0; u < 16; u++) for (let v = 0; v < 16; v++) assert.equal(t[u * 16 + v], u < 8 && v < 8 ? 1 : 0, `(${u},${v})`);
+});
+
+test('embedding cache: computed once, changed image re-embedded, half-written file recomputed', async () => {
+  await initBackend();
+  const root = await mkdtemp(join(tmpdir(), 'fedsam-cache-'));
+  await synthesize({ out: join(root, 'data'), sites: 1, imagesPerSite: 4, seed: 3, size: 128 });
+  const loaded = await loadModel(undefined);
+  const cacheDir = join(root, 'cache');
+  const mk = () => new EmbeddingCache({ dir: cacheDir, visionHash: loaded.visionHash, processor: loaded.processor.config });
+  let ds = await loadDataset(join(root, 'data', 'site-1'));
+  const first = await embedImages(loaded, mk(), ds.samples, { quiet: true });
+  assert.equal(first.computed, 4);
+  const again = await embedImages(loaded, mk(), ds.samples, { quiet: true });
+  assert.equal(again.computed, 0, 'a second run embeds nothing');
+
+  // Change one image: only it is re-embedded.
+  const imgDir = join(root, 'data', 'site-1', 'images');
+  const name = (await readdir(imgDir)).sort()[0];
+  const { data, info } = await sharp(join(imgDir, name)).raw().toBuffer({ resolveWithObject: true });
+  data[0] = data[0] ^ 0xff;
+  await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }).png().toFile(join(imgDir, name));
+  ds = await loadDataset(join(root, 'data', 'site-1'));
+  const changed = await embedImages(loaded, mk(), ds.samples, { quiet: true });
+  assert.equal(changed.computed, 1);
+
+  // A truncated file (process killed mid-write by something else) is detected and recomputed.
+  const files = await allFiles(cacheDir);
+  assert.equal(files.filter((f) => f.endsWith('.safetensors')).length, 5);
+  const victim = files.find((f) => f.endsWith('.safetensors'))!;
+  await truncate(victim, (await stat(victim)).size - 100);
+  const c = mk();
+  const repaired = await embedImages(loaded, c, ds.samples, { quiet: true });
+  assert.ok(repaired.computed <= 1 && c.stats.corrupt <= 1);
+  // garbage under a real name is never read as data
+  await writeFile(victim, 'not a safetensors file');
+  const c2 = mk();
+  await embedImages(loaded, c2, ds.samples, { quiet: true });
+  assert.equal(c2.stats.corrupt + c2.stats.misses >= 1, true);
+  loaded.model.dispose();
+});
+
+test('float16 cache stays close to float32', async () => {
+  await initBackend();
+  const root = await mkdtemp(join(tmpdir(), 'fedsam-f16-'));
+  await synthesize({ out: join(root, 'data'), sites: 1, imagesPerSite: 2, seed: 4, size: 128 });
+  const loaded = await loadModel(undefined);
+  const ds = await loadDataset(join(root, 'data', 'site-1'));
+  const c32 = new EmbeddingCache({ dir: join(root, 'c32'), visionHash: loaded.visionHash, processor: loaded.processor.config });
+  const c16 = new EmbeddingCache({ dir: join(root, 'c16'), visionHash: loaded.visionHash, processor: loaded.processor.config, float16: true });
+  await embedImages(loaded, c32, ds.samples, { quiet: true });
+  await embedImages(loaded, c16, ds.samples, { quiet: true });
+  const key = ds.samples[0].imageKey;
+  const a = (await c32.get(c32.keyFor(key)))!.data;
+  const b = (await new EmbeddingCache({ dir: join(root, 'c16'), visionHash: loaded.visionHash, processor: loaded.processor.config, float16: true }).get(c16.keyFor(key)))!.data;
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(a[i])));
+  assert.ok(worst > 0 && worst < 1e-3, `float16 relative error ${worst}`);
+  loaded.model.dispose();
+});
+
+test('training steps keep tf memory steady', async () => {
+  await initBackend();
+  const loaded = await loadModel(undefined);
+  const model = loaded.model;
+  const names = trainableDecoderNames(model.decoderParameterNames(), loaded.config.decoder.num_multimask_outputs);
+  const adam = adamInit();
+  const B = 2, s = loaded.config.prompt.imageEmbeddingSize, C = loaded.config.prompt.hidden_size, L = 4 * s;
+  const batch = { embeddingsNHWC: tf.randomNormal([B, s, s, C]) as tf.Tensor4D, boxes: tf.tensor3d([[[10, 20, 120, 140]], [[30, 30, 200, 90]]]), target: tf.ones([B, 1, L, L]) as tf.Tensor4D };
+  trainStep(model, batch, names, adam, { ...ADAM_DEFAULTS, lr: 1e-3 });
+  const counts: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    trainStep(model, batch, names, adam, { ...ADAM_DEFAULTS, lr: 1e-3 });
+    counts.push(tf.memory().numTensors);
+  }
+  assert.deepEqual(counts, [counts[0], counts[0], counts[0], counts[0]], `numTensors per step: ${counts}`);
+  adamDispose(adam);
+  tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target]);
+  model.dispose();
+});
+
+test('a few epochs on synthetic data beat the untrained model', async () => {
+  await initBackend();
+  const root = await mkdtemp(join(tmpdir(), 'fedsam-train-'));
+  await synthesize({ out: join(root, 'data'), sites: 1, imagesPerSite: 12, seed: 5, size: 128 });
+  const loaded = await loadModel(undefined);
+  const cache = new EmbeddingCache({ dir: join(root, 'cache'), visionHash: loaded.visionHash, processor: loaded.processor.config });
+  const { samples } = await loadDataset(join(root, 'data', 'site-1'));
+  const split = splitByGroup(samples, { valFraction: 0.25, seed: 1 });
+  const train = await prepareItems(loaded, cache, split.train, { quiet: true });
+  const val = await prepareItems(loaded, cache, split.val, { quiet: true });
+  const before = await evaluateItems(loaded, cache, val);
+  const history = await trainDecoder(loaded, cache, train, val, { epochs: 4, lr: 3e-3, batchSize: 4, seed: 1, quiet: true });
+  const after = history[history.length - 1].val!;
+  assert.ok(history[history.length - 1].trainLoss < history[0].trainLoss, 'training loss falls');
+  assert.ok(after.dice > before.dice + 0.1, `val Dice ${before.dice.toFixed(3)} -> ${after.dice.toFixed(3)}`);
+  loaded.model.dispose();
+});
