@@ -1,0 +1,103 @@
+// The fedsam command as a user runs it: real child processes, real files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, cp, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const FEDSAM = join(ROOT, 'bin', 'fedsam.mjs');
+
+function fedsam(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [FEDSAM, ...args], { env: { ...process.env, FEDSAM_LOG_LEVEL: 'warn', ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('fedsam --help lists the subcommands', async () => {
+  const r = await fedsam(['--help']);
+  assert.equal(r.code, 0);
+  for (const c of ['verify-reference', 'predict', 'train', 'evaluate', 'synth']) assert.match(r.stdout, new RegExp(c));
+});
+
+test('verify-reference passes on tiny-box and fails on a tampered copy', async () => {
+  const ok = await fedsam(['verify-reference', join(ROOT, 'test/fixtures/tiny-box')]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /all \d+ checks within tolerance/);
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-vr-'));
+  await cp(join(ROOT, 'test/fixtures/tiny-box'), dir, { recursive: true });
+  // Different model weights: same format, wrong numbers.
+  await cp(join(ROOT, 'test/fixtures/tiny-train/params_after_6_steps_lr0.001.safetensors'), join(dir, 'decoder.safetensors'));
+  const { readSafetensors, writeSafetensors } = await import('@fedsam/shared/safetensors');
+  const model = (await readSafetensors(join(dir, 'model.safetensors'))).tensors;
+  for (const [k, v] of (await readSafetensors(join(dir, 'decoder.safetensors'))).tensors) model.set(k, v);
+  await writeSafetensors(join(dir, 'model.safetensors'), model);
+  const bad = await fedsam(['verify-reference', dir]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stdout, /FAIL/);
+});
+
+test('predict writes a mask at the image size and an overlay; bad arguments give one-line errors', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-predict-'));
+  const img = join(dir, 'img.png');
+  const W = 90, H = 60;
+  const px = Buffer.alloc(W * H * 3, 40);
+  for (let y = 20; y < 40; y++) for (let x = 30; x < 60; x++) px.fill(220, (y * W + x) * 3, (y * W + x) * 3 + 3);
+  await sharp(px, { raw: { width: W, height: H, channels: 3 } }).png().toFile(img);
+  const r = await fedsam(['predict', '--image', img, '--box', '28,18,62,42', '--point', '45,30,1', '--out', join(dir, 'mask.png'), '--overlay', join(dir, 'ov.png')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /predicted IoU: -?\d/);
+  const meta = await sharp(join(dir, 'mask.png')).metadata();
+  assert.equal(meta.width, W);
+  assert.equal(meta.height, H);
+  assert.equal((await sharp(join(dir, 'ov.png')).metadata()).width, W);
+
+  const outside = await fedsam(['predict', '--image', img, '--box', '10,10,200,50', '--out', join(dir, 'm2.png')]);
+  assert.notEqual(outside.code, 0);
+  assert.match(outside.stderr, /outside the image \(90x60/);
+  assert.equal(outside.stderr.trim().split('\n').length, 1, outside.stderr);
+
+  await writeFile(join(dir, 'broken.png'), 'not an image');
+  const unreadable = await fedsam(['predict', '--image', join(dir, 'broken.png'), '--box', '1,1,5,5', '--out', join(dir, 'm3.png')]);
+  assert.notEqual(unreadable.code, 0);
+  assert.match(unreadable.stderr, /cannot read image .*broken\.png/);
+
+  const noModel = await fedsam(['predict', '--model', join(dir, 'nope'), '--image', img, '--box', '1,1,5,5', '--out', join(dir, 'm4.png')]);
+  assert.notEqual(noModel.code, 0);
+  assert.match(noModel.stderr, /does not exist/);
+
+  const modelDir = join(dir, 'model');
+  assert.equal((await fedsam(['save-default-model', '--out', modelDir])).code, 0);
+  const { rm } = await import('node:fs/promises');
+  await rm(join(modelDir, 'model.safetensors'));
+  const missingFile = await fedsam(['predict', '--model', modelDir, '--image', img, '--box', '1,1,5,5', '--out', join(dir, 'm5.png')]);
+  assert.notEqual(missingFile.code, 0);
+  assert.match(missingFile.stderr, /model\.safetensors/);
+  assert.equal(missingFile.stderr.trim().split('\n').length, 1, missingFile.stderr);
+
+  const badBox = await fedsam(['predict', '--image', img, '--box', '1,2,3', '--out', join(dir, 'm6.png')]);
+  assert.equal(badBox.code, 1);
+  assert.match(badBox.stderr, /--box expects 4 comma-separated numbers/);
+});
+
+test('synth, train and evaluate from the command line', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-train-'));
+  const s = await fedsam(['synth', '--out', join(dir, 'data'), '--sites', '1', '--images-per-site', '6', '--size', '128']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stdout, /box/i);
+  const env = { FEDSAM_CACHE_DIR: join(dir, 'cache') };
+  const t = await fedsam(['train', '--data', join(dir, 'data', 'site-1'), '--epochs', '1', '--out', join(dir, 'out'), '--quiet'], env);
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout, /untrained/);
+  const files = await readdir(join(dir, 'out'));
+  for (const f of ['config.json', 'model.safetensors', 'preprocessor_config.json', 'metrics.json']) assert.ok(files.includes(f), f);
+  const e = await fedsam(['evaluate', '--model', join(dir, 'out'), '--data', join(dir, 'data', 'site-1'), '--overlays', join(dir, 'ov'), '--overlay-count', '2', '--quiet'], env);
+  assert.equal(e.code, 0, e.stderr);
+  assert.match(e.stdout, /box Dice/);
+  assert.equal((await readdir(join(dir, 'ov'))).length, 2);
+});
