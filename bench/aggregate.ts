@@ -1,0 +1,163 @@
+// Aggregation of K sam-vit-base mask-decoder updates (4,058,340 float32 parameters in the HF decoder shapes):
+// ms per aggregation and peak RSS growth, next to Flower's aggregate() on this machine.
+//
+//   node --import tsx bench/aggregate.ts            all K, table
+//   node --import tsx bench/aggregate.ts --json     machine-readable
+//
+// Each (strategy, K) runs in a fresh child process so that its peak RSS is its own. FedAvg is measured as the
+// server runs it: updates arrive one at a time (one receive buffer, reused), each is folded into the float64
+// accumulator, then finish() produces the float32 mean; time = all K folds + finish. Median / trimmed mean need all
+// K updates at once (K float32 copies are part of their cost).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { expectedSamParameters } from '@fedsam/shared/checkpoint';
+import { samVitBaseConfig } from '@fedsam/shared/config';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+
+const KS = [2, 8, 32];
+const FLOWER = { 2: { ms: 9.9, mb: 47 }, 8: { ms: 22.0, mb: 140 }, 32: { ms: 69.6, mb: 512 } } as Record<number, { ms: number; mb: number }>;
+const STRATEGIES: Array<{ label: string; cfg: StrategyConfigInput }> = [
+  { label: 'fedavg', cfg: { name: 'fedavg' } },
+  { label: 'fedadam', cfg: { name: 'fedadam' } },
+  { label: 'median', cfg: { name: 'median' } },
+  { label: 'trimmed_mean', cfg: { name: 'trimmed_mean', beta: 0.2 } },
+];
+
+function decoderShapes(): Map<string, number[]> {
+  const all = expectedSamParameters(samVitBaseConfig());
+  return new Map([...all].filter(([n]) => n.startsWith('mask_decoder.')));
+}
+
+function makeWeights(shapes: Map<string, number[]>, seed: number): Map<string, HostTensor> {
+  let s = seed >>> 0;
+  const out = new Map<string, HostTensor>();
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const d = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      d[i] = (s / 4294967296 - 0.5) * 0.1;
+    }
+    out.set(name, { dtype: 'float32', shape, data: d });
+  }
+  return out;
+}
+
+/** Turn `buf` into update k (cheap, outside the timed region). */
+function fillUpdate(buf: Map<string, HostTensor>, base: Map<string, HostTensor>, k: number): void {
+  const off = (k + 1) * 1e-3;
+  for (const [name, t] of buf) {
+    const b = base.get(name)!.data as Float32Array;
+    const d = t.data as Float32Array;
+    for (let i = 0; i < d.length; i++) d[i] = b[i]! + off * ((i % 7) - 3);
+  }
+}
+
+function copyOf(w: Map<string, HostTensor>): Map<string, HostTensor> {
+  return new Map([...w].map(([n, t]) => [n, { ...t, data: (t.data as Float32Array).slice() }]));
+}
+
+interface Measurement {
+  strategy: string;
+  k: number;
+  params: number;
+  ms: number;
+  foldMsPerUpdate: number;
+  /** Time after the last update arrived: its fold + finish (what delays the next round). */
+  criticalMs: number;
+  rssGrowthMB: number;
+}
+
+function measureOne(strategyLabel: string, k: number): Measurement {
+  const spec = STRATEGIES.find((s) => s.label === strategyLabel)!;
+  const shapes = decoderShapes();
+  const params = [...shapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+  // warm up the JIT (as a long-running server is after its first round) on a small layout
+  {
+    const small = new Map([['mask_decoder.w', [4096]], ['mask_decoder.b', [16]]]);
+    const g = makeWeights(small, 1);
+    for (let r = 0; r < 20; r++) {
+      const agg = createStrategy(spec.cfg).beginRound(r + 1, g);
+      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: copyOf(g), numExamples: 1 + i });
+      agg.finish();
+    }
+  }
+  const global = makeWeights(shapes, 42);
+  const receive = copyOf(global);
+  const keeps = createStrategy(spec.cfg).keepsAllUpdates;
+  // robust strategies keep every update: those K buffers are created as they arrive, inside the measurement
+  (globalThis as { gc?: () => void }).gc?.();
+  const rss0 = process.memoryUsage().rss;
+  const peak0 = process.resourceUsage().maxRSS * 1024;
+  const strategy = createStrategy(spec.cfg);
+  let timed = 0;
+  let foldTime = 0;
+  let lastFold = 0;
+  let t = performance.now();
+  const agg = strategy.beginRound(1, global);
+  timed += performance.now() - t;
+  for (let i = 0; i < k; i++) {
+    fillUpdate(receive, global, i);
+    const update = keeps ? copyOf(receive) : receive; // a robust aggregator holds on to each received buffer
+    t = performance.now();
+    agg.add({ site: `s${i}`, weights: update, numExamples: 10 + i });
+    const dt = performance.now() - t;
+    timed += dt;
+    foldTime += dt;
+    lastFold = dt;
+  }
+  t = performance.now();
+  const out = agg.finish();
+  const finishMs = performance.now() - t;
+  timed += finishMs;
+  if (out.size !== shapes.size) throw new Error('bad output');
+  const peak = Math.max(process.resourceUsage().maxRSS * 1024, peak0);
+  return { strategy: strategyLabel, k, params, ms: timed, foldMsPerUpdate: foldTime / k, criticalMs: lastFold + finishMs, rssGrowthMB: (peak - Math.max(rss0, peak0 > rss0 ? rss0 : peak0)) / 2 ** 20 };
+}
+
+function main(): void {
+  const args = process.argv.slice(2);
+  const one = args.indexOf('--one');
+  if (one >= 0) {
+    const [strategy, k] = args[one + 1]!.split(':');
+    process.stdout.write(JSON.stringify(measureOne(strategy!, Number(k))) + '\n');
+    return;
+  }
+  const json = args.includes('--json');
+  const only = args.includes('--fedavg-only') ? ['fedavg'] : STRATEGIES.map((s) => s.label);
+  const self = fileURLToPath(import.meta.url);
+  const results: Measurement[] = [];
+  for (const strategy of only) {
+    for (const k of KS) {
+      const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--one', `${strategy}:${k}`], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      if (r.status !== 0) throw new Error(`bench child failed (${strategy} K=${k}): ${r.stderr}`);
+      results.push(JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Measurement);
+    }
+  }
+  if (json) {
+    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+    return;
+  }
+  const params = results[0]!.params;
+  const lines = [
+    `Aggregation of K sam-vit-base mask-decoder updates (${params.toLocaleString('en-US')} float32 parameters, HF decoder shapes)`,
+    'FedSAM: each update folded in as it arrives (float64 accumulator, one receive buffer); "total" = all K folds +',
+    'finish, "after last" = last fold + finish (the part that delays the next round: earlier folds overlap the uploads).',
+    "Flower: aggregate() on this machine, which starts after all K updates are in memory.",
+    '',
+    '| strategy     |  K | total ms | fold ms/update | after last ms | peak RSS growth | Flower ms | Flower RSS growth |',
+    '|--------------|---:|---------:|---------------:|--------------:|----------------:|----------:|------------------:|',
+  ];
+  for (const r of results) {
+    const f = FLOWER[r.k]!;
+    const flower = r.strategy === 'fedavg';
+    lines.push(
+      `| ${r.strategy.padEnd(12)} | ${String(r.k).padStart(2)} | ${r.ms.toFixed(1).padStart(8)} | ${r.foldMsPerUpdate.toFixed(1).padStart(14)} | ` +
+        `${r.criticalMs.toFixed(1).padStart(13)} | ${`+${r.rssGrowthMB.toFixed(0)} MB`.padStart(15)} | ${(flower ? f.ms.toFixed(1) : '').padStart(9)} | ${(flower ? `+${f.mb} MB` : '').padStart(17)} |`,
+    );
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+main();

@@ -1,0 +1,211 @@
+// One sam-vit-base mask decoder (4,058,340 parameters) down and up over loopback gRPC, f32 and f16 on the wire.
+// The aggregation server runs in a child process (as on another machine); the site side runs here.
+//
+//   node --import tsx bench/transfer.ts [--reps N] [--json]
+//
+// download = DownloadGlobal: stream in, chunk reassembly, sha256 check, float32 tensors out (f16: + conversion).
+// upload   = SubmitUpdate of an encoded update: stream out, and the server's reassembly, checksum, finite check
+//            and FedAvg fold before it answers. The site's encoding (copy or f16 conversion + sha256) is shown apart.
+// The server encodes and frames each new global once, when it is made (not per download).
+// MB/s = wire payload bytes / s (f32: 16.2 MB, f16: 8.1 MB); "model MB/s" = float32-equivalent bytes / s.
+import { spawn } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { destination, pino } from 'pino';
+import { expectedSamParameters } from '@fedsam/shared/checkpoint';
+import { samVitBaseConfig } from '@fedsam/shared/config';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import { CHECKSUM_ALGORITHM, encodeTransfer, type WireDtype } from '@fedsam/shared/transfer';
+import { cpus, loadavg } from 'node:os';
+import { hashToken } from '@fedsam/server/auth';
+import { runServer } from '@fedsam/server/server';
+import { raiseServerFlowControlWindow } from '@fedsam/server/http2-tuning';
+import { Connection } from '@fedsam/client/daemon/connection';
+
+const TOKEN = 'bench-token';
+const HASH = 'be7c4'.repeat(8);
+
+function decoder(): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  let s = 1;
+  for (const [name, shape] of expectedSamParameters(samVitBaseConfig())) {
+    if (!name.startsWith('mask_decoder.')) continue;
+    const n = shape.reduce((a, b) => a * b, 1);
+    const d = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      d[i] = (s / 4294967296 - 0.5) * 0.1;
+    }
+    out.set(name, { dtype: 'float32', shape, data: d });
+  }
+  return out;
+}
+
+// Transport ceiling: the same 16 x 1 MiB messages through grpc-js with pass-through (de)serializers and no checks.
+const id = (b: Buffer) => b;
+const RAW_SERVICE: grpc.ServiceDefinition = {
+  Down: { path: '/bench.Raw/Down', requestStream: false, responseStream: true, requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id, originalName: 'Down' },
+  Up: { path: '/bench.Raw/Up', requestStream: true, responseStream: false, requestSerialize: id, requestDeserialize: id, responseSerialize: id, responseDeserialize: id, originalName: 'Up' },
+};
+
+async function serveRaw(bytes: number): Promise<number> {
+  const payload = Buffer.alloc(bytes, 7);
+  const s = new grpc.Server();
+  raiseServerFlowControlWindow(s, 16 << 20); // as the FedSAM server does
+  s.addService(RAW_SERVICE, {
+    Down: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      for (let off = 0; off < payload.length; off += 1 << 20) {
+        if (!call.write(payload.subarray(off, off + (1 << 20)))) await new Promise((r) => call.once('drain', r));
+      }
+      call.end();
+    },
+    Up: (call: grpc.ServerReadableStream<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      let n = 0;
+      call.on('data', (b: Buffer) => (n += b.length));
+      call.on('end', () => cb(null, Buffer.from(String(n))));
+    },
+  });
+  return new Promise((resolve, reject) => s.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+}
+
+async function rawCeiling(port: number, bytes: number, reps: number): Promise<{ down: number; up: number }> {
+  const Client = grpc.makeGenericClientConstructor(RAW_SERVICE, 'Raw');
+  const c = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': 16 << 20 }) as unknown as {
+    Down(req: Buffer): AsyncIterable<Buffer>;
+    Up(cb: (e: Error | null) => void): grpc.ClientWritableStream<Buffer>;
+    close(): void;
+  };
+  const payload = Buffer.alloc(bytes, 3);
+  const down: number[] = [];
+  const up: number[] = [];
+  for (let r = 0; r <= reps; r++) {
+    let t = performance.now();
+    for await (const _ of c.Down(Buffer.alloc(0))) void _;
+    const d = performance.now() - t;
+    t = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const call = c.Up((e) => (e ? reject(e) : resolve()));
+      (async () => {
+        for (let off = 0; off < payload.length; off += 1 << 20) {
+          if (!call.write(payload.subarray(off, off + (1 << 20)))) await new Promise((res) => call.once('drain', res));
+        }
+        call.end();
+      })();
+    });
+    if (r > 0) {
+      down.push(d);
+      up.push(performance.now() - t);
+    }
+  }
+  c.close();
+  return { down: median(down), up: median(up) };
+}
+
+async function serve(rounds: number): Promise<void> {
+  const h = await runServer(
+    {
+      listen: '127.0.0.1:0', rounds, min_available_clients: 1, min_fit_clients: 1, evaluate_every: 0, long_poll_s: 30,
+      round_timeout_s: 600, base_model_hash: HASH, out_dir: fileURLToPath(new URL(`../runs/bench-transfer-${process.pid}`, import.meta.url)),
+      sites: [{ name: 'bench', token_sha256: hashToken(TOKEN) }], metrics: null, keep_rounds: 1, shutdown_grace_s: 1,
+    },
+    { logger: pino({ level: 'warn' }, destination(2)), initialDecoder: decoder() },
+  );
+  const rawPort = await serveRaw(encodeTransfer(decoder()).manifest.total_bytes);
+  process.stdout.write(JSON.stringify({ port: h.port, rawPort }) + '\n');
+  const { rm } = await import('node:fs/promises');
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      void h.stop(sig).finally(() => rm(h.config.out_dir, { recursive: true, force: true }).finally(() => process.exit(0)));
+    });
+  }
+  await h.done; // the raw ceiling server stays up until the parent sends SIGTERM
+}
+
+interface Row {
+  dtype: WireDtype;
+  direction: 'download' | 'upload';
+  wireMB: number;
+  ms: number;
+  mbps: number;
+  modelMbps: number;
+  /** upload: the site's encoding before the stream (copy / f16 conversion + sha256). */
+  encodeMs?: number;
+}
+
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const reps = Number(args[args.indexOf('--reps') + 1]) || 5;
+  if (args.includes('--serve')) return serve(Number(args[args.indexOf('--serve') + 1]));
+  const rounds = 2 * (reps + 1);
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { port, rawPort } = await new Promise<{ port: number; rawPort: number }>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', (l) => resolve(JSON.parse(l) as { port: number; rawPort: number }));
+    child.once('exit', (c) => reject(new Error(`bench server exited (${c})`)));
+  });
+  const conn = new Connection({ server: `127.0.0.1:${port}`, token: TOKEN });
+  const w = decoder();
+  const manifest = encodeTransfer(w, 'F32').manifest;
+  const modelBytes = manifest.total_bytes;
+  await conn.join({ site: 'bench', base_model_hash: HASH, decoder: manifest, client_version: 'bench' });
+  const rows: Row[] = [];
+  let round = 0;
+  for (const dtype of ['F32', 'F16'] as WireDtype[]) {
+    const down: number[] = [];
+    const up: number[] = [];
+    const encode: number[] = [];
+    let wire = 0;
+    for (let r = 0; r < reps + 1; r++) {
+      const task = await conn.getTask(30_000);
+      if (!task.fit) throw new Error(`expected a fit task, got ${JSON.stringify(task)}`);
+      round = task.round;
+      let t = performance.now();
+      const g = await conn.downloadGlobal({ dtype });
+      const dMs = performance.now() - t;
+      wire = g.bytes;
+      t = performance.now();
+      const enc = conn.encodeUpdate(g.weights, dtype);
+      const eMs = performance.now() - t;
+      t = performance.now();
+      await conn.submitUpdate({ task_id: task.task_id, round, num_examples: 10, metrics: {} }, enc);
+      const uMs = performance.now() - t;
+      if (r > 0) {
+        // first repetition = warm-up (connection, JIT)
+        down.push(dMs);
+        up.push(uMs);
+        encode.push(eMs);
+      }
+    }
+    for (const [direction, times] of [['download', down], ['upload', up]] as const) {
+      const ms = median(times);
+      rows.push({ dtype, direction, wireMB: wire / 1e6, ms, mbps: wire / 1e6 / (ms / 1000), modelMbps: modelBytes / 1e6 / (ms / 1000), encodeMs: direction === 'upload' ? median(encode) : undefined });
+    }
+  }
+  conn.close();
+  const raw = await rawCeiling(rawPort, modelBytes, reps);
+  child.kill('SIGTERM');
+  if (args.includes('--json')) {
+    process.stdout.write(JSON.stringify({ rows, rawCeiling: raw }, null, 2) + '\n');
+    return;
+  }
+  const lines = [
+    `One sam-vit-base mask decoder over loopback gRPC (1 MiB chunks, ${CHECKSUM_ALGORITHM} checksum), median of ${reps}; target >= 500 MB/s`,
+    '',
+    '| wire dtype | direction | wire MB | ms    | MB/s (wire) | model MB/s (f32-equivalent) | + site encode ms |',
+    '|------------|-----------|--------:|------:|------------:|----------------------------:|-----------------:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.dtype.padEnd(10)} | ${r.direction.padEnd(9)} | ${r.wireMB.toFixed(1).padStart(7)} | ${r.ms.toFixed(1).padStart(5)} | ` +
+        `${r.mbps.toFixed(0).padStart(11)} | ${r.modelMbps.toFixed(0).padStart(27)} | ${(r.encodeMs === undefined ? '' : r.encodeMs.toFixed(1)).padStart(16)} |`,
+    ),
+    '',
+    `transport ceiling on this machine (grpc-js, same 1 MiB messages, pass-through serializers, no checks): ` +
+      `download ${(modelBytes / 1e6 / (raw.down / 1000)).toFixed(0)} MB/s, upload ${(modelBytes / 1e6 / (raw.up / 1000)).toFixed(0)} MB/s`,
+    `machine load average during the run: ${loadavg().map((x) => x.toFixed(1)).join(' ')} (${cpus().length} CPUs)`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+await main();

@@ -1,0 +1,3 @@
+export { runClient, backoffDelay, FatalClientError, type RunClientOptions, type ClientHandle, type ClientResult, type ClientEvent, type BackoffOptions } from './client.ts';
+export { Connection, channelCredentials, type ConnectionOptions, type TlsOptions, type DownloadedGlobal } from './connection.ts';
+export { clientOptionsFromEnv, ClientEnvError } from './env.ts';

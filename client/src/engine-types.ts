@@ -1,0 +1,36 @@
+// What the site daemon needs from a local training engine. The SAM engine (client/src/engine.ts) implements it;
+// tests use a small deterministic engine (test/helpers/fake-engine.ts).
+import type { HostTensor } from '@fedsam/shared/safetensors';
+
+/** One round's local training configuration, as sent by the server. */
+export interface FitConfig {
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  /** FedProx proximal term weight (0 = plain local SGD/Adam). */
+  proximalMu: number;
+  seed: number;
+  round: number;
+}
+
+export interface FitResult {
+  /** The new mask_decoder.* weights (float32, same names and shapes as decoderNames()). */
+  weights: Map<string, HostTensor>;
+  numExamples: number;
+  metrics: Record<string, number>;
+}
+
+export interface EvaluateResult {
+  numExamples: number;
+  /** Must include dice and iou. */
+  metrics: Record<string, number>;
+}
+
+export interface LocalEngine {
+  /** Hash of the frozen encoders (vision_encoder + prompt_encoder + shared_image_embedding). */
+  baseModelHash: string;
+  /** mask_decoder.* names -> shapes. */
+  decoderNames(): Map<string, number[]>;
+  fit(global: Map<string, HostTensor>, cfg: FitConfig): Promise<FitResult>;
+  evaluate(global: Map<string, HostTensor>): Promise<EvaluateResult>;
+}

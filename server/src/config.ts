@@ -1,0 +1,174 @@
+// `fedsam server` configuration: a YAML/JSON file (snake_case keys) and/or flags, validated with zod.
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { StrategyConfigSchema } from './strategy/index.ts';
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/i, 'must be a sha256 hex digest (64 hex characters)').transform((s) => s.toLowerCase());
+
+export const SiteSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'site names: letters, digits, _ . - (max 64)'),
+  /** sha256 (hex) of the site's token. The token itself never appears in the config. */
+  token_sha256: hex64,
+}).strict();
+
+export const ServerConfigSchema = z.object({
+  /** host:port to listen on (port 0 = ephemeral). */
+  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port').default('0.0.0.0:8080'),
+  rounds: z.number().int().positive().default(10),
+  min_available_clients: z.number().int().positive().default(2),
+  min_fit_clients: z.number().int().positive().default(2),
+  fraction_fit: z.number().gt(0).max(1).default(1),
+  min_evaluate_clients: z.number().int().nonnegative().default(1),
+  fraction_evaluate: z.number().min(0).max(1).default(1),
+  /** Evaluate the global model every N rounds (0 = never). */
+  evaluate_every: z.number().int().nonnegative().default(1),
+  /** Also evaluate the initial global model (round 0). */
+  evaluate_initial: z.boolean().default(false),
+  round_timeout_s: z.number().positive().default(600),
+  evaluate_timeout_s: z.number().positive().default(300),
+  /** Attempts of one round when fewer than min_fit_clients answer (0 = retry until it works). */
+  max_round_attempts: z.number().int().nonnegative().default(0),
+  /** Give up waiting for min_available_clients after this long (null = wait forever). */
+  wait_for_clients_timeout_s: z.number().positive().nullable().default(null),
+  heartbeat_interval_s: z.number().positive().default(5),
+  /** A site silent this long is dropped from its round (and from the available pool until it heartbeats again). */
+  heartbeat_timeout_s: z.number().positive().default(30),
+  long_poll_s: z.number().positive().default(20),
+  fit: z.object({
+    epochs: z.number().int().positive().default(1),
+    lr: z.number().positive().default(1e-4),
+    batch_size: z.number().int().positive().default(4),
+    seed: z.number().int().nonnegative().default(0),
+  }).strict().default({}),
+  strategy: StrategyConfigSchema.default({ name: 'fedavg' }),
+  /** HF SAM folder (config.json + model.safetensors) the sites fine-tune, or "fedsam-tiny" (the built-in model):
+   *  initial decoder + base model hash. */
+  base_model: z.string().min(1).nullable().default(null),
+  /** Without base_model: the frozen encoders' hash (frozenEncodersHash) the sites must have... */
+  base_model_hash: z.string().regex(/^[0-9a-f]{8,128}$/i, 'expected a hex digest').transform((s) => s.toLowerCase()).nullable().default(null),
+  /** ...and the initial decoder: a .safetensors file or a (decoder-only) HF folder. */
+  initial_decoder: z.string().min(1).nullable().default(null),
+  out_dir: z.string().min(1).default('runs/server'),
+  /** Continue from out_dir/state.json (last completed round). */
+  resume: z.boolean().default(false),
+  /** Round folders kept in out_dir/rounds (older ones are deleted). */
+  keep_rounds: z.number().int().positive().default(3),
+  /** At the end, write frozen encoders + global decoder as a full HF folder here (needs base_model). */
+  export_merged: z.string().min(1).nullable().default(null),
+  sites: z.array(SiteSchema).default([]),
+  tls: z.object({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** Require client certificates signed by this CA (mutual TLS) in addition to tokens. */
+    client_ca: z.string().min(1).nullable().default(null),
+  }).strict().nullable().default(null),
+  /** Prometheus /metrics (null = off). */
+  metrics: z.object({
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(9464),
+  }).strict().nullable().default({}),
+  limits: z.object({
+    max_update_bytes: z.number().int().positive().default(256 * 1024 * 1024),
+    chunk_bytes: z.number().int().min(1024).max(2 * 1024 * 1024).default(1024 * 1024),
+    /** Uploads received at once (each holds one update in memory until folded in). */
+    max_concurrent_uploads: z.number().int().positive().default(4),
+    /** After this many refused uploads in a round a site is dropped from that round. */
+    max_refusals_per_round: z.number().int().positive().default(10),
+  }).strict().default({}),
+  /** Seed of client sampling. */
+  seed: z.number().int().nonnegative().default(0),
+  shutdown_grace_s: z.number().nonnegative().default(5),
+}).strict().superRefine((c, ctx) => {
+  if (c.min_fit_clients > c.min_available_clients) {
+    ctx.addIssue({ code: 'custom', path: ['min_fit_clients'], message: `min_fit_clients (${c.min_fit_clients}) exceeds min_available_clients (${c.min_available_clients})` });
+  }
+  if (c.min_evaluate_clients > c.min_available_clients) {
+    ctx.addIssue({ code: 'custom', path: ['min_evaluate_clients'], message: `min_evaluate_clients (${c.min_evaluate_clients}) exceeds min_available_clients (${c.min_available_clients})` });
+  }
+  const names = new Set<string>();
+  const hashes = new Set<string>();
+  c.sites.forEach((s, i) => {
+    if (names.has(s.name)) ctx.addIssue({ code: 'custom', path: ['sites', i, 'name'], message: `duplicate site "${s.name}"` });
+    if (hashes.has(s.token_sha256)) ctx.addIssue({ code: 'custom', path: ['sites', i, 'token_sha256'], message: `site "${s.name}" shares its token with another site` });
+    names.add(s.name);
+    hashes.add(s.token_sha256);
+  });
+  if (c.export_merged && !c.base_model) {
+    ctx.addIssue({ code: 'custom', path: ['export_merged'], message: 'export_merged needs base_model (the frozen encoders come from it)' });
+  }
+  if (c.initial_decoder && c.base_model) {
+    ctx.addIssue({ code: 'custom', path: ['initial_decoder'], message: 'give either base_model or initial_decoder + base_model_hash, not both' });
+  }
+});
+
+export type ServerConfig = z.output<typeof ServerConfigSchema>;
+export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
+
+export class ServerConfigError extends Error {
+  override name = 'ServerConfigError';
+}
+
+/** Validate a config object; errors list every problem as `path: message`. */
+export function parseServerConfig(input: unknown, source = 'server config'): ServerConfig {
+  const r = ServerConfigSchema.safeParse(input);
+  if (!r.success) {
+    const problems = r.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n');
+    throw new ServerConfigError(`invalid ${source}:\n${problems}`);
+  }
+  return r.data;
+}
+
+const PATH_KEYS = ['base_model', 'initial_decoder', 'out_dir', 'export_merged'] as const;
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Deep merge (objects merge; arrays and scalars from `over` replace; undefined values in `over` are ignored). */
+export function mergeConfig(base: Obj, over: Obj): Obj {
+  const out: Obj = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    out[k] = isObj(v) && isObj(out[k]) ? mergeConfig(out[k] as Obj, v) : v;
+  }
+  return out;
+}
+
+/** Read a YAML or JSON file; relative paths in it are resolved against the file's folder. */
+export async function readConfigFile(file: string): Promise<Obj> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new ServerConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text); // YAML is a superset of JSON
+  } catch (e) {
+    throw new ServerConfigError(`${file}: not valid YAML/JSON: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (!isObj(doc)) throw new ServerConfigError(`${file}: expected a mapping of settings at the top level`);
+  const dir = dirname(resolve(file));
+  const rel = (p: unknown) => (typeof p === 'string' && !isAbsolute(p) ? resolve(dir, p) : p);
+  for (const k of PATH_KEYS) if (k in doc && !(k === 'base_model' && doc[k] === 'fedsam-tiny')) doc[k] = rel(doc[k]);
+  if (isObj(doc.tls)) for (const k of ['cert', 'key', 'client_ca']) if (k in doc.tls) doc.tls[k] = rel(doc.tls[k]);
+  return doc;
+}
+
+/** File (optional) + overrides (flags) -> validated config. */
+export async function loadServerConfig(file: string | undefined, overrides: Obj = {}): Promise<ServerConfig> {
+  const base = file ? await readConfigFile(file) : {};
+  return parseServerConfig(mergeConfig(base, overrides), file ? `server config (${file} + flags)` : 'server config (flags)');
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  let host = listen.slice(0, i);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const port = Number(listen.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ServerConfigError(`listen: invalid port in "${listen}"`);
+  return { host, port };
+}

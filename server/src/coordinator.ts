@@ -1,0 +1,541 @@
+// The round driver: waits for sites, samples them, hands out fit/evaluate tasks, validates and folds in results,
+// aggregates, persists. gRPC-free: the service layer (service.ts) calls into it.
+import { EventEmitter } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import {
+  checkManifest, encodeTransfer, findNonFinite, layoutOf, tensorsVersion,
+  type EncodedTransfer, type EvaluationResult, type Task, type TensorLayout, type UpdateHeader, type WireDtype,
+} from '@fedsam/shared/transfer';
+import type { ClientRegistry } from './clients.ts';
+import type { ServerConfig } from './config.ts';
+import { failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
+import type { ServerMetrics } from './metrics.ts';
+import type { RoundRecord, SiteResult, StateStore } from './state.ts';
+import { weightedMetrics, type RoundAggregator, type Strategy } from './strategy/index.ts';
+
+type SlotStatus = 'open' | 'receiving' | 'accepted' | 'failed';
+
+export interface TaskSlot {
+  site: string;
+  taskId: string;
+  status: SlotStatus;
+  refusals: number;
+  reason?: string;
+  seed: number;
+}
+
+interface Phase {
+  kind: 'fit' | 'evaluate';
+  round: number;
+  attempt: number;
+  globalVersion: string;
+  slots: Map<string, TaskSlot>; // by site
+  byTaskId: Map<string, TaskSlot>;
+  aggregator?: RoundAggregator;
+  results: Map<string, SiteResult>;
+  aggSeconds: number;
+  startedAt: number;
+  closed: boolean;
+  resolveDone: () => void;
+  done: Promise<void>;
+}
+
+export interface CoordinatorEvents {
+  /** A fit round was aggregated (new global). */
+  round: [record: RoundRecord];
+  evaluated: [record: RoundRecord];
+  change: [];
+  finished: [];
+  /** The global model changed (new version). */
+  global: [version: string];
+}
+
+export interface CoordinatorOptions {
+  config: ServerConfig;
+  strategy: Strategy;
+  store: StateStore;
+  registry: ClientRegistry;
+  metrics: ServerMetrics;
+  logger: Logger;
+  baseModelHash: string;
+  initialGlobal: Map<string, HostTensor>;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function hashSeed(...parts: Array<string | number>): number {
+  return createHash('sha256').update(parts.join('\u0000')).digest().readUInt32LE(0);
+}
+
+/** k of the items, without replacement, deterministic for the seed. */
+export function sampleSites(items: readonly string[], k: number, seed: number): string[] {
+  const a = [...items].sort();
+  const rng = mulberry32(seed);
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a.slice(0, Math.min(k, a.length)).sort();
+}
+
+function finiteMetrics(m: Record<string, number> | undefined, what: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(m ?? {})) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidArgument('bad_metrics', `${what}: metric "${k}" is not a finite number (${v})`);
+    out[k] = v;
+  }
+  return out;
+}
+
+const MAX_EXAMPLES = 1e12;
+
+export class Coordinator extends EventEmitter<CoordinatorEvents> {
+  readonly config: ServerConfig;
+  readonly baseModelHash: string;
+  readonly layout: TensorLayout;
+  private readonly strategy: Strategy;
+  private readonly store: StateStore;
+  private readonly registry: ClientRegistry;
+  private readonly metrics: ServerMetrics;
+  private readonly log: Logger;
+
+  private global: Map<string, HostTensor>;
+  private version: string;
+  /** Last completed (aggregated) round. */
+  private completedRound = 0;
+  private phase: Phase | undefined;
+  private finished = false;
+  private readonly encoded = new Map<WireDtype, EncodedTransfer>();
+  readonly history: RoundRecord[] = [];
+
+  constructor(o: CoordinatorOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.config = o.config;
+    this.strategy = o.strategy;
+    this.store = o.store;
+    this.registry = o.registry;
+    this.metrics = o.metrics;
+    this.log = o.logger;
+    this.baseModelHash = o.baseModelHash;
+    this.global = o.initialGlobal;
+    this.version = tensorsVersion(this.global);
+    this.layout = layoutOf(this.global);
+    this.registry.on('lost', (site, reason) => this.siteLost(site, reason));
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // state
+
+  get round(): number {
+    return this.completedRound;
+  }
+
+  /** Round in progress (fit or evaluation), or the last completed one. */
+  get currentRound(): number {
+    return this.phase?.round ?? this.completedRound;
+  }
+
+  get globalVersion(): string {
+    return this.version;
+  }
+
+  get globalWeights(): Map<string, HostTensor> {
+    return this.global;
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
+  }
+
+  /** Restore from a persisted round (resume). */
+  restore(round: number, global: Map<string, HostTensor>, history: RoundRecord[]): void {
+    this.setGlobal(global);
+    this.completedRound = round;
+    this.history.splice(0, this.history.length, ...history);
+    this.metrics.round.set(round);
+  }
+
+  private setGlobal(g: Map<string, HostTensor>): void {
+    this.global = g;
+    this.version = tensorsVersion(g);
+    this.encoded.clear();
+    this.emit('global', this.version);
+  }
+
+  /** Encode the float32 download of the current global now (once per round, before the sites ask for it). */
+  prepareDownload(): EncodedTransfer {
+    return this.globalSnapshot('F32').encoded;
+  }
+
+  /** The current global decoder encoded for the wire (cached per dtype until the global changes). */
+  globalSnapshot(dtype: WireDtype): { round: number; version: string; encoded: EncodedTransfer } {
+    let e = this.encoded.get(dtype);
+    if (!e) {
+      e = encodeTransfer(this.global, dtype);
+      this.encoded.set(dtype, e);
+    }
+    return { round: this.completedRound, version: this.version, encoded: e };
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // tasks
+
+  /** What this site should do now, if anything. */
+  taskFor(site: string): Task | undefined {
+    if (this.finished) return { task_id: 'shutdown', round: this.completedRound, global_version: this.version, kind: 'shutdown', shutdown: { reason: 'training finished' } };
+    const p = this.phase;
+    if (!p || p.closed) return undefined;
+    const slot = p.slots.get(site);
+    if (!slot || slot.status !== 'open') return undefined;
+    const base = { task_id: slot.taskId, round: p.round, global_version: p.globalVersion };
+    if (p.kind === 'evaluate') return { ...base, kind: 'evaluate', evaluate: {} };
+    const fp = this.strategy.fitParams(p.round);
+    const f = this.config.fit;
+    return {
+      ...base,
+      kind: 'fit',
+      fit: { config: { epochs: f.epochs, lr: f.lr, batch_size: f.batch_size, proximal_mu: fp.proximalMu, seed: slot.seed, params: fp.params } },
+    };
+  }
+
+  /** Resolves on the next task change (or after ms). */
+  waitForChange(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.off('change', done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.on('change', done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private slotFor(site: string, kind: 'fit' | 'evaluate', round: number, taskId: string): TaskSlot {
+    const p = this.phase;
+    const what = kind === 'fit' ? 'update' : 'evaluation';
+    if (!p || p.closed || p.kind !== kind || p.round !== round) {
+      const open = p && !p.closed ? `${p.kind} round ${p.round} is open` : `no ${kind} round is open (last completed round: ${this.completedRound})`;
+      throw failedPrecondition('stale_round', `stale ${what}: it is for round ${round} but ${open}`);
+    }
+    const owner = p.byTaskId.get(taskId);
+    if (owner && owner.site !== site) {
+      throw permissionDenied('not_your_task', `task ${taskId} is assigned to another site, not to ${site}: a site can only answer its own tasks`);
+    }
+    const slot = p.slots.get(site);
+    if (!slot) throw permissionDenied('not_sampled', `site ${site} was not sampled for ${kind} round ${round}`);
+    if (slot.taskId !== taskId) throw failedPrecondition('stale_task', `stale ${what}: task ${taskId} is not the current task of site ${site} for round ${round} (${slot.taskId})`);
+    switch (slot.status) {
+      case 'accepted':
+        throw failedPrecondition('duplicate', `site ${site} already submitted an ${what} for round ${round} (one per site per round)`);
+      case 'failed':
+        throw failedPrecondition('dropped', `site ${site} was dropped from round ${round}: ${slot.reason ?? 'failed'}`);
+      case 'receiving':
+        throw failedPrecondition('duplicate', `an ${what} from site ${site} for round ${round} is already being received`);
+      default:
+        return slot;
+    }
+  }
+
+  /**
+   * Validate an update header before any payload is read. On success the slot is marked receiving (call
+   * acceptUpdate or refuseUpdate next).
+   */
+  beginUpdate(site: string, header: UpdateHeader | null | undefined): TaskSlot {
+    if (!header) throw invalidArgument('protocol', 'the first frame of SubmitUpdate must be an UpdateHeader');
+    const slot = this.slotFor(site, 'fit', Number(header.round), header.task_id);
+    const n = Number(header.num_examples);
+    if (!Number.isSafeInteger(n) || n <= 0 || n > MAX_EXAMPLES) {
+      throw invalidArgument('bad_num_examples', `num_examples must be a positive integer, got ${header.num_examples}`);
+    }
+    finiteMetrics(header.metrics, 'update');
+    const problem = checkManifest(header.manifest, this.layout, { maxBytes: this.config.limits.max_update_bytes });
+    if (problem) {
+      const reason = /shape/.test(problem) ? 'bad_shape' : /exceeds/.test(problem) ? 'too_large' : /dtype/.test(problem) ? 'bad_dtype' : 'bad_manifest';
+      throw invalidArgument(reason, `update manifest refused: ${problem}`);
+    }
+    slot.status = 'receiving';
+    return slot;
+  }
+
+  /** Fold a received, checksum-verified update into the round (after the value checks). */
+  acceptUpdate(slot: TaskSlot, header: UpdateHeader, weights: Map<string, HostTensor>): void {
+    const p = this.phase;
+    if (!p || p.closed || p.kind !== 'fit' || p.slots.get(slot.site) !== slot || slot.status !== 'receiving') {
+      if (slot.status === 'receiving') slot.status = 'failed';
+      throw failedPrecondition('stale_round', `stale update: round ${header.round} closed while the update of site ${slot.site} was being received`);
+    }
+    const bad = findNonFinite(weights);
+    if (bad) {
+      throw invalidArgument('nonfinite', `update refused: tensor "${bad.name}" has a non-finite value (${bad.value}) at index ${bad.index}`);
+    }
+    const numExamples = Number(header.num_examples);
+    const t0 = performance.now();
+    p.aggregator!.add({ site: slot.site, weights, numExamples });
+    p.aggSeconds += (performance.now() - t0) / 1000;
+    slot.status = 'accepted';
+    p.results.set(slot.site, { num_examples: numExamples, metrics: finiteMetrics(header.metrics, 'update') });
+    this.metrics.updates.inc({ result: 'accepted', reason: '' });
+    this.log.info({ event: 'update_accepted', round: p.round, site: slot.site, num_examples: numExamples, metrics: header.metrics }, 'update accepted');
+    this.checkDone(p);
+  }
+
+  /** Record a refused upload. The site may try again (up to max_refusals_per_round). */
+  refuseUpdate(site: string, slot: TaskSlot | undefined, err: FedError, round?: number): void {
+    this.metrics.updates.inc({ result: 'refused', reason: err.reason });
+    this.log.warn({ event: 'update_refused', round: round ?? this.currentRound, site, code: err.code, reason: err.reason, err: err.message }, 'update refused');
+    this.countRefusal(site, slot);
+  }
+
+  private countRefusal(site: string, slot: TaskSlot | undefined): void {
+    const p = this.phase;
+    const s = slot ?? p?.slots.get(site);
+    if (!p || !s || p.slots.get(site) !== s) return;
+    if (s.status === 'receiving') s.status = 'open';
+    if (s.status !== 'open') return;
+    s.refusals++;
+    if (s.refusals >= this.config.limits.max_refusals_per_round) {
+      this.fail(p, s, `${s.refusals} refused submissions`);
+    }
+  }
+
+  acceptEvaluation(site: string, r: EvaluationResult): void {
+    const slot = this.slotFor(site, 'evaluate', Number(r.round), r.task_id);
+    const n = Number(r.num_examples);
+    if (!Number.isSafeInteger(n) || n <= 0 || n > MAX_EXAMPLES) {
+      throw invalidArgument('bad_num_examples', `num_examples must be a positive integer, got ${r.num_examples}`);
+    }
+    const metrics = finiteMetrics(r.metrics, 'evaluation');
+    const p = this.phase!;
+    slot.status = 'accepted';
+    p.results.set(site, { num_examples: n, metrics });
+    this.log.info({ event: 'evaluation_accepted', round: p.round, site, num_examples: n, metrics }, 'evaluation accepted');
+    this.checkDone(p);
+  }
+
+  refuseEvaluation(site: string, err: FedError, round?: number): void {
+    this.log.warn({ event: 'evaluation_refused', round: round ?? this.currentRound, site, code: err.code, reason: err.reason, err: err.message }, 'evaluation refused');
+    const p = this.phase;
+    if (p?.kind === 'evaluate') this.countRefusal(site, undefined);
+  }
+
+  /** The site gives up its task (training failed, shutting down, ...). */
+  abandon(site: string, taskId: string, reason: string): boolean {
+    const p = this.phase;
+    const slot = p?.slots.get(site);
+    if (!p || p.closed || !slot || slot.taskId !== taskId || (slot.status !== 'open' && slot.status !== 'receiving')) return false;
+    this.log.warn({ event: 'task_abandoned', round: p.round, site, kind: p.kind, reason }, 'site abandoned its task');
+    this.fail(p, slot, `abandoned: ${reason}`);
+    return true;
+  }
+
+  private siteLost(site: string, reason: string): void {
+    const level = reason.startsWith('left') || reason.startsWith('session replaced') ? 'info' : 'warn';
+    this.log[level]({ event: 'site_lost', round: this.currentRound, site, reason }, 'site session ended');
+    this.metrics.clientsConnected.set(this.registry.count);
+    const p = this.phase;
+    const slot = p?.slots.get(site);
+    // A replaced session (the site re-joined) keeps its task: it is handed out again.
+    if (p && slot && slot.status === 'open' && !this.registry.has(site)) this.fail(p, slot, reason);
+    else if (p && slot && slot.status === 'receiving' && !this.registry.has(site)) this.fail(p, slot, reason);
+  }
+
+  private fail(p: Phase, slot: TaskSlot, reason: string): void {
+    slot.status = 'failed';
+    slot.reason = reason;
+    this.log.warn({ event: 'site_dropped', round: p.round, site: slot.site, kind: p.kind, reason }, 'site dropped from round');
+    this.checkDone(p);
+  }
+
+  private checkDone(p: Phase): void {
+    this.emit('change');
+    for (const s of p.slots.values()) if (s.status === 'open' || s.status === 'receiving') return;
+    p.resolveDone();
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // rounds
+
+  private openPhase(kind: 'fit' | 'evaluate', round: number, attempt: number, sites: string[]): Phase {
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    const slots = new Map<string, TaskSlot>();
+    const byTaskId = new Map<string, TaskSlot>();
+    for (const site of sites) {
+      const taskId = `${kind}-r${round}-a${attempt}-${site}-${randomBytes(4).toString('hex')}`;
+      const slot: TaskSlot = { site, taskId, status: 'open', refusals: 0, seed: hashSeed(this.config.fit.seed, round, site) % 2 ** 31 };
+      slots.set(site, slot);
+      byTaskId.set(taskId, slot);
+    }
+    const p: Phase = {
+      kind, round, attempt, globalVersion: this.version, slots, byTaskId, results: new Map(), aggSeconds: 0,
+      startedAt: performance.now(), closed: false, resolveDone, done,
+      aggregator: kind === 'fit' ? this.strategy.beginRound(round, this.global) : undefined,
+    };
+    this.phase = p;
+    this.emit('change');
+    return p;
+  }
+
+  private async runPhase(p: Phase, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
+    let onAbort!: () => void;
+    const aborted = new Promise<void>((r) => {
+      onAbort = r;
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    if (p.slots.size === 0) p.resolveDone();
+    await Promise.race([p.done, timedOut, aborted]);
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    p.closed = true;
+    for (const s of p.slots.values()) {
+      if (s.status === 'open' || s.status === 'receiving') {
+        s.status = 'failed';
+        s.reason = signal.aborted ? 'server stopping' : `no answer within ${(timeoutMs / 1000).toFixed(1)} s`;
+        this.log.warn({ event: 'site_timeout', round: p.round, site: s.site, kind: p.kind, reason: s.reason }, 'site did not answer in time');
+      }
+    }
+    this.emit('change');
+  }
+
+  private failedOf(p: Phase): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const s of p.slots.values()) if (s.status === 'failed') out[s.site] = s.reason ?? 'failed';
+    return out;
+  }
+
+  private recordFor(round: number): RoundRecord {
+    let r = this.history.find((h) => h.round === round);
+    if (!r) {
+      r = { round };
+      this.history.push(r);
+      this.history.sort((a, b) => a.round - b.round);
+    }
+    return r;
+  }
+
+  private async fitRound(round: number, signal: AbortSignal): Promise<void> {
+    const c = this.config;
+    for (let attempt = 1; ; attempt++) {
+      await this.registry.waitForAvailable(c.min_available_clients, c.wait_for_clients_timeout_s === null ? null : c.wait_for_clients_timeout_s * 1000, signal);
+      if (signal.aborted) throw signal.reason;
+      const available = this.registry.available();
+      const k = Math.min(available.length, Math.max(c.min_fit_clients, Math.floor(available.length * c.fraction_fit)));
+      const sampled = sampleSites(available, k, hashSeed(c.seed, 'fit', round, attempt));
+      this.metrics.round.set(round);
+      const p = this.openPhase('fit', round, attempt, sampled);
+      this.log.info({ event: 'round_started', round, attempt, sampled, available: available.length, strategy: this.strategy.name }, 'fit round started');
+      await this.runPhase(p, c.round_timeout_s * 1000, signal);
+      if (signal.aborted) throw signal.reason;
+      const duration = (performance.now() - p.startedAt) / 1000;
+      this.metrics.roundSeconds.observe(duration);
+      const accepted = [...p.slots.values()].filter((s) => s.status === 'accepted').map((s) => s.site);
+      if (accepted.length < c.min_fit_clients || accepted.length === 0) {
+        this.metrics.roundRetries.inc();
+        this.log.warn({ event: 'round_retry', round, attempt, accepted, failed: this.failedOf(p), min_fit_clients: c.min_fit_clients }, 'too few updates: retrying the round');
+        if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) {
+          throw new Error(`round ${round}: only ${accepted.length} of the ${c.min_fit_clients} required updates after ${attempt} attempts`);
+        }
+        continue;
+      }
+      const t0 = performance.now();
+      const next = p.aggregator!.finish();
+      const aggSeconds = p.aggSeconds + (performance.now() - t0) / 1000;
+      this.metrics.aggregationSeconds.observe(aggSeconds);
+      this.setGlobal(next);
+      this.completedRound = round;
+      this.phase = undefined;
+      const results = [...p.results.entries()];
+      const rec = this.recordFor(round);
+      rec.fit = {
+        attempts: attempt,
+        sampled,
+        accepted,
+        failed: this.failedOf(p),
+        num_examples: results.reduce((a, [, r]) => a + r.num_examples, 0),
+        metrics: weightedMetrics(results.map(([, r]) => ({ numExamples: r.num_examples, metrics: r.metrics }))),
+        sites: Object.fromEntries(results),
+        aggregation_seconds: aggSeconds,
+        duration_seconds: duration,
+        global_version: this.version,
+      };
+      await this.store.saveRound({
+        round, global: this.global, globalVersion: this.version, baseModelHash: this.baseModelHash,
+        strategyName: this.strategy.name, strategy: this.strategy.saveState(), history: this.history,
+      });
+      this.metrics.roundsCompleted.inc();
+      this.log.info({ event: 'round_completed', round, accepted, failed: rec.fit.failed, aggregation_seconds: aggSeconds, global_version: this.version, metrics: rec.fit.metrics }, 'fit round aggregated');
+      this.emit('round', rec);
+      return;
+    }
+  }
+
+  private async evaluateRound(round: number, signal: AbortSignal): Promise<void> {
+    const c = this.config;
+    const available = this.registry.available();
+    const need = Math.max(1, c.min_evaluate_clients);
+    if (c.fraction_evaluate === 0) return;
+    if (available.length < need) {
+      this.log.warn({ event: 'evaluation_skipped', round, available: available.length, min_evaluate_clients: need }, 'too few sites to evaluate');
+      return;
+    }
+    const k = Math.min(available.length, Math.max(need, Math.floor(available.length * c.fraction_evaluate)));
+    const sampled = sampleSites(available, k, hashSeed(c.seed, 'evaluate', round));
+    const p = this.openPhase('evaluate', round, 1, sampled);
+    this.log.info({ event: 'evaluation_started', round, sampled }, 'evaluation round started');
+    await this.runPhase(p, c.evaluate_timeout_s * 1000, signal);
+    this.phase = undefined;
+    if (signal.aborted) throw signal.reason;
+    const results = [...p.results.entries()];
+    const rec = this.recordFor(round);
+    rec.evaluate = {
+      sampled,
+      failed: this.failedOf(p),
+      num_examples: results.reduce((a, [, r]) => a + r.num_examples, 0),
+      metrics: weightedMetrics(results.map(([, r]) => ({ numExamples: r.num_examples, metrics: r.metrics }))),
+      sites: Object.fromEntries(results),
+      duration_seconds: (performance.now() - p.startedAt) / 1000,
+      global_version: p.globalVersion,
+    };
+    for (const [k2, v] of Object.entries(rec.evaluate.metrics)) this.metrics.globalMetric.set({ metric: k2 }, v);
+    if (results.length < need) {
+      this.log.warn({ event: 'evaluation_incomplete', round, answered: results.length, min_evaluate_clients: need }, 'fewer evaluations than min_evaluate_clients');
+    }
+    this.log.info({ event: 'evaluation_completed', round, metrics: rec.evaluate.metrics, failed: rec.evaluate.failed }, 'evaluation round completed');
+    await this.store.updateHistory(this.history);
+    this.emit('evaluated', rec);
+  }
+
+  /** Run rounds completedRound+1 .. config.rounds, then tell the sites to shut down. */
+  async run(signal: AbortSignal): Promise<void> {
+    const c = this.config;
+    if (c.evaluate_initial && this.completedRound === 0 && !this.history.some((h) => h.round === 0 && h.evaluate)) {
+      await this.registry.waitForAvailable(c.min_available_clients, c.wait_for_clients_timeout_s === null ? null : c.wait_for_clients_timeout_s * 1000, signal);
+      await this.evaluateRound(0, signal);
+    }
+    for (let round = this.completedRound + 1; round <= c.rounds; round++) {
+      await this.fitRound(round, signal);
+      if (c.evaluate_every > 0 && (round % c.evaluate_every === 0 || round === c.rounds)) await this.evaluateRound(round, signal);
+    }
+    this.finished = true;
+    this.emit('change');
+    this.emit('finished');
+    this.log.info({ event: 'training_finished', round: this.completedRound, global_version: this.version }, 'all rounds done');
+  }
+}

@@ -1,0 +1,253 @@
+// runServer: the aggregation daemon (gRPC service + round driver + persistence + /metrics).
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { logger as sharedLogger } from '@fedsam/shared/log';
+import type { SamConfig } from '@fedsam/shared/config';
+import { loadSamCheckpoint, saveSamCheckpoint } from '@fedsam/shared/checkpoint';
+import { readSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
+import { frozenEncodersHash } from '@fedsam/shared/transfer';
+import { SiteAuthenticator } from './auth.ts';
+import { ClientRegistry } from './clients.ts';
+import { parseListen, parseServerConfig, ServerConfigError, type ServerConfig, type ServerConfigInput } from './config.ts';
+import { Coordinator } from './coordinator.ts';
+import { ServerMetrics } from './metrics.ts';
+import { fedsamServiceDefinition } from './proto.ts';
+import { createHandlers } from './service.ts';
+import { raiseServerFlowControlWindow } from './http2-tuning.ts';
+import { StateStore, type RoundRecord } from './state.ts';
+import { createStrategy } from './strategy/index.ts';
+
+export interface RunServerOptions {
+  logger?: Logger;
+  /** Initial global decoder given in memory (instead of base_model / initial_decoder); needs base_model_hash. */
+  initialDecoder?: Map<string, HostTensor>;
+  /** SAM config for writing round folders in HF layout when the decoder is given in memory. */
+  samConfig?: SamConfig;
+}
+
+export interface ServerResult {
+  /** Last completed round. */
+  round: number;
+  globalVersion: string;
+  history: RoundRecord[];
+  outDir: string;
+  /** true when stop() ended the run before all rounds were done. */
+  stopped: boolean;
+}
+
+export interface ServerHandle {
+  /** Bound gRPC port (useful with listen port 0). */
+  port: number;
+  address: string;
+  metricsPort: number | undefined;
+  config: ServerConfig;
+  coordinator: Coordinator;
+  /** Settles when the run ends (all rounds done and sites told to shut down, or stop()). */
+  done: Promise<ServerResult>;
+  /** Stop now (the last completed round stays on disk for --resume). */
+  stop(reason?: string): Promise<ServerResult>;
+}
+
+/** `base_model: fedsam-tiny`: the built-in model of @fedsam/shared/model/presets. */
+const BUILTIN_MODEL = 'fedsam-tiny';
+
+interface InitialModel {
+  decoder: Map<string, HostTensor>;
+  baseModelHash: string;
+  samConfig: SamConfig | undefined;
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function onlyDecoder(weights: Map<string, HostTensor>, source: string): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  for (const [n, t] of weights) if (n.startsWith('mask_decoder.')) out.set(n, t);
+  if (out.size === 0) throw new ServerConfigError(`${source}: no mask_decoder.* tensors`);
+  for (const [n, t] of out) if (t.dtype !== 'float32') throw new ServerConfigError(`${source}: ${n} is ${t.dtype}, expected float32`);
+  return out;
+}
+
+async function loadInitialModel(cfg: ServerConfig, opts: RunServerOptions, log: Logger): Promise<InitialModel> {
+  if (opts.initialDecoder) {
+    if (!cfg.base_model_hash) throw new ServerConfigError('an in-memory initial decoder needs base_model_hash');
+    return { decoder: onlyDecoder(opts.initialDecoder, 'initial decoder'), baseModelHash: cfg.base_model_hash, samConfig: opts.samConfig };
+  }
+  if (cfg.base_model === BUILTIN_MODEL) {
+    // the built-in toy model (deterministic weights, no folder): loaded lazily, it pulls in the model code
+    const { tinySamWeights } = await import('@fedsam/shared/model/presets');
+    const { config, weights } = tinySamWeights();
+    const hash = frozenEncodersHash(weights);
+    log.info({ event: 'base_model_loaded', base_model: cfg.base_model, base_model_hash: hash }, 'built-in base model');
+    return { decoder: onlyDecoder(weights, cfg.base_model), baseModelHash: hash, samConfig: config };
+  }
+  if (cfg.base_model) {
+    const ck = await loadSamCheckpoint(cfg.base_model, { onWarning: (m) => log.warn({ event: 'checkpoint_warning' }, m) });
+    const hash = frozenEncodersHash(ck.weights);
+    if (cfg.base_model_hash && cfg.base_model_hash !== hash) {
+      throw new ServerConfigError(`base_model ${cfg.base_model} has frozen-encoder hash ${hash}, but base_model_hash says ${cfg.base_model_hash}`);
+    }
+    log.info({ event: 'base_model_loaded', base_model: cfg.base_model, base_model_hash: hash }, 'base model loaded');
+    return { decoder: onlyDecoder(ck.weights, cfg.base_model), baseModelHash: hash, samConfig: ck.config };
+  }
+  if (cfg.initial_decoder) {
+    if (!cfg.base_model_hash) throw new ServerConfigError('initial_decoder needs base_model_hash (the frozen encoders the sites must have)');
+    if (await isDir(cfg.initial_decoder)) {
+      const ck = await loadSamCheckpoint(cfg.initial_decoder, { parts: ['mask_decoder'] });
+      return { decoder: onlyDecoder(ck.weights, cfg.initial_decoder), baseModelHash: cfg.base_model_hash, samConfig: ck.config };
+    }
+    const { tensors } = await readSafetensors(cfg.initial_decoder);
+    return { decoder: onlyDecoder(tensors, cfg.initial_decoder), baseModelHash: cfg.base_model_hash, samConfig: undefined };
+  }
+  throw new ServerConfigError('no initial model: set base_model (a SAM folder), or initial_decoder + base_model_hash');
+}
+
+async function serverCredentials(cfg: ServerConfig): Promise<grpc.ServerCredentials> {
+  if (!cfg.tls) return grpc.ServerCredentials.createInsecure();
+  const [cert, key, ca] = await Promise.all([
+    readFile(cfg.tls.cert),
+    readFile(cfg.tls.key),
+    cfg.tls.client_ca ? readFile(cfg.tls.client_ca) : Promise.resolve(null),
+  ]);
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], ca !== null);
+}
+
+export async function runServer(input: ServerConfigInput | ServerConfig, opts: RunServerOptions = {}): Promise<ServerHandle> {
+  const cfg = parseServerConfig(input);
+  const log = opts.logger ?? sharedLogger('server');
+  if (cfg.sites.length === 0) throw new ServerConfigError('no sites configured: add sites [{name, token_sha256}] (or --site NAME:SHA256)');
+
+  const init = await loadInitialModel(cfg, opts, log);
+  const strategy = createStrategy(cfg.strategy);
+  const metrics = new ServerMetrics();
+  const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);
+  await mkdir(cfg.out_dir, { recursive: true });
+  const store = new StateStore(cfg.out_dir, init.samConfig, cfg.keep_rounds);
+  const coordinator = new Coordinator({
+    config: cfg, strategy, store, registry, metrics, logger: log, baseModelHash: init.baseModelHash, initialGlobal: init.decoder,
+  });
+
+  if (await store.hasState()) {
+    if (!cfg.resume) {
+      const s = await store.readState();
+      throw new ServerConfigError(`${store.statePath} holds a previous run (round ${s.round}): pass --resume to continue it, or use another out_dir`);
+    }
+    const state = await store.readState();
+    if (state.base_model_hash !== init.baseModelHash) {
+      throw new ServerConfigError(`cannot resume: ${store.statePath} was written for base model ${state.base_model_hash}, the server now has ${init.baseModelHash}`);
+    }
+    if (state.strategy.name !== strategy.name) {
+      throw new ServerConfigError(`cannot resume: ${store.statePath} was written by strategy ${state.strategy.name}, the config says ${strategy.name}`);
+    }
+    const { global, strategy: sstate } = await store.loadRound(state);
+    const problem = [...init.decoder].find(([n, t]) => {
+      const g = global.get(n);
+      return !g || g.shape.join() !== t.shape.join();
+    });
+    if (problem || global.size !== init.decoder.size) throw new ServerConfigError(`cannot resume: the saved global decoder does not match the base model's decoder layout`);
+    strategy.loadState(sstate);
+    coordinator.restore(state.round, global, state.history);
+    log.info({ event: 'resumed', round: state.round, global_version: state.global_version, out_dir: cfg.out_dir }, `resuming after round ${state.round}`);
+  } else if (cfg.resume) {
+    log.info({ event: 'resume_nothing', out_dir: cfg.out_dir }, 'no saved state: starting at round 1');
+  }
+
+  // gRPC
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const tuned = raiseServerFlowControlWindow(server, 16 * 1024 * 1024);
+  if (!tuned) log.debug({ event: 'http2_tuning_skipped' }, 'grpc-js internals changed: default HTTP/2 windows (slower uploads)');
+  server.addService(fedsamServiceDefinition(), createHandlers({ config: cfg, coordinator, registry, auth: new SiteAuthenticator(cfg.sites), metrics, logger: log }));
+  const { host } = parseListen(cfg.listen);
+  const port = await new Promise<number>((resolve, reject) => {
+    serverCredentials(cfg).then(
+      (creds) => server.bindAsync(cfg.listen, creds, (err, p) => (err ? reject(new Error(`cannot listen on ${cfg.listen}: ${err.message}`)) : resolve(p))),
+      reject,
+    );
+  });
+  let metricsServer: import('node:http').Server | undefined;
+  let metricsPort: number | undefined;
+  try {
+    if (cfg.metrics) ({ server: metricsServer, port: metricsPort } = await metrics.listen(cfg.metrics.host, cfg.metrics.port));
+  } catch (e) {
+    server.forceShutdown();
+    throw new ServerConfigError(`cannot serve /metrics on ${cfg.metrics!.host}:${cfg.metrics!.port}: ${(e as Error).message}`);
+  }
+  registry.startSweeper();
+  if (!cfg.tls && !['127.0.0.1', 'localhost', '::1'].includes(host)) {
+    log.warn({ event: 'plaintext', listen: cfg.listen }, 'no TLS: site tokens and weights cross the network in clear text (set tls.cert / --tls-cert)');
+  }
+  log.info({ event: 'server_started', listen: cfg.listen, port, tls: !!cfg.tls, metrics_port: metricsPort, strategy: strategy.name, rounds: cfg.rounds, round: coordinator.round, sites: cfg.sites.map((s) => s.name), base_model_hash: init.baseModelHash }, 'fedsam server listening');
+
+  const ac = new AbortController();
+  let stopped = false;
+
+  const shutdownTransports = async () => {
+    registry.stopSweeper();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    if (metricsServer) {
+      metricsServer.closeAllConnections?.();
+      await new Promise<void>((r) => metricsServer!.close(() => r()));
+    }
+  };
+
+  const done = (async (): Promise<ServerResult> => {
+    try {
+      await coordinator.run(ac.signal);
+      // Let connected sites pick up their shutdown task and leave.
+      const graceEnd = Date.now() + cfg.shutdown_grace_s * 1000;
+      while (registry.count > 0 && Date.now() < graceEnd && !ac.signal.aborted) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if (cfg.export_merged && cfg.base_model) {
+        const ck = cfg.base_model === BUILTIN_MODEL
+          ? (await import('@fedsam/shared/model/presets')).tinySamWeights()
+          : await loadSamCheckpoint(cfg.base_model);
+        const merged = new Map(ck.weights);
+        for (const [n, t] of coordinator.globalWeights) merged.set(n, t);
+        await saveSamCheckpoint(cfg.export_merged, ck.config, merged);
+        log.info({ event: 'merged_exported', round: coordinator.round, dir: cfg.export_merged }, 'merged model exported');
+      }
+    } catch (e) {
+      if (!ac.signal.aborted) {
+        log.error({ event: 'server_failed', round: coordinator.currentRound, err: (e as Error).message }, 'server run failed');
+        await shutdownTransports();
+        throw e;
+      }
+    }
+    await shutdownTransports();
+    log.info({ event: 'server_stopped', round: coordinator.round, stopped }, 'fedsam server stopped');
+    return { round: coordinator.round, globalVersion: coordinator.globalVersion, history: coordinator.history, outDir: cfg.out_dir, stopped };
+  })();
+
+  return {
+    port,
+    address: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+    metricsPort,
+    config: cfg,
+    coordinator,
+    done,
+    async stop(reason = 'stop requested') {
+      if (!ac.signal.aborted) {
+        stopped = true;
+        log.info({ event: 'server_stopping', round: coordinator.currentRound, reason }, 'stopping');
+        ac.abort(new Error(reason));
+      }
+      return done;
+    },
+  };
+}

@@ -1,0 +1,277 @@
+// gRPC handlers: thin adapters (authentication, framing, status codes) over Coordinator and ClientRegistry.
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, sameLayout,
+  trailerOf, TransferDecoder, TransferError, type EncodedTransfer,
+  type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
+  type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
+} from '@fedsam/shared/transfer';
+import type { SiteAuthenticator } from './auth.ts';
+import type { ClientRegistry } from './clients.ts';
+import type { ServerConfig } from './config.ts';
+import type { Coordinator, TaskSlot } from './coordinator.ts';
+import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
+import type { ServerMetrics } from './metrics.ts';
+import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
+
+export class Semaphore {
+  private waiters: Array<() => void> = [];
+  constructor(private free: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiters.push(r));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.free++;
+    };
+  }
+}
+
+export interface ServiceDeps {
+  config: ServerConfig;
+  coordinator: Coordinator;
+  registry: ClientRegistry;
+  auth: SiteAuthenticator;
+  metrics: ServerMetrics;
+  logger: Logger;
+}
+
+const short = (h: string) => (h ? (h.length > 16 ? `${h.slice(0, 16)}...` : h) : '(none)');
+
+function waitWritable(stream: NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const ev of ['drain', 'close', 'cancelled', 'error', 'finish']) stream.off(ev, done);
+      resolve();
+    };
+    for (const ev of ['drain', 'close', 'cancelled', 'error', 'finish']) stream.on(ev, done);
+  });
+}
+
+export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation {
+  const { config, coordinator, registry, auth, metrics, logger: log } = d;
+  const uploads = new Semaphore(config.limits.max_concurrent_uploads);
+  const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
+  /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
+  const frameCache = new WeakMap<object, PreEncoded[]>();
+  const framesOf = (enc: EncodedTransfer): PreEncoded[] => {
+    let frames = frameCache.get(enc);
+    if (!frames) {
+      frames = [...payloadChunks(enc.payload, chunkBytes)].map((chunk) => preEncodeDownloadFrame({ chunk }));
+      frames.push(preEncodeDownloadFrame({ trailer: trailerOf(enc) }));
+      frameCache.set(enc, frames);
+    }
+    return frames;
+  };
+
+  // Encode and frame each new global for download as soon as it exists (not on the first site's request).
+  const prepare = () => void framesOf(coordinator.prepareDownload());
+  coordinator.on('global', prepare);
+  prepare();
+
+  /** Authenticated site with a live session. */
+  const authed = (call: { metadata: grpc.Metadata }): string => {
+    const site = auth.authenticate(call.metadata);
+    const sid = call.metadata.get(METADATA_SESSION)[0];
+    registry.touch(site, typeof sid === 'string' ? sid : undefined);
+    return site;
+  };
+
+  const refused = (rpc: string, e: unknown, peer: string, site?: string): Partial<grpc.ServiceError> => {
+    const fe = asFedError(e);
+    log.warn({ event: 'request_refused', rpc, site, peer, round: coordinator.currentRound, code: fe.code, reason: fe.reason, err: fe.message }, 'request refused');
+    return fe.toServiceError();
+  };
+
+  return {
+    Join(call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) {
+      let site: string | undefined;
+      try {
+        site = auth.authenticate(call.metadata);
+        const req = call.request;
+        if (req.site && req.site !== site) {
+          throw permissionDenied('site_mismatch', `this token belongs to site ${site}, not to "${req.site}"`);
+        }
+        if (req.base_model_hash !== coordinator.baseModelHash) {
+          throw failedPrecondition(
+            'base_model_mismatch',
+            `base model hash ${short(req.base_model_hash)} differs from the server's ${short(coordinator.baseModelHash)}: ` +
+              `this site's frozen encoders (vision_encoder, prompt_encoder, shared_image_embedding) are not the server's base model`,
+          );
+        }
+        if (!req.decoder) throw invalidArgument('bad_manifest', 'JoinRequest.decoder (the site decoder layout) is missing');
+        const problem = sameLayout(layoutFromManifest(req.decoder), coordinator.layout);
+        if (problem) throw failedPrecondition('decoder_mismatch', `the site's mask decoder does not match the global decoder: ${problem}`);
+        const s = registry.join(site, call.getPeer());
+        metrics.clientsConnected.set(registry.count);
+        log.info({ event: 'site_joined', site, round: coordinator.currentRound, peer: call.getPeer(), client_version: req.client_version }, 'site joined');
+        cb(null, {
+          session_id: s.id,
+          site,
+          heartbeat_interval_ms: Math.round(config.heartbeat_interval_s * 1000),
+          current_round: coordinator.currentRound,
+          long_poll_ms: Math.round(config.long_poll_s * 1000),
+        });
+      } catch (e) {
+        cb(refused('Join', e, call.getPeer(), site));
+      }
+    },
+
+    Heartbeat(call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      try {
+        authed(call);
+        cb(null, { current_round: coordinator.currentRound });
+      } catch (e) {
+        cb(asFedError(e).toServiceError());
+      }
+    },
+
+    GetTask(call: grpc.ServerUnaryCall<GetTaskRequest, Task>, cb: grpc.sendUnaryData<Task>) {
+      let site: string | undefined;
+      (async () => {
+        site = authed(call);
+        const maxWait = config.long_poll_s * 1000;
+        const waitMs = Math.min(maxWait, Number(call.request.wait_ms) > 0 ? Number(call.request.wait_ms) : maxWait);
+        const ac = new AbortController();
+        call.on('cancelled', () => ac.abort());
+        const deadline = Date.now() + waitMs;
+        for (;;) {
+          const t = coordinator.taskFor(site);
+          if (t) {
+            if (t.kind !== 'shutdown') log.info({ event: 'task_sent', site, round: t.round, kind: t.kind, task_id: t.task_id }, 'task sent');
+            return t;
+          }
+          const left = deadline - Date.now();
+          if (left <= 0 || ac.signal.aborted) break;
+          await coordinator.waitForChange(left, ac.signal);
+          if (!registry.has(site)) throw failedPrecondition('stale_session', 'session ended while waiting for a task: Join again');
+        }
+        const idle: Task = { task_id: '', round: coordinator.currentRound, global_version: coordinator.globalVersion, idle: {} };
+        return idle;
+      })().then(
+        (t) => cb(null, t),
+        (e) => cb(refused('GetTask', e, call.getPeer(), site)),
+      );
+    },
+
+    DownloadGlobal(call: grpc.ServerWritableStream<DownloadRequest, DownloadFrame>) {
+      let site: string | undefined;
+      (async () => {
+        site = authed(call);
+        const req = call.request;
+        const dtype = req.dtype === 'F16' ? 'F16' : 'F32';
+        const snap = coordinator.globalSnapshot(dtype);
+        if (req.expected_version && req.expected_version !== snap.version) {
+          throw failedPrecondition('stale_version', `the global decoder is at version ${snap.version} (round ${snap.round}), not ${req.expected_version}`);
+        }
+        const frames = framesOf(snap.encoded);
+        const write = async (f: DownloadFrame | PreEncoded): Promise<boolean> => {
+          if (call.cancelled) return false;
+          if (!call.write(f as DownloadFrame)) await waitWritable(call);
+          return !call.cancelled;
+        };
+        if (!(await write({ header: { round: snap.round, version: snap.version, manifest: snap.encoded.manifest } }))) return;
+        for (const f of frames) if (!(await write(f))) return;
+        call.end();
+        metrics.bytesOut.inc(snap.encoded.payload.length);
+        log.debug({ event: 'global_sent', site, round: snap.round, version: snap.version, dtype, bytes: snap.encoded.payload.length }, 'global decoder sent');
+      })().catch((e) => {
+        call.emit('error', refused('DownloadGlobal', e, call.getPeer(), site));
+      });
+    },
+
+    SubmitUpdate(call: grpc.ServerReadableStream<UpdateFrame, SubmitResponse>, cb: grpc.sendUnaryData<SubmitResponse>) {
+      let site: string | undefined;
+      let slot: TaskSlot | undefined;
+      let header: UpdateHeader | undefined;
+      let release: (() => void) | undefined;
+      (async () => {
+        site = authed(call);
+        release = await uploads.acquire();
+        const it = call[Symbol.asyncIterator]() as AsyncIterator<UpdateFrame>;
+        const first = await it.next();
+        if (first.done || first.value.frame !== 'header' || !first.value.header) {
+          throw invalidArgument('protocol', 'SubmitUpdate must start with an UpdateHeader frame');
+        }
+        header = first.value.header;
+        slot = coordinator.beginUpdate(site, header);
+        const dec = new TransferDecoder(header.manifest!);
+        let trailer;
+        try {
+          for (;;) {
+            const r = await it.next();
+            if (r.done) break;
+            const f = r.value;
+            if (trailer) throw invalidArgument('protocol', 'frames after the trailer');
+            if (f.frame === 'chunk') dec.push(f.chunk);
+            else if (f.frame === 'trailer') trailer = f.trailer;
+            else throw invalidArgument('protocol', 'a second UpdateHeader in one SubmitUpdate stream');
+          }
+          metrics.bytesIn.inc(dec.bytesReceived);
+          const weights = dec.finish(trailer);
+          coordinator.acceptUpdate(slot, header, weights);
+        } catch (e) {
+          if (e instanceof TransferError) throw invalidArgument(e.kind === 'checksum' ? 'checksum' : `transfer_${e.kind}`, `update refused: ${e.message}`);
+          throw e;
+        }
+        return { accepted: true, message: `update for round ${header.round} accepted` };
+      })().then(
+        (res) => {
+          release?.();
+          cb(null, res);
+        },
+        (e) => {
+          release?.();
+          const fe = asFedError(e);
+          if (site) coordinator.refuseUpdate(site, slot, fe, header ? Number(header.round) : undefined);
+          else log.warn({ event: 'request_refused', rpc: 'SubmitUpdate', peer: call.getPeer(), code: fe.code, reason: fe.reason, err: fe.message }, 'request refused');
+          cb(fe.toServiceError());
+        },
+      );
+    },
+
+    SubmitEvaluation(call: grpc.ServerUnaryCall<EvaluationResult, SubmitResponse>, cb: grpc.sendUnaryData<SubmitResponse>) {
+      let site: string | undefined;
+      try {
+        site = authed(call);
+        coordinator.acceptEvaluation(site, call.request);
+        cb(null, { accepted: true, message: `evaluation for round ${call.request.round} accepted` });
+      } catch (e) {
+        const fe = asFedError(e);
+        if (site) coordinator.refuseEvaluation(site, fe, Number(call.request.round));
+        cb(fe.toServiceError());
+      }
+    },
+
+    AbandonTask(call: grpc.ServerUnaryCall<AbandonRequest, SubmitResponse>, cb: grpc.sendUnaryData<SubmitResponse>) {
+      try {
+        const site = authed(call);
+        const ok = coordinator.abandon(site, call.request.task_id, call.request.reason || 'no reason given');
+        cb(null, { accepted: ok, message: ok ? 'task released' : 'no such open task' });
+      } catch (e) {
+        cb(refused('AbandonTask', e, call.getPeer()));
+      }
+    },
+
+    Leave(call: grpc.ServerUnaryCall<LeaveRequest, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      try {
+        const site = auth.authenticate(call.metadata);
+        const sid = call.metadata.get(METADATA_SESSION)[0];
+        if (typeof sid === 'string') registry.leave(site, sid, `left: ${call.request.reason || 'no reason given'}`);
+        metrics.clientsConnected.set(registry.count);
+        log.info({ event: 'site_left', site, round: coordinator.currentRound, reason: call.request.reason }, 'site left');
+        cb(null, {});
+      } catch (e) {
+        cb(refused('Leave', e, call.getPeer()));
+      }
+    },
+  };
+}
+
+export { FedError };

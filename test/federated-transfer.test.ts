@@ -1,0 +1,216 @@
+// Named-tensor transfer codec (shared/src/transfer.ts) and the server config.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { float16BitsToFloat32, float32ToFloat16Bits } from '@fedsam/shared/safetensors';
+import {
+  checkManifest, DEFAULT_CHUNK_BYTES, decodePayload, encodeTransfer, findNonFinite, frozenEncodersHash, layoutOf,
+  payloadChunks, tensorsVersion, trailerFor, trailerOf, TransferDecoder, TransferError, CHECKSUM_ALGORITHMS,
+} from '@fedsam/shared/transfer';
+import { loadServerConfig, parseServerConfig, ServerConfigError } from '@fedsam/server/config';
+import { flagsToConfig } from '@fedsam/server/cli';
+import { hashToken, SiteAuthenticator } from '@fedsam/server/auth';
+import { Metadata } from '@grpc/grpc-js';
+import { tinyDecoder } from './helpers/fake-engine.ts';
+import { tempDir } from './helpers/fed-harness.ts';
+
+function bigDecoder(): Map<string, import('@fedsam/shared/safetensors').HostTensor> {
+  const a = new Float32Array(700_000).map((_, i) => Math.sin(i));
+  const b = new Float32Array(3).map((_, i) => i - 1);
+  return new Map([
+    ['mask_decoder.a', { dtype: 'float32' as const, shape: [700, 1000], data: a }],
+    ['mask_decoder.b', { dtype: 'float32' as const, shape: [3], data: b }],
+  ]);
+}
+
+function roundTrip(w: ReturnType<typeof bigDecoder>, dtype: 'F32' | 'F16') {
+  const enc = encodeTransfer(w, dtype);
+  const dec = new TransferDecoder(enc.manifest);
+  let n = 0;
+  for (const c of payloadChunks(enc.payload)) {
+    assert.ok(c.data.length <= DEFAULT_CHUNK_BYTES);
+    dec.push(c);
+    n++;
+  }
+  return { enc, out: dec.finish(trailerFor(enc.checksum)), chunks: n };
+}
+
+test('f32 transfer: exact round trip in <= 1 MiB chunks, sha256 checked', () => {
+  const w = bigDecoder();
+  const { enc, out, chunks } = roundTrip(w, 'F32');
+  assert.equal(enc.manifest.total_bytes, 700_003 * 4);
+  assert.equal(chunks, Math.ceil((700_003 * 4) / DEFAULT_CHUNK_BYTES));
+  for (const [n, t] of w) {
+    assert.deepEqual(out.get(n)!.shape, t.shape);
+    assert.deepEqual(out.get(n)!.data, t.data);
+  }
+  assert.equal(tensorsVersion(out), tensorsVersion(w));
+});
+
+test('f16 transfer: values rounded to nearest half', () => {
+  const w = bigDecoder();
+  const { enc, out } = roundTrip(w, 'F16');
+  assert.equal(enc.manifest.total_bytes, 700_003 * 2);
+  const a = w.get('mask_decoder.a')!.data as Float32Array;
+  const got = out.get('mask_decoder.a')!.data as Float32Array;
+  for (let i = 0; i < a.length; i += 997) assert.equal(got[i], float16BitsToFloat32(float32ToFloat16Bits(a[i]!)));
+});
+
+test('checksums: crc32 (default where zlib has it) and sha256, announced in the manifest', () => {
+  const w = tinyDecoder(4);
+  for (const alg of CHECKSUM_ALGORITHMS) {
+    const enc = encodeTransfer(w, 'F32', alg);
+    assert.equal(enc.manifest.checksum_algorithm, alg);
+    assert.equal(enc.checksum.length, alg === 'crc32' ? 4 : 32);
+    const dec = new TransferDecoder(enc.manifest);
+    for (const c of payloadChunks(enc.payload, 100)) dec.push(c);
+    assert.equal(dec.finish(trailerOf(enc)).size, w.size);
+  }
+  const enc = encodeTransfer(w, 'F32', 'sha256');
+  const dec = new TransferDecoder(enc.manifest);
+  dec.push({ offset: 0, data: enc.payload });
+  assert.throws(() => dec.finish({ checksum_algorithm: 'crc32', checksum: new Uint8Array(4) }), /differs from the manifest/);
+  assert.match(checkManifest({ ...enc.manifest, checksum_algorithm: 'md5' }, layoutOf(w))!, /unsupported checksum algorithm "md5"/);
+});
+
+test('decoder refuses out-of-order, oversize, truncated and corrupted transfers', () => {
+  const enc = encodeTransfer(tinyDecoder(1));
+  const chunks = [...payloadChunks(enc.payload, 64)];
+  const d1 = new TransferDecoder(enc.manifest);
+  assert.throws(() => d1.push(chunks[1]), (e: TransferError) => e.kind === 'order');
+  const d2 = new TransferDecoder(enc.manifest);
+  for (const c of chunks) d2.push(c);
+  assert.throws(() => d2.push({ offset: enc.payload.length, data: new Uint8Array(4) }), (e: TransferError) => e.kind === 'size');
+  const d3 = new TransferDecoder(enc.manifest);
+  d3.push(chunks[0]);
+  assert.throws(() => d3.finish(trailerFor(enc.checksum)), (e: TransferError) => e.kind === 'incomplete');
+  const d4 = new TransferDecoder(enc.manifest);
+  for (const c of chunks) d4.push(c);
+  const bad = new Uint8Array(enc.checksum);
+  bad[0] ^= 1;
+  assert.throws(() => d4.finish(trailerFor(bad)), /checksum mismatch/);
+  const d5 = new TransferDecoder(enc.manifest, 32);
+  assert.throws(() => d5.push(chunks[0]), /chunk limit/);
+  assert.throws(() => [...payloadChunks(enc.payload, 8 << 20)], /chunk size/);
+});
+
+test('checkManifest: names, shapes, dtypes, totals and limits', () => {
+  const w = tinyDecoder(2);
+  const layout = layoutOf(w);
+  const m = encodeTransfer(w).manifest;
+  assert.equal(checkManifest(m, layout), undefined);
+  assert.match(checkManifest({ ...m, total_bytes: 4 }, layout)!, /total_bytes/);
+  assert.match(checkManifest(m, layout, { maxBytes: 100 })!, /exceeds the limit/);
+  assert.match(checkManifest(m, layout, { allowedDtypes: ['F16'] })!, /dtype F32/);
+  assert.match(checkManifest({ ...m, tensors: [...m.tensors, m.tensors[0]!] }, layout)!, /twice/);
+  assert.match(checkManifest(null, layout)!, /missing manifest/);
+  assert.equal(decodePayload(m, encodeTransfer(w).payload).size, w.size);
+  const nan = tinyDecoder(2);
+  (nan.get('mask_decoder.upscale_layer_norm.weight')!.data as Float32Array)[1] = -Infinity;
+  assert.deepEqual(findNonFinite(nan), { name: 'mask_decoder.upscale_layer_norm.weight', index: 1, value: -Infinity });
+  assert.equal(findNonFinite(w), undefined);
+});
+
+test('frozenEncodersHash ignores the decoder and the tied positional embedding', () => {
+  const enc = new Map([
+    ['vision_encoder.x', { dtype: 'float32' as const, shape: [2], data: Float32Array.of(1, 2) }],
+    ['shared_image_embedding.positional_embedding', { dtype: 'float32' as const, shape: [1], data: Float32Array.of(3) }],
+  ]);
+  const h = frozenEncodersHash(enc);
+  const withMore = new Map([...enc, ...tinyDecoder(3), ['prompt_encoder.shared_embedding.positional_embedding', enc.get('shared_image_embedding.positional_embedding')!]]);
+  assert.equal(frozenEncodersHash(withMore), h);
+  const changed = new Map(enc);
+  changed.set('vision_encoder.x', { dtype: 'float32', shape: [2], data: Float32Array.of(1, 2.5) });
+  assert.notEqual(frozenEncodersHash(changed), h);
+  assert.throws(() => frozenEncodersHash(tinyDecoder(1)), /no frozen encoder weights/);
+});
+
+test("frozenEncodersHash is the engines' base model hash (presets.frozenHashes)", async () => {
+  const { frozenHashes, tinySamWeights } = await import('@fedsam/shared/model/presets');
+  const { weights } = tinySamWeights();
+  assert.equal(frozenEncodersHash(weights), frozenHashes(weights).baseModelHash);
+  const { loadSamCheckpoint } = await import('@fedsam/shared/checkpoint');
+  const ck = await loadSamCheckpoint(fileURLToPath(new URL('./fixtures/tiny-box', import.meta.url)));
+  assert.equal(frozenEncodersHash(ck.weights), frozenHashes(ck.weights).baseModelHash);
+});
+
+test('server config: defaults, clear errors, YAML file + flag overrides', async () => {
+  const sites = [{ name: 'a', token_sha256: hashToken('x') }];
+  const c = parseServerConfig({ sites, base_model_hash: 'ABCDEF0123' });
+  assert.equal(c.rounds, 10);
+  assert.equal(c.strategy.name, 'fedavg');
+  assert.equal(c.base_model_hash, 'abcdef0123');
+  assert.equal(c.limits.chunk_bytes, 1 << 20);
+  assert.throws(
+    () => parseServerConfig({ rounds: 0, min_fit_clients: 5, sites: [{ name: 'a b', token_sha256: 'nope' }], strategy: { name: 'fedadam', eta: 'big' }, bogus: 1 }),
+    (e: ServerConfigError) => {
+      for (const re of [/rounds: Number must be greater than 0/, /sites\.0\.name/, /sites\.0\.token_sha256: must be a sha256/, /strategy\.eta: Expected number/, /Unrecognized key.*bogus/]) {
+        assert.match(e.message, re);
+      }
+      return true;
+    },
+  );
+  assert.throws(() => parseServerConfig({ min_fit_clients: 3, min_available_clients: 2 }), /min_fit_clients \(3\) exceeds min_available_clients \(2\)/);
+  assert.throws(() => parseServerConfig({ sites: [...sites, { name: 'b', token_sha256: hashToken('x') }] }), /shares its token/);
+
+  const dir = await tempDir();
+  const file = join(dir, 'server.yaml');
+  await writeFile(file, [
+    'rounds: 4',
+    'base_model: models/sam',
+    'strategy: {name: fedyogi, eta: 0.02}',
+    'fit: {epochs: 3}',
+    'sites:',
+    `  - {name: hospital-1, token_sha256: ${hashToken('t1')}}`,
+  ].join('\n'));
+  const flags = flagsToConfig({ rounds: 6, tau: 0.01, lr: 0.5, outDir: '/tmp/x', metrics: false });
+  const cfg = await loadServerConfig(file, flags);
+  assert.equal(cfg.rounds, 6);
+  assert.equal(cfg.base_model, join(dir, 'models/sam')); // relative to the file
+  assert.deepEqual(cfg.strategy, { name: 'fedyogi', eta: 0.02, tau: 0.01, beta_1: 0.9, beta_2: 0.99 });
+  assert.deepEqual(cfg.fit, { epochs: 3, lr: 0.5, batch_size: 4, seed: 0 });
+  assert.equal(cfg.out_dir, '/tmp/x');
+  assert.equal(cfg.metrics, null);
+  await writeFile(file, 'rounds: [1');
+  await assert.rejects(loadServerConfig(file), /not valid YAML/);
+  await assert.rejects(loadServerConfig(join(dir, 'missing.yaml')), /cannot read config file/);
+});
+
+test('token authentication maps tokens to sites', () => {
+  const auth = new SiteAuthenticator([{ name: 'a', token_sha256: hashToken('alpha') }, { name: 'b', token_sha256: hashToken('beta') }]);
+  const md = (v?: string) => {
+    const m = new Metadata();
+    if (v) m.set('authorization', v);
+    return m;
+  };
+  assert.equal(auth.authenticate(md('Bearer beta')), 'b');
+  assert.equal(auth.authenticate(md('bearer alpha')), 'a');
+  assert.throws(() => auth.authenticate(md('Bearer gamma')), /invalid token/);
+  assert.throws(() => auth.authenticate(md()), /missing credentials/);
+});
+
+test('fedsam server flags and FEDSAM_* environment reach the config (errors exit 2, listing the problems)', async () => {
+  const { Command } = await import('commander');
+  const { registerServerCommand } = await import('@fedsam/server/cli');
+  const program = new Command().exitOverride();
+  registerServerCommand(program);
+  const saved = { ...process.env };
+  const writes: string[] = [];
+  const origWrite = process.stderr.write.bind(process.stderr);
+  process.env.FEDSAM_SITES = `a:${hashToken('x')}, b:not-a-hash`;
+  process.env.FEDSAM_ROUNDS = '0';
+  process.stderr.write = ((s: string) => (writes.push(String(s)), true)) as typeof process.stderr.write;
+  try {
+    await program.parseAsync(['node', 'fedsam', 'server', '--min-fit', '5', '--base-model-hash', 'abcdef12', '--no-metrics']);
+  } finally {
+    process.stderr.write = origWrite;
+    process.env = saved;
+  }
+  assert.equal(process.exitCode, 2);
+  process.exitCode = 0;
+  const msg = writes.join('');
+  assert.match(msg, /rounds: Number must be greater than 0/);
+  assert.match(msg, /sites\.1\.token_sha256: must be a sha256/);
+});

@@ -1,0 +1,193 @@
+// Aggregation strategies: math checked against independent / hand computations.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import {
+  AggregationError, coordinateMedian, createStrategy, fedAvg, fedOptStep, trimmedMean, weightedMetrics, WeightedSum,
+  StrategyConfigSchema, type NamedTensors,
+} from '@fedsam/server/strategy/index';
+import { referenceFedAvg, tinyDecoder } from './helpers/fake-engine.ts';
+import { assertClose } from './helpers/fed-harness.ts';
+
+const t = (...v: number[]): HostTensor => ({ dtype: 'float32', shape: [v.length], data: Float32Array.from(v) });
+const one = (...v: number[]): NamedTensors => new Map([['mask_decoder.w', t(...v)]]);
+const vals = (m: NamedTensors, name = 'mask_decoder.w') => [...(m.get(name)!.data as Float32Array)];
+const f32 = (x: number) => Math.fround(x);
+
+test('FedAvg equals an independent float64 weighted mean', () => {
+  const updates = [1, 2, 3, 4].map((s, i) => ({ weights: tinyDecoder(100 + s), numExamples: [3, 17, 1, 250][i]! }));
+  const got = fedAvg(updates);
+  const ref = referenceFedAvg(updates);
+  for (const [n, r] of ref) assertClose(got.get(n)!.data as Float32Array, r, n);
+  // streaming (fold in one at a time, any order) gives the same result
+  const ws = new WeightedSum(updates[0]!.weights);
+  for (const u of [...updates].reverse()) ws.add(u.weights, u.numExamples);
+  for (const [n, r] of ref) assertClose(ws.mean().get(n)!.data as Float32Array, r, `streamed ${n}`);
+  assert.equal(ws.count, 4);
+  assert.equal(ws.totalWeight, 271);
+});
+
+test('FedAvg accumulates in float64 (no float32 cancellation)', () => {
+  // 1e8 + 1 - 1e8 would be 0 in float32 accumulation
+  const got = fedAvg([
+    { weights: one(1e8), numExamples: 1 },
+    { weights: one(1), numExamples: 1 },
+    { weights: one(-1e8), numExamples: 1 },
+  ]);
+  assert.deepEqual(vals(got), [f32(1 / 3)]);
+});
+
+test('WeightedSum refuses bad layouts and weights', () => {
+  const ws = new WeightedSum(one(1, 2));
+  assert.throws(() => ws.add(one(1, 2, 3), 1), AggregationError);
+  assert.throws(() => ws.add(new Map([['mask_decoder.v', t(1, 2)]]), 1), /missing/);
+  assert.throws(() => ws.add(one(1, 2), 0), /positive/);
+  assert.throws(() => ws.mean(), /no update/);
+});
+
+test('FedAdam: one and two steps match the hand computation (Flower semantics and defaults)', () => {
+  const cfg = StrategyConfigSchema.parse({ name: 'fedadam' });
+  assert.deepEqual(cfg, { name: 'fedadam', eta: 0.1, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 });
+  const p = { eta: 0.1, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 };
+  const x = [1, -2, 0.5];
+  const agg1 = [1.5, -2.5, 0.5];
+  const s1 = fedOptStep('adam', one(...x), one(...agg1), undefined, p, 1);
+  // by hand: delta = agg - x; m = 0.1 delta; v = 0.01 delta^2; eta_norm = eta sqrt(1 - 0.99^2) / (1 - 0.9^2)
+  const etaNorm1 = (0.1 * Math.sqrt(1 - 0.99 ** 2)) / (1 - 0.9 ** 2);
+  const m1 = [0.05, -0.05, 0].map(f32);
+  const v1 = [0.0025, 0.0025, 0].map(f32);
+  assert.deepEqual(vals(s1.moments.m), m1);
+  assert.deepEqual(vals(s1.moments.v), v1);
+  const w1 = x.map((xi, i) => f32(xi + (etaNorm1 * m1[i]!) / (Math.sqrt(v1[i]!) + 1e-9)));
+  assert.deepEqual(vals(s1.weights), w1);
+  assert.ok(Math.abs(w1[0]! - (1 + etaNorm1)) < 1e-6); // ~ x + eta_norm sign(delta)
+
+  const agg2 = [w1[0]! + 0.1, w1[1]!, w1[2]! - 0.2];
+  const s2 = fedOptStep('adam', s1.weights, one(...agg2), s1.moments, p, 2);
+  const d2 = agg2.map((a, i) => f32(a) - w1[i]!);
+  const m2 = m1.map((m, i) => f32(0.9 * m + 0.1 * d2[i]!));
+  const v2 = v1.map((v, i) => f32(0.99 * v + 0.01 * d2[i]! * d2[i]!));
+  const etaNorm2 = (0.1 * Math.sqrt(1 - 0.99 ** 3)) / (1 - 0.9 ** 3);
+  const w2 = w1.map((wi, i) => f32(wi + (etaNorm2 * m2[i]!) / (Math.sqrt(v2[i]!) + 1e-9)));
+  assert.deepEqual(vals(s2.moments.m), m2);
+  assert.deepEqual(vals(s2.moments.v), v2);
+  assert.deepEqual(vals(s2.weights), w2);
+});
+
+test('FedYogi: one and two steps match the hand computation (Flower semantics and defaults)', () => {
+  const cfg = StrategyConfigSchema.parse({ name: 'fedyogi' });
+  assert.deepEqual(cfg, { name: 'fedyogi', eta: 0.01, beta_1: 0.9, beta_2: 0.99, tau: 1e-3 });
+  const p = { eta: 0.01, beta_1: 0.9, beta_2: 0.99, tau: 1e-3 };
+  const x = [0.2, 0.4];
+  const s1 = fedOptStep('yogi', one(...x), one(0.6, 0.4), undefined, p, 1);
+  // delta = [0.4, 0]; m = 0.1 delta; v = 0 - 0.01 delta^2 sign(0 - delta^2) = 0.01 delta^2; no bias correction
+  const d1 = f32(0.6) - f32(0.2); // the float32 inputs' difference
+  const m1 = [f32(0.1 * d1), 0];
+  const v1 = [f32(0.01 * d1 * d1), 0];
+  assert.deepEqual(vals(s1.moments.m), m1);
+  assert.deepEqual(vals(s1.moments.v), v1);
+  const w1 = [f32(f32(0.2) + (0.01 * m1[0]!) / (Math.sqrt(v1[0]!) + 1e-3)), f32(0.4)];
+  assert.deepEqual(vals(s1.weights), w1);
+
+  // second step with a tiny delta: delta^2 < v, so sign(v - delta^2) = +1 and v shrinks
+  const agg2 = [w1[0]! + 0.001, w1[1]! + 0.3];
+  const s2 = fedOptStep('yogi', s1.weights, one(...agg2), s1.moments, p, 2);
+  const d = agg2.map((a, i) => f32(a) - w1[i]!);
+  const v2 = [f32(v1[0]! - 0.01 * d[0]! ** 2 * 1), f32(v1[1]! - 0.01 * d[1]! ** 2 * -1)];
+  const m2 = m1.map((m, i) => f32(0.9 * m + 0.1 * d[i]!));
+  assert.deepEqual(vals(s2.moments.v), v2);
+  assert.ok(v2[0]! < v1[0]!);
+  assert.deepEqual(vals(s2.weights), w1.map((wi, i) => f32(wi + (0.01 * m2[i]!) / (Math.sqrt(v2[i]!) + 1e-3))));
+});
+
+test('FedAdam strategy: streaming FedAvg then the optimizer step; state survives save/load', () => {
+  const global = tinyDecoder(5);
+  const rounds = [1, 2].map((r) => [1, 2, 3].map((k) => ({ site: `s${k}`, weights: tinyDecoder(10 * r + k), numExamples: k * 2 })));
+  const a = createStrategy({ name: 'fedadam', eta: 0.05 });
+  let g = global;
+  for (const [i, ups] of rounds.entries()) {
+    const agg = a.beginRound(i + 1, g);
+    for (const u of ups) agg.add(u);
+    const next = agg.finish();
+    if (i === 0) {
+      const expected = fedOptStep('adam', g, fedAvg(ups), undefined, { eta: 0.05, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 }, 1);
+      for (const [n, e] of expected.weights) assert.deepEqual(next.get(n)!.data, e.data);
+    }
+    g = next;
+  }
+  // resume: a fresh strategy restored from round 1's state reaches the same round-2 result
+  const b = createStrategy({ name: 'fedadam', eta: 0.05 });
+  const r1 = b.beginRound(1, global);
+  for (const u of rounds[0]!) r1.add(u);
+  const g1 = r1.finish();
+  const c = createStrategy({ name: 'fedadam', eta: 0.05 });
+  c.loadState(b.saveState());
+  const r2 = c.beginRound(2, g1);
+  for (const u of rounds[1]!) r2.add(u);
+  const g2 = r2.finish();
+  for (const [n, tt] of g) assert.deepEqual(g2.get(n)!.data, tt.data, n);
+});
+
+test('FedProx sends proximal_mu; server side is FedAvg', () => {
+  const s = createStrategy({ name: 'fedprox', proximal_mu: 0.3 });
+  assert.deepEqual(s.fitParams(1), { proximalMu: 0.3, params: { proximal_mu: 0.3 } });
+  const ups = [{ site: 'a', weights: one(1, 2), numExamples: 1 }, { site: 'b', weights: one(3, 6), numExamples: 3 }];
+  const agg = s.beginRound(1, one(0, 0));
+  for (const u of ups) agg.add(u);
+  assert.deepEqual(vals(agg.finish()), [2.5, 5]);
+  assert.equal(createStrategy({ name: 'fedavg' }).fitParams(1).proximalMu, 0);
+});
+
+test('coordinate-wise median (odd and even K) and trimmed mean', () => {
+  const u = [one(1, 10, -1), one(5, 20, -2), one(3, -30, -3)];
+  assert.deepEqual(vals(coordinateMedian(u)), [3, 10, -2]);
+  assert.deepEqual(vals(coordinateMedian([...u, one(4, 0, 100)])), [3.5, 5, -1.5]);
+  const five = [one(1, 0), one(2, 0), one(3, 0), one(4, 0), one(100, 5)];
+  // beta 0.2 of 5: drop the lowest and highest value of each coordinate
+  assert.deepEqual(vals(trimmedMean(five, 0.2)), [3, 0]);
+  // beta 0.2 of 4: floor(0.8) = 0 trimmed: plain mean
+  assert.deepEqual(vals(trimmedMean(five.slice(0, 4), 0.2)), [2.5, 0]);
+  assert.throws(() => trimmedMean(five, 0.5), /beta/);
+  const s = createStrategy({ name: 'median' });
+  assert.equal(s.keepsAllUpdates, true);
+  const agg = s.beginRound(1, one(0, 0, 0));
+  u.forEach((w, i) => agg.add({ site: `s${i}`, weights: w, numExamples: 100 * (i + 1) }));
+  assert.deepEqual(vals(agg.finish()), [3, 10, -2]); // unweighted
+  const tm = createStrategy({ name: 'trimmed_mean' }).beginRound(1, one(0, 0));
+  five.forEach((w, i) => tm.add({ site: `s${i}`, weights: w, numExamples: 1 }));
+  assert.deepEqual(vals(tm.finish()), [3, 0]);
+});
+
+test('median and trimmed mean agree with a sort-based reference for K = 1..40', () => {
+  let seed = 9;
+  const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 10 - 5;
+  for (let K = 1; K <= 40; K++) {
+    const ups = Array.from({ length: K }, () => one(...Array.from({ length: 50 }, () => Math.round(rnd() * 4) / 4)));
+    const med = vals(coordinateMedian(ups));
+    const tm = vals(trimmedMean(ups, 0.2));
+    const cut = Math.floor(0.2 * K);
+    for (let i = 0; i < 50; i++) {
+      const col = ups.map((u) => vals(u)[i]!).sort((a, b) => a - b);
+      const m = K % 2 ? col[(K - 1) / 2]! : (col[K / 2 - 1]! + col[K / 2]!) / 2;
+      assert.ok(med[i] === f32(m), `median K=${K} i=${i}: ${med[i]} vs ${m}`); // (-0 === 0)
+      const kept = col.slice(cut, K - cut);
+      assert.ok(Math.abs(tm[i]! - f32(kept.reduce((a, b) => a + b, 0) / kept.length)) <= 1e-6, `trimmed K=${K} i=${i}`);
+    }
+  }
+});
+
+test('metrics are averaged weighted by examples', () => {
+  const m = weightedMetrics([
+    { numExamples: 1, metrics: { dice: 0.5, iou: 0.2 } },
+    { numExamples: 3, metrics: { dice: 0.9 } },
+    { numExamples: 2, metrics: { dice: NaN } },
+  ]);
+  assert.ok(Math.abs(m.dice! - (0.5 + 2.7) / 4) < 1e-15);
+  assert.equal(m.iou, 0.2);
+});
+
+test('strategy config errors are clear', () => {
+  assert.throws(() => createStrategy({ name: 'fedavg', eta: 1 } as never), /Unrecognized key/);
+  assert.throws(() => createStrategy({ name: 'krum' } as never), /Invalid discriminator/);
+  assert.throws(() => createStrategy({ name: 'fedadam', beta_1: 1 }), /beta_1|less than 1/);
+});
