@@ -2,7 +2,7 @@
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { initBackend } from '@fedsam/shared/backend';
 import { logger, setLogLevel } from '@fedsam/shared/log';
-import { registerCommands } from './commands.ts';
+import { registerCommands, registerFederationCommands } from './commands.ts';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -24,6 +24,7 @@ program
   });
 
 registerCommands(program);
+registerFederationCommands(program);
 
 try {
   await program.parseAsync(process.argv);

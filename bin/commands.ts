@@ -8,6 +8,12 @@ import { predict } from '@fedsam/client/commands/predict';
 import { trainCommand, evaluateCommand, saveModelFolder } from '@fedsam/client/commands/train';
 import { parseNumberList, parsePoint, parsePositiveInt, parsePositiveFloat, parseFraction, parseNonNegInt } from '@fedsam/client/commands/args';
 import { synthesize } from '@fedsam/client/data/synth';
+import { registerServerCommand } from '@fedsam/server/cli';
+import { clientCommand } from '@fedsam/client/commands/site';
+import { simulateCommand } from '@fedsam/client/commands/simulate';
+
+/** Defaults of `fedsam simulate` (the main job: under 5 minutes on 2 cores). */
+export const SIMULATE_DEFAULTS = { rounds: 5, epochs: 2, imagesPerSite: 24 };
 
 const print = (s: string) => process.stdout.write(s + '\n');
 const MODEL_HELP = `SAM model folder in HF layout (config.json + model.safetensors), e.g. a download of facebook/sam-vit-base; default: the built-in ${DEFAULT_MODEL}`;
@@ -102,4 +108,50 @@ export function registerCommands(program: Command): void {
       print(`wrote ${resolve(o.out)} (config.json, model.safetensors, preprocessor_config.json)`);
       loaded.model.dispose();
     });
+}
+
+export function registerFederationCommands(program: Command): void {
+  registerServerCommand(program);
+
+  program.command('client')
+    .description('run a site daemon: join the aggregation server, fine-tune the decoder locally each round, upload the weights')
+    .addOption(new Option('--server <host:port>', 'aggregation server').env('FEDSAM_SERVER').makeOptionMandatory())
+    .addOption(new Option('--site <name>', 'this site\'s name (the server checks it against the token)').env('FEDSAM_SITE'))
+    .addOption(new Option('--token <token>', 'this site\'s secret token').env('FEDSAM_TOKEN'))
+    .addOption(new Option('--token-file <file>', 'file holding the token (docker secret)').env('FEDSAM_TOKEN_FILE'))
+    .addOption(new Option('--data <path>', 'the site\'s dataset (images/ + masks/, manifest, or NIfTI folder)').env('FEDSAM_DATA').makeOptionMandatory())
+    .addOption(new Option('--model <dir>', MODEL_HELP).env('FEDSAM_MODEL'))
+    .addOption(new Option('--cache-dir <dir>', 'embedding cache').env('FEDSAM_CACHE'))
+    .addOption(new Option('--val-split <fraction>', 'validation fraction of groups (for evaluation rounds)').argParser(parseFraction('--val-split')).default(0.2))
+    .addOption(new Option('--seed <n>', 'split seed').argParser(parseNonNegInt('--seed')).default(0))
+    .addOption(new Option('--tls', 'TLS with the system CAs').env('FEDSAM_TLS'))
+    .addOption(new Option('--tls-ca <pem>', 'CA certificate of the server (enables TLS)').env('FEDSAM_TLS_CA'))
+    .addOption(new Option('--tls-cert <pem>', 'client certificate (mutual TLS)').env('FEDSAM_TLS_CLIENT_CERT'))
+    .addOption(new Option('--tls-key <pem>', 'client key (mutual TLS)').env('FEDSAM_TLS_CLIENT_KEY'))
+    .addOption(new Option('--upload-dtype <dtype>', 'wire dtype of uploads (f16 halves the bytes)').choices(['F32', 'F16']).env('FEDSAM_UPLOAD_DTYPE'))
+    .addOption(new Option('--download-dtype <dtype>', 'wire dtype of downloads').choices(['F32', 'F16']).env('FEDSAM_DOWNLOAD_DTYPE'))
+    .option('--quiet', 'no progress bars')
+    .action(async (o) => { await clientCommand(o); });
+
+  program.command('simulate')
+    .description('run the whole federation on this machine: aggregator + N site clients over loopback gRPC; per-round Dice table')
+    .option('--sites <n>', 'number of sites', parsePositiveInt('--sites'), 3)
+    .option('--rounds <n>', 'federated rounds', parsePositiveInt('--rounds'), SIMULATE_DEFAULTS.rounds)
+    .option('--data <dir>', 'folder with one dataset per site (site-1/, site-2/, ...); default: synthetic data')
+    .option('--non-iid', 'synthetic sites that differ (intensity, contrast, noise, object mix)')
+    .option('--images-per-site <n>', 'synthetic images per site', parsePositiveInt('--images-per-site'), SIMULATE_DEFAULTS.imagesPerSite)
+    .option('--model <dir>', MODEL_HELP)
+    .option('--epochs <n>', 'local epochs per round', parsePositiveInt('--epochs'), SIMULATE_DEFAULTS.epochs)
+    .option('--lr <lr>', 'local Adam learning rate (default: the model\'s: 1e-5 for SAM weights, 1e-3 for the built-in model)', parsePositiveFloat('--lr'))
+    .option('--batch-size <n>', 'local batch size', parsePositiveInt('--batch-size'), 4)
+    .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(['fedavg', 'fedprox', 'fedadam', 'fedyogi', 'median', 'trimmed_mean']).default('fedavg'))
+    .option('--proximal-mu <mu>', 'FedProx proximal weight', parsePositiveFloat('--proximal-mu'))
+    .option('--val-split <fraction>', 'validation fraction per site', parseFraction('--val-split'), 0.25)
+    .option('--seed <n>', 'seed for data, split and training', parseNonNegInt('--seed'), 0)
+    .option('--out <dir>', 'output folder (data, server state, final model)', `runs/simulate-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    .option('--history <file>', 'write the per-round history as JSON')
+    .option('--cache-dir <dir>', 'embedding cache (default: <out>/cache)')
+    .option('--compare', 'also train local-only (each site alone) and centralized (pooled) with the same epoch budget')
+    .option('--quiet', 'no progress bars')
+    .action(async (o) => { await simulateCommand({ ...o, cacheDir: o.cacheDir ?? resolve(o.out, 'cache') }, print); });
 }

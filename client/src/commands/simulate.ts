@@ -1,0 +1,163 @@
+// fedsam simulate: the aggregator and N site clients on loopback (real gRPC), on synthetic data by default, with a
+// per-round table; --compare adds the local-only and centralized baselines on the same split.
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { runSimulation, type SimulationRound } from '@fedsam/server/simulation';
+import { loadModel } from '@fedsam/shared/model/presets';
+import { renderTable } from '@fedsam/shared/table';
+import { logger } from '@fedsam/shared/log';
+import { synthesize } from '../data/synth.ts';
+import { prepareSite, type Site } from '../engine/site.ts';
+import { SamEngine, decoderToHost, setDecoderFromHost } from '../engine/samEngine.ts';
+import { trainDecoder, evaluateItems, type EngineItem } from '../engine/trainer.ts';
+import { saveModelFolder } from './train.ts';
+import { dice } from '../data/metrics.ts';
+import { filledBox } from '../data/mask.ts';
+
+export interface SimulateOptions {
+  sites: number;
+  rounds: number;
+  data?: string;
+  nonIid?: boolean;
+  model?: string;
+  epochs: number;
+  lr?: number;
+  batchSize: number;
+  strategy: string;
+  proximalMu?: number;
+  seed: number;
+  imagesPerSite: number;
+  valSplit: number;
+  out: string;
+  history?: string;
+  cacheDir?: string;
+  compare?: boolean;
+  quiet?: boolean;
+}
+
+async function siteFolders(data: string, n: number): Promise<string[]> {
+  const entries = (await readdir(data, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const sites = [];
+  for (const e of entries) {
+    const p = join(data, e);
+    const sub = await readdir(p);
+    if (sub.includes('images') || sub.some((f) => /^manifest\.(csv|jsonl)$/.test(f)) || sub.includes('imagesTr')) sites.push(p);
+  }
+  if (!sites.length) throw new Error(`${data} has no site folders (each a dataset: images/ + masks/, a manifest, or imagesTr/ + labelsTr/)`);
+  if (sites.length < n) throw new Error(`${data} has ${sites.length} site folders but --sites ${n} was asked`);
+  return sites.slice(0, n);
+}
+
+const f3 = (v: number | null | undefined) => (v === null || v === undefined ? undefined : v);
+
+export async function simulateCommand(o: SimulateOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
+  const t0 = performance.now();
+  const out = resolve(o.out);
+  await mkdir(out, { recursive: true });
+  let data = o.data ? resolve(o.data) : join(out, 'data');
+  if (!o.data) {
+    const s = await synthesize({ out: data, sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite });
+    print(`synthetic data: ${o.sites} ${o.nonIid ? 'non-IID' : 'IID'} sites x ${o.imagesPerSite} images in ${data} (box-baseline Dice ${s.boxDice.toFixed(3)})`);
+  } else if (!(await stat(data)).isDirectory()) throw new Error(`--data ${data} is not a folder`);
+  const folders = await siteFolders(data, o.sites);
+  const names = folders.map((_, i) => `site-${i + 1}`);
+  const sites: Site[] = [];
+  for (let i = 0; i < folders.length; i++) {
+    sites.push(await prepareSite({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, quiet: o.quiet }));
+  }
+  const base = sites[0].loaded;
+  const lr = o.lr ?? base.recommendedLr;
+  const initialDecoder = decoderToHost(base);
+  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}`);
+  for (let i = 0; i < sites.length; i++) print(`  ${names[i]}: ${sites[i].train.length} training / ${sites[i].val.length} validation objects (${folders[i]})`);
+  const boxBaselines: Record<string, number> = {};
+  let bn = 0, bs = 0;
+  for (let i = 0; i < sites.length; i++) {
+    boxBaselines[names[i]] = await boxBaseline(sites[i].val);
+    bs += boxBaselines[names[i]] * sites[i].val.length;
+    bn += sites[i].val.length;
+  }
+  const boxMean = bs / bn;
+  const headers = ['round', ...names.map((n) => `${n} Dice`), 'weighted mean Dice', 'box baseline', 'elapsed s'];
+  let printedHeader = false;
+  const result = await runSimulation({
+    sites: sites.map((s, i) => ({ name: names[i], engineFactory: () => new SamEngine(s.loaded, s.cache, s.train, s.val, { quiet: true }) })),
+    rounds: o.rounds,
+    strategy: o.strategy === 'fedprox' ? { name: 'fedprox', proximal_mu: o.proximalMu ?? 0.01 } as any : { name: o.strategy } as any,
+    fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed },
+    initialDecoder,
+    samConfig: base.config,
+    baseModelHash: base.baseModelHash,
+    outDir: join(out, 'server'),
+    logger: logger('simulate'),
+    onRound: (r: SimulationRound) => {
+      const row = [r.round, ...names.map((n) => f3(r.sites[n]?.dice)), f3(r.mean_dice), boxMean, (performance.now() - t0) / 1000];
+      const table = renderTable(headers, [row]).split('\n');
+      if (!printedHeader) { print(table[0]); print(table[1]); printedHeader = true; }
+      print(table[2]);
+    },
+  });
+  // Final global model: frozen encoders + global decoder, as an HF SamModel folder.
+  setDecoderFromHost(base, result.finalWeights);
+  const finalDir = join(out, 'final-model');
+  await saveModelFolder(finalDir, base);
+  const history = result.history.map((r) => ({ round: r.round, mean_dice: r.mean_dice, sites: Object.fromEntries(Object.entries(r.sites).map(([k, v]) => [k, { dice: v.dice, iou: v.iou, num_examples: v.num_examples }])) }));
+  if (o.history) {
+    await writeFile(resolve(o.history), JSON.stringify(history, null, 2) + '\n');
+    print(`history: ${resolve(o.history)}`);
+  }
+  print(`final global model: ${finalDir} (HF SamModel folder); server state and per-round decoders: ${join(out, 'server')}`);
+  print(`simulation took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const comparison = o.compare ? await compareBaselines(o, sites, names, lr, print) : undefined;
+  if (comparison) {
+    const last = history[history.length - 1];
+    print(renderTable(['training', ...names.map((n) => `${n} Dice`), 'weighted mean Dice'], [
+      ['box baseline', ...names.map((n) => boxBaselines[n]), boxMean],
+      ['local-only (each site alone)', ...names.map((n) => comparison.local[n]), comparison.localMean],
+      [`federated (${o.strategy}, ${o.rounds} rounds)`, ...names.map((n) => f3(last?.sites[n]?.dice)), f3(last?.mean_dice)],
+      ['centralized (all data pooled)', ...names.map((n) => comparison.central[n]), comparison.centralMean],
+    ]));
+    await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
+  }
+  for (const s of sites) s.loaded.model.dispose();
+  return { history, comparison };
+}
+
+/** Mean Dice of the filled tight box over items (the baseline row), at full resolution like evaluation. */
+async function boxBaseline(items: readonly EngineItem[]): Promise<number> {
+  let s = 0;
+  for (const it of items) s += dice(filledBox(it.sample.box, it.sample.width, it.sample.height), await it.sample.loadMask());
+  return items.length ? s / items.length : NaN;
+}
+
+/** Local-only (each site trains alone) and centralized (pooled) training with the same epochs budget. */
+async function compareBaselines(o: SimulateOptions, sites: Site[], names: string[], lr: number, print: (s: string) => void) {
+  const epochs = o.rounds * o.epochs;
+  const initial = decoderToHost(sites[0].loaded);
+  const local: Record<string, number> = {};
+  const central: Record<string, number> = {};
+  let ln = 0, ls = 0;
+  print(`\nbaselines with the same budget (${epochs} epochs): local-only per site, then centralized on the pooled training data`);
+  for (let i = 0; i < sites.length; i++) {
+    const s = sites[i];
+    setDecoderFromHost(s.loaded, initial);
+    await trainDecoder(s.loaded, s.cache, s.train, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true });
+    const m = await evaluateItems(s.loaded, s.cache, s.val);
+    local[names[i]] = m.dice;
+    ls += m.dice * s.val.length;
+    ln += s.val.length;
+  }
+  // Centralized: one model trained on every site's training split (embeddings come from each site's cache).
+  const c = sites[0];
+  setDecoderFromHost(c.loaded, initial);
+  const pooled = sites.flatMap((s) => s.train);
+  await trainDecoder(c.loaded, c.cache, pooled, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true });
+  let cn = 0, cs = 0;
+  for (let i = 0; i < sites.length; i++) {
+    const m = await evaluateItems(c.loaded, sites[i].cache, sites[i].val);
+    central[names[i]] = m.dice;
+    cs += m.dice * sites[i].val.length;
+    cn += sites[i].val.length;
+  }
+  return { local, localMean: ls / ln, central, centralMean: cs / cn, epochs };
+}

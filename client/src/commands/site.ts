@@ -1,0 +1,56 @@
+// fedsam client: the site daemon. Prepares the site's data and embeddings, then runs the federated loop.
+import { readFileSync } from 'node:fs';
+import { runClient, FatalClientError } from '../daemon/client.ts';
+import { prepareSite } from '../engine/site.ts';
+import { SamEngine } from '../engine/samEngine.ts';
+import { logger } from '@fedsam/shared/log';
+
+export interface ClientCommandOptions {
+  server: string;
+  site?: string;
+  token?: string;
+  tokenFile?: string;
+  data: string;
+  model?: string;
+  cacheDir?: string;
+  valSplit: number;
+  seed: number;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tls?: boolean;
+  uploadDtype?: 'F32' | 'F16';
+  downloadDtype?: 'F32' | 'F16';
+  quiet?: boolean;
+}
+
+export async function clientCommand(o: ClientCommandOptions): Promise<void> {
+  let token = o.token;
+  if (!token && o.tokenFile) {
+    try {
+      token = readFileSync(o.tokenFile, 'utf8').trim();
+    } catch (e) {
+      throw new Error(`cannot read --token-file ${o.tokenFile}: ${(e as Error).message}`);
+    }
+  }
+  if (!token) throw new Error('no site token: pass --token, --token-file, or set FEDSAM_TOKEN / FEDSAM_TOKEN_FILE');
+  const log = logger('client', { site: o.site });
+  const site = await prepareSite({ model: o.model, data: o.data, valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, quiet: o.quiet,
+    log: (l) => log.info({ report: l }, 'dataset loaded') });
+  log.info({ model: site.loaded.source, train: site.train.length, val: site.val.length, skipped: site.report.skipped.length }, 'site ready');
+  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, log: (event, f) => log.info(f, event) });
+  const tls = o.tlsCa || o.tlsCert ? { ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey } : !!o.tls;
+  const handle = runClient({
+    server: o.server, token, site: o.site, engine, logger: log, tls, handleSignals: true,
+    uploadDtype: o.uploadDtype, downloadDtype: o.downloadDtype,
+  });
+  try {
+    const r = await handle.done;
+    log.info({ reason: r.reason, rounds_trained: r.roundsTrained.length, rounds_evaluated: r.roundsEvaluated.length }, 'client finished');
+  } catch (e) {
+    if (e instanceof FatalClientError) throw new Error(`the server refused this site: ${e.message}`);
+    throw e;
+  } finally {
+    site.loaded.model.dispose();
+  }
+}
