@@ -1,79 +1,139 @@
 // SAM mask decoder (HF SamMaskDecoder): IoU token + mask tokens, TwoWayTransformer with attention downsampling,
 // final token-to-image attention, 4x upscaling, hypernetwork MLPs and the IoU head. NHWC inside.
-// This is the only part FedSAM trains, so everything here is differentiable and wasm-friendly (ops.ts).
+// This is the only part FedSAM trains, so everything here is differentiable and wasm-friendly (ops.ts):
+//   - one (image, prompt) pair at a time, all 2-D: tfjs-wasm has no fast batched product, and the decoder's
+//     loss is a mean over samples, so a batch is a loop (the training step loops outside, see train/step.ts);
+//   - all heads at once through block-diagonal token matrices (no head split/merge transposes, no batched
+//     products), and the attention over the 4096 image tokens is re-associated so the image-side q/k/v
+//     projections are never materialised: e.g. token->image scores = (Q_bd·W_k)·Kimgᵀ + Q_bd·b_k, output
+//     (P·Vimg)·W_vᵀ + b_v (rows of P sum to 1). Same values up to float rounding;
+//   - the upscaling runs in a "blocked" pixel order (ops.convTranspose2x2Blocked); the spatial low-res mask is
+//     one rearrangement at the end (blockedToSpatial), and the training loss skips it (the loss is a sum over pixels).
 import * as tf from '@tensorflow/tfjs';
 import type { SamConfig } from '../config.ts';
-import { type Weights, param, linearP, layerNormP, activation, convTranspose2x2, matMul, gelu } from './ops.ts';
+import { type Weights, param, linearP, layerNormP, activation, gelu, matMul2d, biasAdd, convTranspose2x2Blocked, t2 } from './ops.ts';
 
 /** torch.nn.LayerNorm's default eps, used by HF for transformer.layer_norm_final_attn. */
 const TORCH_LN_EPS = 1e-5;
 
-/** SamTwoWayTransformerAttention: q/k/v projections to hidden/downsample, heads, softmax(qkᵀ/√d)v, out_proj. */
-function attention(weights: Weights, prefix: string, heads: number, q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D): tf.Tensor3D {
+/** [heads, 1, inner] 0/1 mask selecting each head's columns. */
+function headMask(heads: number, inner: number, scale = 1): tf.Tensor3D {
+  const d = inner / heads;
+  const m = new Float32Array(heads * inner);
+  for (let h = 0; h < heads; h++) m.fill(scale, h * inner + h * d, h * inner + (h + 1) * d);
+  return tf.tensor3d(m, [heads, 1, inner]);
+}
+
+/** x [T, inner] -> [heads·T, inner]: row (h, i) holds head h's columns of x[i]·scale, zeros elsewhere. */
+function blockDiag(x: tf.Tensor, heads: number, scale = 1): tf.Tensor2D {
+  const [T, inner] = x.shape;
+  return tf.reshape(tf.mul(tf.reshape(x, [1, T, inner]), headMask(heads, inner, scale)), [heads * T, inner]) as tf.Tensor2D;
+}
+
+/** y [heads·T, inner] -> [T, inner]: row i takes head h's columns from row (h, i). */
+function blockCollect(y: tf.Tensor, heads: number): tf.Tensor2D {
+  const [HT, inner] = y.shape;
+  return tf.sum(tf.mul(tf.reshape(y, [heads, HT / heads, inner]), headMask(heads, inner)), 0) as tf.Tensor2D;
+}
+
+/** SamTwoWayTransformerAttention between token sets (all small): q [Tq, C], k/v [Tk, C] -> [Tq, C]. */
+function tokenAttention(weights: Weights, prefix: string, heads: number, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor2D {
   return tf.tidy(() => {
-    const [b, nq] = q.shape;
-    const nk = k.shape[1];
     const qp = linearP(weights, `${prefix}.q_proj`, q);
     const kp = linearP(weights, `${prefix}.k_proj`, k);
     const vp = linearP(weights, `${prefix}.v_proj`, v);
-    const inner = qp.shape[2]!;
-    const d = inner / heads;
-    // separate heads: [b, n, heads, d] -> [b·heads, n, d]
-    const sep = (t: tf.Tensor, n: number) => tf.reshape(tf.transpose(tf.reshape(t, [b, n, heads, d]), [0, 2, 1, 3]), [b * heads, n, d]);
-    const qh = sep(qp, nq);
-    const kh = sep(kp, nk);
-    const vh = sep(vp, nk);
-    const scores = tf.mul(matMul(qh, tf.transpose(kh, [0, 2, 1])), 1 / Math.sqrt(d));
-    const out = matMul(tf.softmax(scores), vh); // [b·heads, nq, d]
-    const merged = tf.reshape(tf.transpose(tf.reshape(out, [b, heads, nq, d]), [0, 2, 1, 3]), [b, nq, inner]);
-    return linearP(weights, `${prefix}.out_proj`, merged) as tf.Tensor3D;
+    const d = qp.shape[1]! / heads;
+    const s = matMul2d(blockDiag(qp, heads, 1 / Math.sqrt(d)), kp, false, true); // [H·Tq, Tk]
+    const o = matMul2d(tf.softmax(s), vp); // [H·Tq, inner]
+    return linearP(weights, `${prefix}.out_proj`, blockCollect(o, heads)) as tf.Tensor2D;
   });
 }
 
-/** SamTwoWayAttentionBlock: token self-attention, token->image, MLP, image->token. */
-function twoWayBlock(weights: Weights, config: SamConfig, i: number, queries: tf.Tensor3D, keys: tf.Tensor3D,
-  queryPe: tf.Tensor3D, keyPe: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] {
+/** Attention from tokens q [T, C] to the image: keys kImg [N, C], values vImg [N, C] -> [T, C]. */
+function tokenToImageAttention(weights: Weights, prefix: string, heads: number, q: tf.Tensor, kImg: tf.Tensor, vImg: tf.Tensor): tf.Tensor2D {
+  return tf.tidy(() => {
+    const qp = linearP(weights, `${prefix}.q_proj`, q); // [T, inner]
+    const inner = qp.shape[1]!;
+    const qbd = blockDiag(qp, heads, 1 / Math.sqrt(inner / heads)); // [H·T, inner]
+    const a = matMul2d(qbd, param(weights, `${prefix}.k_proj.weight`)); // [H·T, C]
+    const c = matMul2d(qbd, tf.reshape(param(weights, `${prefix}.k_proj.bias`), [inner, 1])); // [H·T, 1]
+    const p = tf.softmax(tf.add(matMul2d(a, kImg, false, true), c)); // [H·T, N]
+    const m = matMul2d(p, vImg); // [H·T, C]
+    const o = linearP(weights, `${prefix}.v_proj`, m); // [H·T, inner]
+    return linearP(weights, `${prefix}.out_proj`, blockCollect(o, heads)) as tf.Tensor2D;
+  });
+}
+
+/** Attention from the image qImg [N, C] to tokens: keys k [T, C], values v [T, C] -> [N, C]. */
+function imageToTokenAttention(weights: Weights, prefix: string, heads: number, qImg: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor2D {
+  return tf.tidy(() => {
+    const kp = linearP(weights, `${prefix}.k_proj`, k); // [T, inner]
+    const vp = linearP(weights, `${prefix}.v_proj`, v);
+    const [T, inner] = kp.shape as [number, number];
+    const N = qImg.shape[0];
+    const kbd = blockDiag(kp, heads, 1 / Math.sqrt(inner / heads)); // [H·T, inner]
+    const g = matMul2d(kbd, param(weights, `${prefix}.q_proj.weight`)); // [H·T, C]
+    const c = matMul2d(tf.reshape(param(weights, `${prefix}.q_proj.bias`), [1, inner]), kbd, false, true); // [1, H·T]
+    const s = biasAdd(matMul2d(qImg, g, false, true), tf.reshape(c, [heads * T])); // [N, H·T]
+    const p = tf.reshape(tf.softmax(tf.reshape(s, [N, heads, T])), [N, heads * T]);
+    const u = matMul2d(blockDiag(vp, heads), param(weights, `${prefix}.out_proj.weight`), false, true); // [H·T, C]
+    return biasAdd(matMul2d(p, u), param(weights, `${prefix}.out_proj.bias`)) as tf.Tensor2D;
+  });
+}
+
+/** SamTwoWayAttentionBlock: token self-attention, token->image, MLP, image->token. queries [T, C], keys [N, C]. */
+function twoWayBlock(weights: Weights, config: SamConfig, i: number, queries: tf.Tensor, keys: tf.Tensor,
+  queryPe: tf.Tensor, keyPe: tf.Tensor): [tf.Tensor2D, tf.Tensor2D] {
   return tf.tidy(() => {
     const d = config.decoder;
     const p = `mask_decoder.transformer.layers.${i}`;
     const eps = d.layer_norm_eps;
     const heads = d.num_attention_heads;
     if (i === 0) {
-      queries = attention(weights, `${p}.self_attn`, heads, queries, queries, queries); // skip_first_layer_pe: no residual
+      queries = tokenAttention(weights, `${p}.self_attn`, heads, queries, queries, queries); // skip_first_layer_pe: no residual
     } else {
-      const q = tf.add(queries, queryPe) as tf.Tensor3D;
-      queries = tf.add(queries, attention(weights, `${p}.self_attn`, heads, q, q, queries)) as tf.Tensor3D;
+      const q = tf.add(queries, queryPe);
+      queries = tf.add(queries, tokenAttention(weights, `${p}.self_attn`, heads, q, q, queries));
     }
-    queries = layerNormP(weights, `${p}.layer_norm1`, queries, eps) as tf.Tensor3D;
+    queries = layerNormP(weights, `${p}.layer_norm1`, queries, eps);
 
-    let q = tf.add(queries, queryPe) as tf.Tensor3D;
-    let k = tf.add(keys, keyPe) as tf.Tensor3D;
-    queries = tf.add(queries, attention(weights, `${p}.cross_attn_token_to_image`, heads, q, k, keys)) as tf.Tensor3D;
-    queries = layerNormP(weights, `${p}.layer_norm2`, queries, eps) as tf.Tensor3D;
+    let q = tf.add(queries, queryPe);
+    const k = tf.add(keys, keyPe); // also the image->token queries below (keys do not change in between)
+    queries = tf.add(queries, tokenToImageAttention(weights, `${p}.cross_attn_token_to_image`, heads, q, k, keys));
+    queries = layerNormP(weights, `${p}.layer_norm2`, queries, eps);
 
     const mlp = linearP(weights, `${p}.mlp.lin2`, activation(d.hidden_act, linearP(weights, `${p}.mlp.lin1`, queries)));
-    queries = layerNormP(weights, `${p}.layer_norm3`, tf.add(queries, mlp), eps) as tf.Tensor3D;
+    queries = layerNormP(weights, `${p}.layer_norm3`, tf.add(queries, mlp), eps);
 
-    q = tf.add(queries, queryPe) as tf.Tensor3D;
-    k = tf.add(keys, keyPe) as tf.Tensor3D;
-    keys = tf.add(keys, attention(weights, `${p}.cross_attn_image_to_token`, heads, k, q, queries)) as tf.Tensor3D;
-    keys = layerNormP(weights, `${p}.layer_norm4`, keys, eps) as tf.Tensor3D;
-    return [queries, keys];
+    q = tf.add(queries, queryPe);
+    keys = tf.add(keys, imageToTokenAttention(weights, `${p}.cross_attn_image_to_token`, heads, k, q, queries));
+    keys = layerNormP(weights, `${p}.layer_norm4`, keys, eps);
+    return [queries as tf.Tensor2D, keys as tf.Tensor2D];
   });
 }
 
-/** SamTwoWayTransformer: tokens [b, T, C], image [b, hw, C], image PE [b, hw, C] -> (tokens, image). */
+/** SamTwoWayTransformer: tokens [b, T, C], image [b, hw, C], image PE [b or 1, hw, C] -> (tokens, image). */
 export function twoWayTransformer(weights: Weights, config: SamConfig, tokens: tf.Tensor3D, image: tf.Tensor3D, imagePe: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] {
   return tf.tidy(() => {
-    let queries = tokens;
-    let keys = image;
+    const b = tokens.shape[0];
+    const one = (t: tf.Tensor3D, i: number) => tf.reshape(t.shape[0] === 1 ? t : tf.slice(t, i, 1), [t.shape[1], t.shape[2]]) as tf.Tensor2D;
+    const outs = Array.from({ length: b }, (_, i) => twoWayTransformer2d(weights, config, one(tokens, i), one(image, i), one(imagePe, i)));
+    return [tf.stack(outs.map((o) => o[0])), tf.stack(outs.map((o) => o[1]))] as [tf.Tensor3D, tf.Tensor3D];
+  });
+}
+
+/** SamTwoWayTransformer for one sample: tokens [T, C], image [N, C], image PE [N, C] -> (tokens, image). */
+export function twoWayTransformer2d(weights: Weights, config: SamConfig, tokens: tf.Tensor2D, image: tf.Tensor2D, imagePe: tf.Tensor2D): [tf.Tensor2D, tf.Tensor2D] {
+  return tf.tidy(() => {
+    let queries: tf.Tensor2D = tokens;
+    let keys: tf.Tensor2D = image;
     for (let i = 0; i < config.decoder.num_hidden_layers; i++) {
       [queries, keys] = twoWayBlock(weights, config, i, queries, keys, tokens, imagePe);
     }
-    const q = tf.add(queries, tokens) as tf.Tensor3D;
-    const k = tf.add(keys, imagePe) as tf.Tensor3D;
-    const attn = attention(weights, 'mask_decoder.transformer.final_attn_token_to_image', config.decoder.num_attention_heads, q, k, keys);
-    queries = layerNormP(weights, 'mask_decoder.transformer.layer_norm_final_attn', tf.add(queries, attn), TORCH_LN_EPS) as tf.Tensor3D;
+    const q = tf.add(queries, tokens);
+    const k = tf.add(keys, imagePe);
+    const attn = tokenToImageAttention(weights, 'mask_decoder.transformer.final_attn_token_to_image', config.decoder.num_attention_heads, q, k, keys);
+    queries = layerNormP(weights, 'mask_decoder.transformer.layer_norm_final_attn', tf.add(queries, attn), TORCH_LN_EPS) as tf.Tensor2D;
     return [queries, keys];
   });
 }
@@ -85,6 +145,77 @@ function feedForward(weights: Weights, prefix: string, depth: number, x: tf.Tens
   return linearP(weights, `${prefix}.proj_out`, h);
 }
 
+export interface DecodeOneInputs {
+  /** [N, C] image embedding + dense prompt embedding, N = h·w in row-major (y, x) order. */
+  image: tf.Tensor2D;
+  /** [N, C] image-wide positional embedding. */
+  pos: tf.Tensor2D;
+  /** [n, C] sparse prompt tokens, or undefined for none. */
+  sparse?: tf.Tensor2D;
+  /** Mask tokens whose masks are returned: [0] (multimask off) or [1..num_multimask_outputs]. */
+  selected: number[];
+  /** Run the IoU head (default true). The training loss does not need it. */
+  iou?: boolean;
+}
+
+export interface DecodeOneOutputs {
+  /** [16N, k] low-res mask logits in blocked pixel order (see blockedToSpatial). */
+  logitsBlocked: tf.Tensor2D;
+  /** [1, k] predicted IoU of the selected masks (when requested). */
+  iou?: tf.Tensor2D;
+}
+
+/** Mask tokens returned for multimask on / off (HF slicing). */
+export function selectedMaskTokens(config: SamConfig, multimaskOutput: boolean): number[] {
+  return multimaskOutput ? Array.from({ length: config.decoder.num_multimask_outputs }, (_, i) => i + 1) : [0];
+}
+
+/** The mask decoder for one (image, prompt) pair, differentiable in `weights`. */
+export function decodeOne(weights: Weights, config: SamConfig, inp: DecodeOneInputs): DecodeOneOutputs {
+  return tf.tidy(() => {
+    const d = config.decoder;
+    const C = d.hidden_size;
+    const outputTokens = tf.concat([param(weights, 'mask_decoder.iou_token.weight'), param(weights, 'mask_decoder.mask_tokens.weight')], 0);
+    const tokens = (inp.sparse ? tf.concat([outputTokens, inp.sparse], 0) : outputTokens) as tf.Tensor2D;
+    const [hs, keys] = twoWayTransformer2d(weights, config, tokens, inp.image, inp.pos);
+
+    // Upscale (blocked order): two 2x2 stride-2 transposed convs with LayerNorm + GELU, then GELU.
+    let up = convTranspose2x2Blocked(keys, param(weights, 'mask_decoder.upscale_conv1.weight'), param(weights, 'mask_decoder.upscale_conv1.bias'));
+    up = gelu(layerNormP(weights, 'mask_decoder.upscale_layer_norm', up, d.layer_norm_eps)) as tf.Tensor2D;
+    up = gelu(convTranspose2x2Blocked(up, param(weights, 'mask_decoder.upscale_conv2.weight'), param(weights, 'mask_decoder.upscale_conv2.bias'))) as tf.Tensor2D;
+
+    // Only the mask tokens that are returned run through their hypernetwork MLPs (same outputs as HF's slice).
+    const hyper = inp.selected.map((t) => feedForward(weights, `mask_decoder.output_hypernetworks_mlps.${t}`, 3, tf.slice(hs, [1 + t, 0], [1, C])));
+    const hyperIn = hyper.length === 1 ? hyper[0] : tf.concat(hyper, 0); // [k, C/8]
+    const out: DecodeOneOutputs = { logitsBlocked: matMul2d(up, hyperIn, false, true) }; // [16N, k]
+    if (inp.iou ?? true) {
+      const iouAll = feedForward(weights, 'mask_decoder.iou_prediction_head', d.iou_head_depth, tf.slice(hs, [0, 0], [1, C])); // [1, nMaskTokens]
+      out.iou = tf.slice(iouAll, [0, inp.selected[0]], [1, inp.selected.length]) as tf.Tensor2D;
+    }
+    return out as any;
+  }) as unknown as DecodeOneOutputs;
+}
+
+/**
+ * Blocked pixel order -> spatial: m [16·h·w, k] with rows (y, x, kh1, kw1, kh2, kw2) -> [k, 4h, 4w] where
+ * row = 4y + 2kh1 + kh2, col = 4x + 2kw1 + kw2. Differentiable (two rank-4 transposes).
+ */
+export function blockedToSpatial(m: tf.Tensor2D, h: number, w: number): tf.Tensor3D {
+  const k = m.shape[1];
+  return tf.tidy(() => {
+    const a = tf.transpose(tf.reshape(t2(m), [k * h * w * 2, 2, 2, 2]), [0, 2, 1, 3]); // (k,y,x,kh1 | kh2, kw1, kw2)
+    return tf.reshape(tf.transpose(tf.reshape(a, [k * h, w, 4, 4]), [0, 2, 1, 3]), [k, 4 * h, 4 * w]) as tf.Tensor3D;
+  });
+}
+
+/** Inverse of blockedToSpatial for one map: [4h, 4w] (or any [..., 4h, 4w] with one map) -> [16·h·w] blocked. */
+export function spatialToBlocked(x: tf.Tensor, h: number, w: number): tf.Tensor1D {
+  return tf.tidy(() => {
+    const a = tf.transpose(tf.reshape(x, [h, 4, w, 4]), [0, 2, 1, 3]); // (y, x, kh1kh2, kw1kw2)
+    return tf.reshape(tf.transpose(tf.reshape(a, [h * w * 2, 2, 2, 2]), [0, 2, 1, 3]), [16 * h * w]) as tf.Tensor1D;
+  });
+}
+
 export interface MaskDecoderInputs {
   /** [B, h, w, C] image embeddings (NHWC). */
   imageEmbeddings: tf.Tensor4D;
@@ -92,7 +223,7 @@ export interface MaskDecoderInputs {
   imagePositionalEmbeddings: tf.Tensor4D;
   /** [B, pb, n, C] */
   sparse: tf.Tensor4D;
-  /** [B, h, w, C] */
+  /** [B, h, w, C], or [B, 1, 1, C] when it is the same everywhere */
   dense: tf.Tensor4D;
   multimaskOutput: boolean;
 }
@@ -107,56 +238,30 @@ export interface MaskDecoderOutputs {
 /** HF SamMaskDecoder.forward, with multimask selection as HF does (k = 3 or 1). */
 export function maskDecoder(weights: Weights, config: SamConfig, inp: MaskDecoderInputs): MaskDecoderOutputs {
   return tf.tidy(() => {
-    const d = config.decoder;
-    const C = d.hidden_size;
+    const C = config.decoder.hidden_size;
     const [B, h, w] = inp.imageEmbeddings.shape;
-    const pb = inp.sparse.shape[1];
-    const nMaskTokens = d.num_multimask_outputs + 1;
-    const b = B * pb;
-
-    const outputTokens = tf.concat([
-      param(weights, 'mask_decoder.iou_token.weight'),
-      param(weights, 'mask_decoder.mask_tokens.weight'),
-    ], 0); // [1 + nMaskTokens, C]
-    let tokens = tf.reshape(outputTokens, [1, 1 + nMaskTokens, C]) as tf.Tensor3D;
-    if (b > 1) tokens = tf.tile(tokens, [b, 1, 1]);
+    const [, pb, n] = inp.sparse.shape;
+    const N = h * w;
+    const selected = selectedMaskTokens(config, inp.multimaskOutput);
+    const k = selected.length;
     // HF drops the prompt tokens altogether when every sparse embedding is zero (no point, no box).
     const sparseSum = tf.tidy(() => tf.sum(inp.sparse).dataSync()[0]);
-    if (sparseSum !== 0) {
-      tokens = tf.concat([tokens, tf.reshape(inp.sparse, [b, inp.sparse.shape[2], C])], 1);
+    const pos = tf.reshape(inp.imagePositionalEmbeddings, [N, C]) as tf.Tensor2D;
+    const masks: tf.Tensor[] = [];
+    const ious: tf.Tensor[] = [];
+    for (let bi = 0; bi < B; bi++) {
+      const emb = tf.reshape(B === 1 ? inp.imageEmbeddings : tf.slice(inp.imageEmbeddings, [bi, 0, 0, 0], [1, h, w, C]), [N, C]);
+      const dense = inp.dense.shape[0] === 1 ? inp.dense : tf.slice(inp.dense, [bi, 0, 0, 0], [1, ...inp.dense.shape.slice(1)]);
+      const image = tf.add(emb, tf.reshape(dense, [-1, C])) as tf.Tensor2D; // broadcast when dense is [1, 1, 1, C]
+      for (let pj = 0; pj < pb; pj++) {
+        const sparse = sparseSum !== 0 ? tf.reshape(tf.slice(inp.sparse, [bi, pj, 0, 0], [1, 1, n, C]), [n, C]) as tf.Tensor2D : undefined;
+        const out = decodeOne(weights, config, { image, pos, sparse, selected });
+        masks.push(blockedToSpatial(out.logitsBlocked, h, w));
+        ious.push(out.iou!);
+      }
     }
-    // image + dense prompt, then repeat_interleave over the point batch
-    let src = tf.add(inp.imageEmbeddings, inp.dense);
-    let pos: tf.Tensor = inp.imagePositionalEmbeddings;
-    src = tf.reshape(src, [B, 1, h * w, C]);
-    if (pb > 1) src = tf.tile(src, [1, pb, 1, 1]);
-    src = tf.reshape(src, [b, h * w, C]);
-    pos = tf.reshape(pos, [1, h * w, C]); // broadcast over b where it is added
-
-    const [hs, keys] = twoWayTransformer(weights, config, tokens, src as tf.Tensor3D, pos as tf.Tensor3D);
-    const iouTokenOut = tf.reshape(tf.slice(hs, [0, 0, 0], [b, 1, C]), [b, C]);
-
-    // Upscale: two 2x2 stride-2 transposed convs with LayerNorm + GELU, then GELU.
-    let up = convTranspose2x2(tf.reshape(keys, [b, h, w, C]) as tf.Tensor4D,
-      param(weights, 'mask_decoder.upscale_conv1.weight'), param(weights, 'mask_decoder.upscale_conv1.bias'));
-    up = gelu(layerNormP(weights, 'mask_decoder.upscale_layer_norm', up, d.layer_norm_eps)) as tf.Tensor4D;
-    up = gelu(convTranspose2x2(up, param(weights, 'mask_decoder.upscale_conv2.weight'), param(weights, 'mask_decoder.upscale_conv2.bias'))) as tf.Tensor4D;
-    const c8 = up.shape[3];
-    const H4 = up.shape[1];
-    const W4 = up.shape[2];
-
-    // Only the mask tokens that are returned are run through their hypernetwork MLPs (same outputs as HF's slice).
-    const selected = inp.multimaskOutput ? Array.from({ length: d.num_multimask_outputs }, (_, i) => i + 1) : [0];
-    const hyper = selected.map((t) => feedForward(weights, `mask_decoder.output_hypernetworks_mlps.${t}`, 3,
-      tf.reshape(tf.slice(hs, [0, 1 + t, 0], [b, 1, C]), [b, C])));
-    const k = selected.length;
-    const hyperIn = tf.reshape(tf.stack(hyper, 2), [b, c8, k]); // [b, c8, k]
-    // masks[b, t, n] = Σc hyper[b,t,c]·up[b,n,c]: compute up·hyperᵀ ([b, n, k]) then move k forward (k is small).
-    const m = matMul(tf.reshape(up, [b, H4 * W4, c8]), hyperIn);
-    const masks = k === 1 ? tf.reshape(m, [B, pb, 1, H4, W4]) : tf.reshape(tf.transpose(m, [0, 2, 1]), [B, pb, k, H4, W4]);
-
-    const iouAll = feedForward(weights, 'mask_decoder.iou_prediction_head', d.iou_head_depth, iouTokenOut); // [b, nMaskTokens]
-    const iou = tf.reshape(tf.slice(iouAll, [0, selected[0]], [b, k]), [B, pb, k]) as tf.Tensor3D;
-    return { predMasks: masks, iouScores: iou };
+    const predMasks = tf.reshape(masks.length === 1 ? masks[0] : tf.stack(masks), [B, pb, k, 4 * h, 4 * w]);
+    const iouScores = tf.reshape(ious.length === 1 ? ious[0] : tf.concat(ious, 0), [B, pb, k]) as tf.Tensor3D;
+    return { predMasks, iouScores };
   });
 }

@@ -1,11 +1,14 @@
 // SAM's ViT image encoder (HF SamVisionEncoder): patch embedding, absolute position embedding, windowed and global
-// attention blocks with decomposed relative positions, and the convolutional neck. Frozen in FedSAM, so forward only.
+// attention blocks with decomposed relative positions, and the convolutional neck. Frozen in FedSAM, so forward only
+// (plain tf ops, no custom gradients).
+// Shaped for tfjs-wasm (see ops.ts): every product is 2-D (one per window and head; tfjs-wasm's batched product is a
+// naive loop), the q/k/v of a window/head are sliced out of one qkv product, the relative-position terms of all
+// windows and heads come from one small product per query row (or column), and only copies with long contiguous
+// runs are used to (un)partition windows. Optionally a FrozenWeightCache keeps the transposed (and XNNPACK-packed)
+// weights across images.
 import * as tf from '@tensorflow/tfjs';
 import type { SamConfig } from '../config.ts';
-import { type Weights, param, linearP, layerNormP, layerNorm, activation, convPatchify, matMul, linear } from './ops.ts';
-
-/** Largest number of attention-score elements materialised at once (global attention at ViT-B is 12×4096×4096). */
-const ATTN_CHUNK_ELEMENTS = 1 << 25;
+import { type Weights, type FrozenWeightCache, param, layerNorm, gelu, linearFrozen, product, ensureFastKernels } from './ops.ts';
 
 /** HF get_rel_pos: relative position table [q, k, C] for query/key lengths, interpolating the table if needed. */
 export function getRelPos(qSize: number, kSize: number, relPos: tf.Tensor2D): tf.Tensor3D {
@@ -28,125 +31,154 @@ export function getRelPos(qSize: number, kSize: number, relPos: tf.Tensor2D): tf
 }
 
 /**
- * Multi-head self-attention with decomposed relative positions over a [B', h, w, C] grid (a window or the whole map).
+ * Multi-head self-attention with decomposed relative positions inside windows of one image.
+ * qkv: [nW, wh, ww, 3C] (q | k | v, each heads × d; qkv bias included). Returns [nW, wh, ww, C] before out-projection.
  */
-function visionAttention(weights: Weights, prefix: string, x: tf.Tensor4D, heads: number, useRelPos: boolean): tf.Tensor4D {
-  const [Bp, h, w, C] = x.shape;
-  const d = C / heads;
-  const n = h * w;
-  const scale = 1 / Math.sqrt(d);
-  const qkv = linearP(weights, `${prefix}.qkv`, tf.reshape(x, [Bp * n, C])); // [B'n, 3C]
-  // [B', n, 3, heads, d] -> [3, B', heads, n, d]
-  const qkv5 = tf.transpose(tf.reshape(qkv, [Bp, n, 3, heads, d]), [2, 0, 3, 1, 4]);
-  const [q, k, v] = tf.unstack(qkv5, 0).map((t) => tf.reshape(t, [Bp * heads, n, d]));
-  let relH: tf.Tensor | undefined;
-  let relW: tf.Tensor | undefined;
-  if (useRelPos) {
-    const Rh = getRelPos(h, h, param(weights, `${prefix}.rel_pos_h`) as tf.Tensor2D); // [h, h, d]
-    const Rw = getRelPos(w, w, param(weights, `${prefix}.rel_pos_w`) as tf.Tensor2D); // [w, w, d]
-    const BH = Bp * heads;
-    const rq = tf.reshape(q, [BH, h, w, d]);
-    // rel_h[b,y,x,k] = Σc rq[b,y,x,c]·Rh[y,k,c]
-    const rqH = tf.reshape(tf.transpose(rq, [1, 0, 2, 3]), [h, BH * w, d]);
-    relH = tf.transpose(tf.reshape(matMul(rqH, tf.transpose(Rh, [0, 2, 1])), [h, BH, w, h]), [1, 0, 2, 3]); // [BH,h,w,kh]
-    const rqW = tf.reshape(tf.transpose(rq, [2, 0, 1, 3]), [w, BH * h, d]);
-    relW = tf.transpose(tf.reshape(matMul(rqW, tf.transpose(Rw, [0, 2, 1])), [w, BH, h, w]), [1, 2, 0, 3]); // [BH,h,w,kw]
-  }
-  const kT = tf.transpose(k, [0, 2, 1]);
-  const total = Bp * heads;
-  const chunk = Math.max(1, Math.floor(ATTN_CHUNK_ELEMENTS / (n * n)));
-  const outs: tf.Tensor[] = [];
-  for (let s = 0; s < total; s += chunk) {
-    const len = Math.min(chunk, total - s);
-    outs.push(tf.tidy(() => {
-      const qs = tf.slice(q, [s, 0, 0], [len, n, d]);
-      let attn = tf.mul(matMul(qs, tf.slice(kT, [s, 0, 0], [len, d, n])), scale);
-      if (relH && relW) {
-        const a5 = tf.reshape(attn, [len, h, w, h, w]);
-        const rh = tf.reshape(tf.slice(relH, [s, 0, 0, 0], [len, h, w, h]), [len, h, w, h, 1]);
-        const rw = tf.reshape(tf.slice(relW, [s, 0, 0, 0], [len, h, w, w]), [len, h, w, 1, w]);
-        attn = tf.reshape(tf.add(tf.add(a5, rh), rw), [len, n, n]);
+function windowAttention(weights: Weights, prefix: string, qkv: tf.Tensor4D, heads: number, useRelPos: boolean): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [nW, wh, ww, C3] = qkv.shape;
+    const C = C3 / 3;
+    const d = C / heads;
+    const n = wh * ww;
+    const scale = 1 / Math.sqrt(d);
+    // Relative positions for all windows and heads: rel_h[y, (w, x, h), ky] = q[w, y, x, h]·Rh[y, ky], one product per
+    // query row y (and per query column x for rel_w).
+    let relH: tf.Tensor | undefined;
+    let relW: tf.Tensor | undefined;
+    if (useRelPos) {
+      const RhT = tf.transpose(getRelPos(wh, wh, param(weights, `${prefix}.rel_pos_h`) as tf.Tensor2D), [0, 2, 1]); // [qy, d, ky]
+      const RwT = tf.transpose(getRelPos(ww, ww, param(weights, `${prefix}.rel_pos_w`) as tf.Tensor2D), [0, 2, 1]); // [qx, d, kx]
+      const hs: tf.Tensor[] = [];
+      for (let y = 0; y < wh; y++) {
+        const qy = tf.reshape(tf.slice(qkv, [0, y, 0, 0], [nW, 1, ww, C]), [nW * ww * heads, d]);
+        hs.push(product(qy, tf.reshape(tf.slice(RhT, [y, 0, 0], [1, d, wh]), [d, wh])));
       }
-      return matMul(tf.softmax(attn), tf.slice(v, [s, 0, 0], [len, n, d]));
-    }));
-  }
-  const o = outs.length === 1 ? outs[0] : tf.concat(outs, 0); // [B'·heads, n, d]
-  // [B', heads, h, w, d] -> [B', h, w, heads, d]
-  const merged = tf.reshape(tf.transpose(tf.reshape(o, [Bp, heads, h, w, d]), [0, 2, 3, 1, 4]), [Bp * n, C]);
-  return tf.reshape(linearP(weights, `${prefix}.proj`, merged), [Bp, h, w, C]) as tf.Tensor4D;
+      relH = tf.reshape(tf.stack(hs), [wh, nW, ww, heads, wh]); // (y, w, x, h, ky)
+      const ws: tf.Tensor[] = [];
+      for (let x = 0; x < ww; x++) {
+        const qx = tf.reshape(tf.slice(qkv, [0, 0, x, 0], [nW, wh, 1, C]), [nW * wh * heads, d]);
+        ws.push(product(qx, tf.reshape(tf.slice(RwT, [x, 0, 0], [1, d, ww]), [d, ww])));
+      }
+      relW = tf.reshape(tf.stack(ws), [ww, nW, wh, heads, ww]); // (x, w, y, h, kx)
+    }
+    const outs: tf.Tensor[] = [];
+    for (let w = 0; w < nW; w++) {
+      for (let h = 0; h < heads; h++) {
+        outs.push(tf.tidy(() => {
+          const part = (j: number) => tf.reshape(tf.slice(qkv, [w, 0, 0, j * C + h * d], [1, wh, ww, d]), [n, d]);
+          let s: tf.Tensor = product(part(0), tf.mul(part(1), scale), false, true); // [n, n]
+          if (relH && relW) {
+            const rh = tf.reshape(tf.slice(relH, [0, w, 0, h, 0], [wh, 1, ww, 1, wh]), [n, wh, 1]);
+            const rw = tf.reshape(tf.transpose(tf.reshape(tf.slice(relW, [0, w, 0, h, 0], [ww, 1, wh, 1, ww]), [ww, wh, ww]), [1, 0, 2]), [n, 1, ww]);
+            s = tf.reshape(tf.add(tf.add(tf.reshape(s, [n, wh, ww]), rh), rw), [n, n]);
+          }
+          return product(tf.softmax(s), part(2)); // [n, d]
+        }));
+      }
+    }
+    // [nW, heads, n, d] -> [nW, n, heads, d]
+    return tf.reshape(tf.transpose(tf.reshape(tf.stack(outs), [nW, heads, n, d]), [0, 2, 1, 3]), [nW, wh, ww, C]) as tf.Tensor4D;
+  });
 }
 
-function windowPartition(x: tf.Tensor4D, win: number): { windows: tf.Tensor4D; Hp: number; Wp: number } {
-  const [B, H, W, C] = x.shape;
-  const padH = (win - (H % win)) % win;
-  const padW = (win - (W % win)) % win;
-  const xp = padH || padW ? tf.pad(x, [[0, 0], [0, padH], [0, padW], [0, 0]]) : x;
-  const Hp = H + padH;
-  const Wp = W + padW;
-  const w6 = tf.reshape(xp, [B, Hp / win, win, Wp / win, win, C]);
-  return { windows: tf.reshape(tf.transpose(w6, [0, 1, 3, 2, 4, 5]), [-1, win, win, C]) as tf.Tensor4D, Hp, Wp };
-}
-
-function windowUnpartition(windows: tf.Tensor4D, win: number, Hp: number, Wp: number, H: number, W: number): tf.Tensor4D {
-  const C = windows.shape[3];
-  const B = windows.shape[0] / ((Hp / win) * (Wp / win));
-  const x6 = tf.reshape(windows, [B, Hp / win, Wp / win, win, win, C]);
-  const x = tf.reshape(tf.transpose(x6, [0, 1, 3, 2, 4, 5]), [B, Hp, Wp, C]) as tf.Tensor4D;
-  return Hp > H || Wp > W ? tf.slice(x, [0, 0, 0, 0], [B, H, W, C]) : x;
+/** Attention of one layer on one image x [H, W, C] (layer_norm1 output) -> [H·W, C] after the output projection. */
+function imageAttention(weights: Weights, config: SamConfig, prefix: string, x: tf.Tensor, win: number, cache?: FrozenWeightCache): tf.Tensor2D {
+  return tf.tidy(() => {
+    const v = config.vision;
+    const [H, W, C] = x.shape as [number, number, number];
+    // q/k/v of the real tokens only; padded tokens (zeros in HF) have q/k/v = the qkv bias.
+    const qkv = linearFrozen(tf.reshape(x, [H * W, C]), param(weights, `${prefix}.qkv.weight`), undefined, cache);
+    const qkvBias = weights.get(`${prefix}.qkv.bias`);
+    let windows: tf.Tensor4D;
+    let Hp = H, Wp = W;
+    if (win > 0) {
+      const padH = (win - (H % win)) % win;
+      const padW = (win - (W % win)) % win;
+      Hp = H + padH;
+      Wp = W + padW;
+      let q3: tf.Tensor = tf.reshape(qkv, [H, W, 3 * C]);
+      if (padH || padW) q3 = tf.pad(q3, [[0, padH], [0, padW], [0, 0]]);
+      if (qkvBias) q3 = tf.add(q3, qkvBias);
+      // (wy, y, wx, x·3C) -> (wy, wx, y, x·3C)
+      windows = tf.reshape(tf.transpose(tf.reshape(q3, [Hp / win, win, Wp / win, win * 3 * C]), [0, 2, 1, 3]), [-1, win, win, 3 * C]) as tf.Tensor4D;
+    } else {
+      windows = tf.reshape(qkvBias ? tf.add(qkv, qkvBias) : qkv, [1, H, W, 3 * C]) as tf.Tensor4D;
+    }
+    const o = windowAttention(weights, `${prefix}`, windows, v.num_attention_heads, v.use_rel_pos); // [nW, wh, ww, C]
+    let merged: tf.Tensor = o;
+    if (win > 0) {
+      // (wy, wx, y, x·C) -> (wy, y, wx, x·C)
+      merged = tf.reshape(tf.transpose(tf.reshape(o, [Hp / win, Wp / win, win, win * C]), [0, 2, 1, 3]), [Hp, Wp, C]);
+      if (Hp > H || Wp > W) merged = tf.slice(merged, [0, 0, 0], [H, W, C]);
+    }
+    return linearFrozen(tf.reshape(merged, [H * W, C]), param(weights, `${prefix}.proj.weight`), weights.get(`${prefix}.proj.bias`), cache);
+  });
 }
 
 /** One ViT block: x + attn(norm1(x)) (windowed unless global), then x + mlp(norm2(x)). */
-export function visionLayer(weights: Weights, config: SamConfig, i: number, x: tf.Tensor4D): tf.Tensor4D {
+export function visionLayer(weights: Weights, config: SamConfig, i: number, x: tf.Tensor4D, cache?: FrozenWeightCache): tf.Tensor4D {
+  ensureFastKernels();
   return tf.tidy(() => {
     const v = config.vision;
     const prefix = `vision_encoder.layers.${i}`;
     const win = v.global_attn_indexes.includes(i) ? 0 : v.window_size;
     const [B, H, W, C] = x.shape;
-    let h = layerNormP(weights, `${prefix}.layer_norm1`, x, v.layer_norm_eps) as tf.Tensor4D;
-    if (win > 0) {
-      const { windows, Hp, Wp } = windowPartition(h, win);
-      h = windowUnpartition(visionAttention(weights, `${prefix}.attn`, windows, v.num_attention_heads, v.use_rel_pos), win, Hp, Wp, H, W);
-    } else {
-      h = visionAttention(weights, `${prefix}.attn`, h, v.num_attention_heads, v.use_rel_pos);
+    const x2 = tf.reshape(x, [B * H * W, C]);
+    const n1 = layerNorm(x2, param(weights, `${prefix}.layer_norm1.weight`), param(weights, `${prefix}.layer_norm1.bias`), v.layer_norm_eps);
+    const attn: tf.Tensor[] = [];
+    for (let b = 0; b < B; b++) {
+      const img = tf.reshape(B === 1 ? n1 : tf.slice(n1, [b * H * W, 0], [H * W, C]), [H, W, C]);
+      attn.push(imageAttention(weights, config, `${prefix}.attn`, img, win, cache));
     }
-    const x1 = tf.add(x, h);
-    const n2 = layerNormP(weights, `${prefix}.layer_norm2`, x1, v.layer_norm_eps);
-    const mlp = linearP(weights, `${prefix}.mlp.lin2`, activation(v.hidden_act, linearP(weights, `${prefix}.mlp.lin1`, tf.reshape(n2, [B * H * W, C]))));
-    return tf.add(x1, tf.reshape(mlp, [B, H, W, C])) as tf.Tensor4D;
+    const x1 = tf.add(x2, attn.length === 1 ? attn[0] : tf.concat(attn, 0));
+    const n2 = layerNorm(x1, param(weights, `${prefix}.layer_norm2.weight`), param(weights, `${prefix}.layer_norm2.bias`), v.layer_norm_eps);
+    const act = v.hidden_act === 'gelu' ? gelu : tf.relu;
+    const h = act(linearFrozen(n2, param(weights, `${prefix}.mlp.lin1.weight`), weights.get(`${prefix}.mlp.lin1.bias`), cache));
+    const mlp = linearFrozen(h, param(weights, `${prefix}.mlp.lin2.weight`), weights.get(`${prefix}.mlp.lin2.bias`), cache);
+    return tf.reshape(tf.add(x1, mlp), [B, H, W, C]) as tf.Tensor4D;
   });
 }
 
 /**
  * Vision encoder: pixel_values [B, 3, S, S] (NCHW, as HF) -> image embeddings NHWC [B, h, w, C_out].
- * Layers run one at a time so only one layer's activations are alive.
+ * Layers run one at a time so only one layer's activations are alive. With a FrozenWeightCache (owned and disposed
+ * by the caller), transposed/packed weights are reused across calls.
  */
-export function visionEncoderNHWC(weights: Weights, config: SamConfig, pixelValues: tf.Tensor4D): tf.Tensor4D {
+export function visionEncoderNHWC(weights: Weights, config: SamConfig, pixelValues: tf.Tensor4D, cache?: FrozenWeightCache): tf.Tensor4D {
+  ensureFastKernels();
   const v = config.vision;
-  const [, ch, H, W] = pixelValues.shape;
+  const [B, ch, H, W] = pixelValues.shape;
   if (ch !== v.num_channels || H !== v.image_size || W !== v.image_size) {
     throw new Error(`pixel_values must be [B, ${v.num_channels}, ${v.image_size}, ${v.image_size}], got [${pixelValues.shape}]`);
   }
+  const k = v.patch_size;
+  const h = Math.floor(H / k);
+  const w = Math.floor(W / k);
   let x = tf.tidy(() => {
-    const nhwc = tf.transpose(pixelValues, [0, 2, 3, 1]) as tf.Tensor4D;
-    let e = convPatchify(nhwc, param(weights, 'vision_encoder.patch_embed.projection.weight'),
-      param(weights, 'vision_encoder.patch_embed.projection.bias'), v.patch_size);
-    if (v.use_abs_pos) e = tf.add(e, param(weights, 'vision_encoder.pos_embed')) as tf.Tensor4D;
-    return e;
+    // Patch embedding straight from NCHW: rows (b, y, x), columns (c, ky, kx) = the HF weight's [out, in, ky, kx] order.
+    const pv = H === h * k && W === w * k ? pixelValues : tf.slice(pixelValues, [0, 0, 0, 0], [B, ch, h * k, w * k]);
+    const a = tf.transpose(tf.reshape(pv, [B * ch * h, k, w, k]), [0, 2, 1, 3]); // (b, c, y, x, ky, kx)
+    const rows = tf.reshape(tf.transpose(tf.reshape(a, [B, ch, h * w, k * k]), [0, 2, 1, 3]), [B * h * w, ch * k * k]);
+    const wm = tf.reshape(param(weights, 'vision_encoder.patch_embed.projection.weight'), [v.hidden_size, ch * k * k]);
+    let e: tf.Tensor = linearFrozen(rows, wm, param(weights, 'vision_encoder.patch_embed.projection.bias'));
+    e = tf.reshape(e, [B, h, w, v.hidden_size]);
+    if (v.use_abs_pos) e = tf.add(e, param(weights, 'vision_encoder.pos_embed'));
+    return e as tf.Tensor4D;
   });
   for (let i = 0; i < v.num_hidden_layers; i++) {
-    const next = visionLayer(weights, config, i, x);
+    const next = visionLayer(weights, config, i, x, cache);
     x.dispose();
     x = next;
   }
   const out = tf.tidy(() => {
-    const [B, h, w, C] = x.shape;
+    const [B2, hh, ww, C] = x.shape;
     const oc = v.output_channels;
-    const w1 = param(weights, 'vision_encoder.neck.conv1.weight'); // [oc, C, 1, 1]
-    let y = tf.reshape(linear(tf.reshape(x, [B * h * w, C]), tf.reshape(w1, [oc, C])), [B, h, w, oc]);
-    y = layerNormP(weights, 'vision_encoder.neck.layer_norm1', y, v.layer_norm_eps);
+    const w1 = tf.reshape(param(weights, 'vision_encoder.neck.conv1.weight'), [oc, C]); // [oc, C, 1, 1]
+    let y: tf.Tensor = linearFrozen(tf.reshape(x, [B2 * hh * ww, C]), w1);
+    y = layerNorm(y, param(weights, 'vision_encoder.neck.layer_norm1.weight'), param(weights, 'vision_encoder.neck.layer_norm1.bias'), v.layer_norm_eps);
     const w2 = tf.transpose(param(weights, 'vision_encoder.neck.conv2.weight'), [2, 3, 1, 0]) as tf.Tensor4D; // [3,3,in,out]
-    y = tf.conv2d(y as tf.Tensor4D, w2, 1, 'same');
-    return layerNormP(weights, 'vision_encoder.neck.layer_norm2', y, v.layer_norm_eps) as tf.Tensor4D;
+    y = tf.conv2d(tf.reshape(y, [B2, hh, ww, oc]) as tf.Tensor4D, w2, 1, 'same');
+    return tf.reshape(layerNorm(y, param(weights, 'vision_encoder.neck.layer_norm2.weight'), param(weights, 'vision_encoder.neck.layer_norm2.bias'), v.layer_norm_eps), [B2, hh, ww, oc]) as tf.Tensor4D;
   });
   x.dispose();
   return out;

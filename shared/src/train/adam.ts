@@ -3,6 +3,61 @@
 // keep our own, as a pure function over named tensors: state in, state out.
 import * as tf from '@tensorflow/tfjs';
 
+// Fused Adam update as one JS kernel per parameter tensor on wasm and cpu (tfjs ops would take ~12 elementwise
+// passes and kernel launches per tensor). Float64 arithmetic per element, results rounded to float32.
+const ADAM_KERNEL = 'FedsamAdamUpdate';
+interface AdamAttrs { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; bc1: number; bc2: number; first: boolean }
+function adamLoop(pv: Float32Array, gv: Float32Array, mv: Float32Array | undefined, vv: Float32Array | undefined,
+  po: Float32Array, mo: Float32Array, vo: Float32Array, a: AdamAttrs): void {
+  const { beta1: b1, beta2: b2, eps, weightDecay: wd } = a;
+  const c1 = 1 - b1, c2 = 1 - b2;
+  const stepSize = a.lr / a.bc1;
+  const inv = 1 / Math.sqrt(a.bc2);
+  const n = pv.length;
+  let g = gv;
+  if (wd) {
+    g = new Float32Array(n);
+    for (let i = 0; i < n; i++) g[i] = gv[i] + wd * pv[i];
+  }
+  if (mv && vv) {
+    for (let i = 0; i < n; i++) {
+      const gi = g[i];
+      const m0 = mv[i];
+      mo[i] = m0 + c1 * (gi - m0);
+      vo[i] = b2 * vv[i] + c2 * gi * gi;
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const gi = g[i];
+      mo[i] = c1 * gi;
+      vo[i] = c2 * gi * gi;
+    }
+  }
+  // torch: p -= (lr / bc1) · m / (√v / √bc2 + eps), on the stored (float32) moments
+  for (let i = 0; i < n; i++) po[i] = pv[i] - (stepSize * mo[i]) / (Math.sqrt(vo[i]) * inv + eps);
+}
+
+for (const backendName of ['wasm', 'cpu'] as const) {
+  if (tf.getKernel(ADAM_KERNEL, backendName)) continue;
+  tf.registerKernel({
+    kernelName: ADAM_KERNEL, backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { p, g, m, v } = inputs as Record<string, tf.TensorInfo>;
+      const a = attrs as unknown as AdamAttrs;
+      const be = backend as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const alloc = (t: tf.TensorInfo): tf.TensorInfo => backendName === 'wasm'
+        ? be.makeOutput([...t.shape], 'float32')
+        : be.makeTensorInfo([...t.shape], 'float32', new Float32Array(tf.util.sizeFromShape(t.shape)));
+      const view = (t: tf.TensorInfo): Float32Array => backendName === 'wasm' ? be.typedArrayFromHeap(t) : be.data.get(t.dataId).values;
+      const outs = [alloc(p), alloc(p), alloc(p)];
+      const [po, mo, vo] = outs.map(view);
+      const pv = view(p), gv = view(g);
+      adamLoop(pv, gv, a.first ? undefined : view(m), a.first ? undefined : view(v), po, mo, vo, a);
+      return outs;
+    },
+  });
+}
+
 export interface AdamOptions { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }
 export const ADAM_DEFAULTS: AdamOptions = { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 
@@ -30,14 +85,18 @@ export function adamStep(params: Map<string, tf.Tensor>, grads: Map<string, tf.T
     const bc2 = 1 - Math.pow(opts.beta2, t);
     const mPrev = state.m.get(name);
     const vPrev = state.v.get(name);
-    const [pNew, mNew, vNew] = tf.tidy(() => {
-      const g = opts.weightDecay ? tf.add(g0, tf.mul(p, opts.weightDecay)) : g0;
-      const m = mPrev ? tf.add(tf.mul(mPrev, opts.beta1), tf.mul(g, 1 - opts.beta1)) : tf.mul(g, 1 - opts.beta1);
-      const v = vPrev ? tf.add(tf.mul(vPrev, opts.beta2), tf.mul(tf.square(g), 1 - opts.beta2)) : tf.mul(tf.square(g), 1 - opts.beta2);
-      const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), opts.eps);
-      const upd = tf.mul(tf.div(m, denom), opts.lr / bc1);
-      return [tf.sub(p, upd), m, v];
-    });
+    const fused = ['wasm', 'cpu'].includes(tf.getBackend()) && p.dtype === 'float32' && g0.dtype === 'float32';
+    const [pNew, mNew, vNew] = fused
+      ? tf.engine().runKernel(ADAM_KERNEL, { p, g: g0, m: mPrev ?? p, v: vPrev ?? p },
+        { ...opts, bc1, bc2, first: !mPrev } as unknown as tf.NamedAttrMap) as tf.Tensor[]
+      : tf.tidy(() => {
+        const g = opts.weightDecay ? tf.add(g0, tf.mul(p, opts.weightDecay)) : g0;
+        const m = mPrev ? tf.add(tf.mul(mPrev, opts.beta1), tf.mul(g, 1 - opts.beta1)) : tf.mul(g, 1 - opts.beta1);
+        const v = vPrev ? tf.add(tf.mul(vPrev, opts.beta2), tf.mul(tf.square(g), 1 - opts.beta2)) : tf.mul(tf.square(g), 1 - opts.beta2);
+        const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), opts.eps);
+        const upd = tf.mul(tf.div(m, denom), opts.lr / bc1);
+        return [tf.sub(p, upd), m, v];
+      });
     p.dispose();
     mPrev?.dispose();
     vPrev?.dispose();

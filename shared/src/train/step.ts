@@ -1,9 +1,16 @@
 // One fine-tuning step of the mask decoder (the HF recipe): frozen encoders, box prompts, multimask off,
 // DiceCE on the low-res logits, Adam. Parameters are plain tensors passed as explicit inputs to the loss, so
 // several models (one per simulated site) can live in one process without tf.Variable name clashes.
+//
+// Speed (tfjs-wasm): the DiceCE loss of a batch is the mean of the per-sample losses (Dice is averaged over
+// (batch, channel), BCE over equally sized samples), so a batch runs sample by sample and the gradients are
+// averaged — the decoder's fast path is 2-D (see model/maskDecoder.ts) and peak memory stays at one sample.
+// The loss is taken in the decoder's blocked pixel order (target rearranged once; sums do not care about order),
+// and the IoU head, which the loss does not use, is skipped.
 import * as tf from '@tensorflow/tfjs';
 import type { SamModel } from '../model/sam.ts';
 import type { Weights } from '../model/ops.ts';
+import { decodeOne, spatialToBlocked } from '../model/maskDecoder.ts';
 import { diceCELossParts } from './loss.ts';
 import { adamStep, type AdamOptions, type AdamState } from './adam.ts';
 
@@ -27,34 +34,87 @@ export interface StepResult { loss: number; dice: number; bce: number }
 
 export interface ProximalTerm { mu: number; global: Map<string, tf.Tensor> }
 
+/** Per-sample inputs of the decoder loss, prepared once per batch (frozen prompt encoder, rearranged targets). */
+interface SampleInputs { image: tf.Tensor2D; sparse: tf.Tensor2D; target: tf.Tensor4D }
+
+function prepareSamples(model: SamModel, batch: TrainBatch): { pos: tf.Tensor2D; samples: SampleInputs[] } {
+  return tf.tidy(() => {
+    const [B, h, w, C] = batch.embeddingsNHWC.shape;
+    const N = h * w;
+    const [, , H, W] = batch.target.shape;
+    if (H !== 4 * h || W !== 4 * w) throw new Error(`target is ${H}x${W} but the decoder's masks are ${4 * h}x${4 * w}`);
+    const { sparse, dense } = model.promptEncoder(B, { inputBoxes: batch.boxes }); // [B, 1, n, C], [B, 1, 1, C] (or [B, h, w, C])
+    const n = sparse.shape[2];
+    const pos = tf.reshape(model.positionalEmbeddingsNHWC(), [N, C]) as tf.Tensor2D;
+    const samples: SampleInputs[] = [];
+    for (let b = 0; b < B; b++) {
+      const one = <T extends tf.Tensor>(t: T): T => (B === 1 ? t : tf.slice(t, b, 1) as T);
+      const emb = tf.reshape(one(batch.embeddingsNHWC), [N, C]);
+      const d = one(dense);
+      samples.push({
+        image: tf.add(emb, tf.reshape(d, [-1, C])) as tf.Tensor2D,
+        sparse: tf.reshape(one(sparse), [n, C]) as tf.Tensor2D,
+        target: tf.reshape(spatialToBlocked(one(batch.target), h, w), [1, 1, H, W]) as tf.Tensor4D,
+      });
+    }
+    return { pos, samples } as any;
+  }) as unknown as { pos: tf.Tensor2D; samples: SampleInputs[] };
+}
+
 /** Loss and gradients w.r.t. the named decoder parameters. The caller owns (and disposes) the returned grads. */
 export function lossAndGrads(model: SamModel, batch: TrainBatch, names: string[], proximal?: ProximalTerm):
   { parts: { loss: tf.Scalar; dice: tf.Scalar; bce: tf.Scalar }; grads: Map<string, tf.Tensor> } {
   const w = model.weights;
-  let dice: tf.Scalar | undefined;
-  let bce: tf.Scalar | undefined;
-  const f = (...xs: tf.Tensor[]) => {
-    const local: Weights = new Map(w);
-    names.forEach((n, i) => local.set(n, xs[i]));
-    const out = model.decode(batch.embeddingsNHWC, { inputBoxes: batch.boxes }, false, local);
-    const logits = tf.squeeze(out.predMasks, [1]); // [B, 1, H, W]
-    const parts = diceCELossParts(logits, batch.target);
-    dice = tf.keep(parts.dice.clone());
-    bce = tf.keep(parts.bce.clone());
-    let loss = parts.loss;
-    if (proximal && proximal.mu > 0) {
-      // FedProx: (mu/2)·||w - w_global||²
-      let sq: tf.Tensor = tf.scalar(0);
-      names.forEach((n, i) => { sq = tf.add(sq, tf.sum(tf.square(tf.sub(xs[i], proximal.global.get(n)!)))); });
-      loss = tf.add(loss, tf.mul(sq, proximal.mu / 2)) as tf.Scalar;
-    }
-    return loss;
-  };
   const xs = names.map((n) => w.get(n)!);
-  const { value, grads } = tf.valueAndGrads(f)(xs);
+  const { pos, samples } = prepareSamples(model, batch);
+  const B = samples.length;
+  let sums: tf.Tensor[] | undefined; // Σ over samples of [loss, dice, bce, ...grads]
+  try {
+    for (const s of samples) {
+      let dice: tf.Scalar | undefined;
+      let bce: tf.Scalar | undefined;
+      const f = (...ps: tf.Tensor[]) => {
+        const local: Weights = new Map(w);
+        names.forEach((n, i) => local.set(n, ps[i]));
+        const out = decodeOne(local, model.config, { image: s.image, pos, sparse: s.sparse, selected: [0], iou: false });
+        const parts = diceCELossParts(tf.reshape(out.logitsBlocked, s.target.shape), s.target);
+        dice = tf.keep(parts.dice);
+        bce = tf.keep(parts.bce);
+        return parts.loss;
+      };
+      const { value, grads } = tf.valueAndGrads(f)(xs);
+      const got = [value, dice!, bce!, ...grads];
+      if (!sums) sums = got;
+      else {
+        const prev = sums;
+        sums = prev.map((t, i) => tf.add(t, got[i]));
+        tf.dispose([...prev, ...got]);
+      }
+    }
+  } finally {
+    tf.dispose([pos, ...samples.flatMap((s) => [s.image, s.sparse, s.target])]);
+  }
+  const total = B === 1 ? sums! : sums!.map((t) => { const m = tf.div(t, B); t.dispose(); return m; });
+  let [loss, dice, bce] = total as tf.Scalar[];
   const gm = new Map<string, tf.Tensor>();
-  names.forEach((n, i) => gm.set(n, grads[i]));
-  return { parts: { loss: value as tf.Scalar, dice: dice!, bce: bce! }, grads: gm };
+  names.forEach((n, i) => gm.set(n, total[3 + i]));
+  if (proximal && proximal.mu > 0) {
+    // FedProx: (mu/2)·||w - w_global||², gradient mu·(w - w_global)
+    const [sq, ...extra] = tf.tidy(() => {
+      let acc: tf.Tensor = tf.scalar(0);
+      const gs = names.map((n, i) => {
+        const diff = tf.sub(xs[i], proximal.global.get(n)!);
+        acc = tf.add(acc, tf.sum(tf.square(diff)));
+        return tf.add(gm.get(n)!, tf.mul(diff, proximal.mu));
+      });
+      return [tf.mul(acc, proximal.mu / 2), ...gs];
+    });
+    names.forEach((n, i) => { gm.get(n)!.dispose(); gm.set(n, extra[i]); });
+    const l2 = tf.add(loss, sq) as tf.Scalar;
+    tf.dispose([loss, sq]);
+    loss = l2;
+  }
+  return { parts: { loss, dice, bce }, grads: gm };
 }
 
 /** Loss on a batch without gradients (validation, and the loss after the last step). */

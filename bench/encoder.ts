@@ -1,0 +1,179 @@
+// SAM vision encoder forward at sam-vit-base size (random weights from initSamWeights, one 1024x1024 image).
+//
+//   node --import tsx bench/encoder.ts [--reps N] [--workers W] [--layers] [--no-cache] [--json]
+//   FEDSAM_BACKEND=cpu node --import tsx bench/encoder.ts ...      (backend as everywhere: initBackend())
+//
+// Single thread: seconds per image (first image = cold: weights are transposed/packed into the FrozenWeightCache;
+// later images reuse it). --layers also times one windowed and one global block alone.
+// --workers W (default 2): W worker_threads, each with its own backend and weights (shared, read-only
+// SharedArrayBuffers), each encoding its own image at the same time: images/s with all cores.
+// Times are medians over reps; wall and process CPU time are both shown (other processes share this machine).
+import * as tf from '@tensorflow/tfjs';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { initBackend } from '@fedsam/shared/backend';
+import { samVitBaseConfig, type SamConfig } from '@fedsam/shared/config';
+import { initSamWeights } from '@fedsam/shared/model/init';
+import { FrozenWeightCache, type Weights } from '@fedsam/shared/model/ops';
+import { visionEncoderNHWC, visionLayer } from '@fedsam/shared/model/visionEncoder';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+
+interface Args { reps: number; workers: number; layers: boolean; cache: boolean; json: boolean }
+function parseArgs(argv: string[]): Args {
+  const a: Args = { reps: 2, workers: 2, layers: false, cache: true, json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === '--reps') a.reps = Number(argv[++i]);
+    else if (k === '--workers') a.workers = Number(argv[++i]);
+    else if (k === '--layers') a.layers = true;
+    else if (k === '--no-cache') a.cache = false;
+    else if (k === '--json') a.json = true;
+    else throw new Error(`unknown argument ${k}`);
+  }
+  return a;
+}
+
+/**
+ * A worker_thread running this TypeScript file. `execArgv: ['--import', 'tsx']` is not applied to workers by this
+ * Node 20 ("Unknown file extension .ts"), so a tiny eval bootstrap registers tsx's loader first.
+ */
+function tsWorker(data: unknown): Worker {
+  const api = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); });`;
+  return new Worker(code, { eval: true, workerData: data });
+}
+
+const SEED = 1234;
+const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
+
+/** Host weights of the vision encoder in SharedArrayBuffers (workers map them without copying). */
+function sharedEncoderWeights(config: SamConfig): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  for (const [name, t] of initSamWeights(config, SEED, { parts: ['vision_encoder'] })) {
+    const sab = new SharedArrayBuffer(t.data.byteLength);
+    const data = new Float32Array(sab);
+    data.set(t.data as Float32Array);
+    out.set(name, { dtype: 'float32', shape: t.shape, data });
+  }
+  return out;
+}
+
+function toDevice(host: Map<string, HostTensor>): Weights {
+  const w: Weights = new Map();
+  for (const [n, t] of host) w.set(n, tf.tensor(t.data as Float32Array, t.shape, 'float32'));
+  return w;
+}
+
+function image(config: SamConfig, seed: number): tf.Tensor4D {
+  const s = config.vision.image_size;
+  return tf.randomNormal([1, 3, s, s], 0, 1, 'float32', seed) as tf.Tensor4D;
+}
+
+interface Timing { wall: number; cpu: number }
+function timed<T>(f: () => T): [T, Timing] {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = f();
+  const wall = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return [r, { wall, cpu: (c.user + c.system) / 1e6 }];
+}
+
+async function worker(): Promise<void> {
+  const { host, reps, useCache } = workerData as { host: Map<string, HostTensor>; reps: number; useCache: boolean };
+  await initBackend();
+  const config = samVitBaseConfig();
+  const weights = toDevice(host);
+  const cache = useCache ? new FrozenWeightCache() : undefined;
+  parentPort!.postMessage({ ready: true });
+  parentPort!.on('message', (m: { go?: number; exit?: boolean }) => {
+    if (m.exit) { cache?.dispose(); process.exit(0); }
+    const times: Timing[] = [];
+    for (let r = 0; r < reps; r++) {
+      const px = image(config, (m.go ?? 0) * 100 + r);
+      const [e, t] = timed(() => visionEncoderNHWC(weights, config, px, cache));
+      e.dataSync();
+      tf.dispose([e, px]);
+      times.push(t);
+    }
+    parentPort!.postMessage({ times });
+  });
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const backend = await initBackend();
+  const config = samVitBaseConfig();
+  const log = (s: string) => { if (!args.json) console.log(s); };
+  log(`backend ${backend.name} (${backend.reason}); sam-vit-base vision encoder, 1 image 1024x1024, random weights (seed ${SEED})`);
+  const [host, tInit] = timed(() => sharedEncoderWeights(config));
+  log(`initSamWeights(vision_encoder): ${tInit.wall.toFixed(2)} s`);
+  const weights = toDevice(host);
+  const cache = args.cache ? new FrozenWeightCache() : undefined;
+  const result: Record<string, unknown> = { backend: backend.name, cache: args.cache };
+
+  if (args.layers) {
+    const x = tf.randomNormal([1, 64, 64, config.vision.hidden_size], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const rows: string[] = [];
+    for (const [label, i] of [['windowed block (14x14 windows)', 0], ['global block (64x64)', 2]] as const) {
+      const ts: Timing[] = [];
+      for (let r = 0; r < Math.max(2, args.reps); r++) {
+        const [y, t] = timed(() => visionLayer(weights, config, i, x, cache));
+        y.dataSync();
+        y.dispose();
+        ts.push(t);
+      }
+      rows.push(`| ${label} | ${ts[0].wall.toFixed(2)} | ${median(ts.slice(1).map((t) => t.wall)).toFixed(2)} | ${median(ts.slice(1).map((t) => t.cpu)).toFixed(2)} |`);
+      result[`layer${i}`] = ts;
+    }
+    x.dispose();
+    log('\n| one block | first s | warm s (median) | warm CPU s |\n|---|---|---|---|\n' + rows.join('\n'));
+  }
+
+  const single: Timing[] = [];
+  for (let r = 0; r < args.reps; r++) {
+    const px = image(config, r);
+    const [e, t] = timed(() => visionEncoderNHWC(weights, config, px, cache));
+    e.dataSync();
+    tf.dispose([e, px]);
+    single.push(t);
+    log(`image ${r + 1}: ${t.wall.toFixed(1)} s wall, ${t.cpu.toFixed(1)} s CPU`);
+  }
+  result.single = single;
+  cache?.dispose();
+  for (const t of weights.values()) t.dispose();
+
+  let par: { wall: number; per: Timing[][] } | undefined;
+  if (args.workers > 0) {
+    const ws = Array.from({ length: args.workers }, () => tsWorker({ host, reps: args.reps, useCache: args.cache }));
+    await Promise.all(ws.map((w) => new Promise((res, rej) => { w.once('message', res); w.once('error', rej); })));
+    const t0 = performance.now();
+    const per = await Promise.all(ws.map((w, i) => new Promise<Timing[]>((res, rej) => {
+      w.once('message', (m: { times: Timing[] }) => res(m.times));
+      w.once('error', rej);
+      w.postMessage({ go: i + 1 });
+    })));
+    const wall = (performance.now() - t0) / 1000;
+    ws.forEach((w) => w.postMessage({ exit: true }));
+    par = { wall, per };
+    result.workers = { n: args.workers, wall, per };
+  }
+
+  const first = single[0];
+  const warm = single.slice(1);
+  const rows = [
+    `| 1 thread, first image (cold cache) | ${first.wall.toFixed(1)} | ${first.cpu.toFixed(1)} | ${(1 / first.wall).toFixed(3)} |`,
+  ];
+  if (warm.length) rows.push(`| 1 thread, warm (median of ${warm.length}) | ${median(warm.map((t) => t.wall)).toFixed(1)} | ${median(warm.map((t) => t.cpu)).toFixed(1)} | ${(1 / median(warm.map((t) => t.wall))).toFixed(3)} |`);
+  if (par) {
+    const n = args.workers * args.reps;
+    const perImg = par.per.flat();
+    rows.push(`| ${args.workers} workers x ${args.reps} images, concurrent | ${median(perImg.map((t) => t.wall)).toFixed(1)} per image | ${median(perImg.map((t) => t.cpu)).toFixed(1)} | ${(n / par.wall).toFixed(3)} |`);
+  }
+  rows.push('| PyTorch 1.13 CPU, 2 threads, jemalloc (peer) | 5.3 | | 0.189 |');
+  rows.push('| PyTorch 1.13 CPU, 2 threads, default allocator (peer) | 13.0 | | 0.077 |');
+  if (args.json) console.log(JSON.stringify(result));
+  else console.log(`\n| ${backend.name} | s / image | CPU s / image | images / s |\n|---|---|---|---|\n${rows.join('\n')}`);
+}
+
+if (isMainThread) await main();
+else await worker();
