@@ -14,6 +14,7 @@ import { expectedSamParameters } from '@fedsam/shared/checkpoint';
 import { samVitBaseConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+import { lcgWeights } from './common.ts';
 
 const KS = [2, 8, 32];
 const FLOWER = { 2: { ms: 9.9, mb: 47 }, 8: { ms: 22.0, mb: 140 }, 32: { ms: 69.6, mb: 512 } } as Record<number, { ms: number; mb: number }>;
@@ -29,20 +30,6 @@ function decoderShapes(): Map<string, number[]> {
   return new Map([...all].filter(([n]) => n.startsWith('mask_decoder.')));
 }
 
-function makeWeights(shapes: Map<string, number[]>, seed: number): Map<string, HostTensor> {
-  let s = seed >>> 0;
-  const out = new Map<string, HostTensor>();
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const d = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      d[i] = (s / 4294967296 - 0.5) * 0.1;
-    }
-    out.set(name, { dtype: 'float32', shape, data: d });
-  }
-  return out;
-}
 
 /** Turn `buf` into update k (cheap, outside the timed region). */
 function fillUpdate(buf: Map<string, HostTensor>, base: Map<string, HostTensor>, k: number): void {
@@ -76,14 +63,14 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   // warm up the JIT (as a long-running server is after its first round) on a small layout
   {
     const small = new Map([['mask_decoder.w', [4096]], ['mask_decoder.b', [16]]]);
-    const g = makeWeights(small, 1);
+    const g = lcgWeights(small, 1);
     for (let r = 0; r < 20; r++) {
       const agg = createStrategy(spec.cfg).beginRound(r + 1, g);
       for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: copyOf(g), numExamples: 1 + i });
       agg.finish();
     }
   }
-  const global = makeWeights(shapes, 42);
+  const global = lcgWeights(shapes, 42);
   const receive = copyOf(global);
   const keeps = createStrategy(spec.cfg).keepsAllUpdates;
   // robust strategies keep every update: those K buffers are created as they arrive, inside the measurement

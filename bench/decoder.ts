@@ -20,6 +20,7 @@ import { initSamWeights } from '@fedsam/shared/model/init';
 import { SamModel } from '@fedsam/shared/model/sam';
 import { lossAndGrads, trainStep, trainableDecoderNames, type TrainBatch } from '@fedsam/shared/train/step';
 import { adamInit, adamStep, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
+import { median, tsWorker } from './common.ts';
 
 interface Args { reps: number; batches: number[]; parallel: boolean; json: boolean }
 function parseArgs(argv: string[]): Args {
@@ -35,18 +36,8 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/**
- * A worker_thread running this TypeScript file. `execArgv: ['--import', 'tsx']` is not applied to workers by this
- * Node 20 ("Unknown file extension .ts"), so a tiny eval bootstrap registers tsx's loader first.
- */
-function tsWorker(data: unknown): Worker {
-  const api = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-  return new Worker(code, { eval: true, workerData: data });
-}
 
 const SEED = 4321;
-const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 
 function makeModel(): SamModel {
   const config = samVitBaseConfig();
@@ -162,7 +153,7 @@ async function main(): Promise<void> {
 
   if (args.parallel) {
     for (const B of args.batches.filter((b) => b >= 2)) {
-      const w = tsWorker({ B });
+      const w = tsWorker(import.meta.url, { B });
       await new Promise((res, rej) => { w.once('message', res); w.once('error', rej); });
       const batch = makeBatch(B);
       const adam = adamInit();

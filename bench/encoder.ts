@@ -16,6 +16,7 @@ import { initSamWeights } from '@fedsam/shared/model/init';
 import { FrozenWeightCache, type Weights } from '@fedsam/shared/model/ops';
 import { visionEncoderNHWC, visionLayer } from '@fedsam/shared/model/visionEncoder';
 import type { HostTensor } from '@fedsam/shared/safetensors';
+import { median, tsWorker } from './common.ts';
 
 interface Args { reps: number; workers: number; layers: boolean; cache: boolean; json: boolean }
 function parseArgs(argv: string[]): Args {
@@ -32,18 +33,8 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-/**
- * A worker_thread running this TypeScript file. `execArgv: ['--import', 'tsx']` is not applied to workers by this
- * Node 20 ("Unknown file extension .ts"), so a tiny eval bootstrap registers tsx's loader first.
- */
-function tsWorker(data: unknown): Worker {
-  const api = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-  return new Worker(code, { eval: true, workerData: data });
-}
 
 const SEED = 1234;
-const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 
 /** Host weights of the vision encoder in SharedArrayBuffers (workers map them without copying). */
 function sharedEncoderWeights(config: SamConfig): Map<string, HostTensor> {
@@ -144,7 +135,7 @@ async function main(): Promise<void> {
 
   let par: { wall: number; per: Timing[][] } | undefined;
   if (args.workers > 0) {
-    const ws = Array.from({ length: args.workers }, () => tsWorker({ host, reps: args.reps, useCache: args.cache }));
+    const ws = Array.from({ length: args.workers }, () => tsWorker(import.meta.url, { host, reps: args.reps, useCache: args.cache }));
     await Promise.all(ws.map((w) => new Promise((res, rej) => { w.once('message', res); w.once('error', rej); })));
     const t0 = performance.now();
     const per = await Promise.all(ws.map((w, i) => new Promise<Timing[]>((res, rej) => {

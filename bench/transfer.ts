@@ -22,24 +22,13 @@ import { hashToken } from '@fedsam/server/auth';
 import { runServer } from '@fedsam/server/server';
 import { raiseServerFlowControlWindow } from '@fedsam/server/http2-tuning';
 import { Connection } from '@fedsam/client/daemon/connection';
+import { lcgWeights, median } from './common.ts';
 
 const TOKEN = 'bench-token';
 const HASH = 'be7c4'.repeat(8);
 
 function decoder(): Map<string, HostTensor> {
-  const out = new Map<string, HostTensor>();
-  let s = 1;
-  for (const [name, shape] of expectedSamParameters(samVitBaseConfig())) {
-    if (!name.startsWith('mask_decoder.')) continue;
-    const n = shape.reduce((a, b) => a * b, 1);
-    const d = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      d[i] = (s / 4294967296 - 0.5) * 0.1;
-    }
-    out.set(name, { dtype: 'float32', shape, data: d });
-  }
-  return out;
+  return lcgWeights([...expectedSamParameters(samVitBaseConfig())].filter(([n]) => n.startsWith('mask_decoder.')), 1);
 }
 
 // Transport ceiling: the same 16 x 1 MiB messages through grpc-js with pass-through (de)serializers and no checks.
@@ -133,7 +122,6 @@ interface Row {
   encodeMs?: number;
 }
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -13,7 +13,7 @@ import { clientCommand } from '@fedsam/client/commands/site';
 import { simulateCommand } from '@fedsam/client/commands/simulate';
 
 /** Defaults of `fedsam simulate` (the main job: under 5 minutes on 2 cores). */
-export const SIMULATE_DEFAULTS = { rounds: 5, epochs: 2, imagesPerSite: 24 };
+export const SIMULATE_DEFAULTS = { rounds: 6, epochs: 2, imagesPerSite: 40 };
 
 const print = (s: string) => process.stdout.write(s + '\n');
 const MODEL_HELP = `SAM model folder in HF layout (config.json + model.safetensors), e.g. a download of facebook/sam-vit-base; default: the built-in ${DEFAULT_MODEL}`;
@@ -73,7 +73,7 @@ export function registerCommands(program: Command): void {
   siteOptions(program.command('train'))
     .description('fine-tune the mask decoder on local data (local-only or centralized baseline); writes an HF model folder and metrics.json')
     .option('--epochs <n>', 'passes over the training split', parsePositiveInt('--epochs'), 10)
-    .option('--lr <lr>', 'Adam learning rate (default 1e-5 for downloaded SAM weights, 1e-3 for the built-in model)', parsePositiveFloat('--lr'))
+    .option('--lr <lr>', 'Adam learning rate (default 1e-5 for downloaded SAM weights, 3e-3 for the built-in model)', parsePositiveFloat('--lr'))
     .option('--batch-size <n>', 'objects per step', parsePositiveInt('--batch-size'), 4)
     .option('--jitter <px>', 'max random box enlargement per side while training', parseNonNegInt('--jitter'), 20)
     .option('--out <dir>', 'output model folder', `runs/train-${new Date().toISOString().replace(/[:.]/g, '-')}`)
@@ -142,7 +142,7 @@ export function registerFederationCommands(program: Command): void {
     .option('--images-per-site <n>', 'synthetic images per site', parsePositiveInt('--images-per-site'), SIMULATE_DEFAULTS.imagesPerSite)
     .option('--model <dir>', MODEL_HELP)
     .option('--epochs <n>', 'local epochs per round', parsePositiveInt('--epochs'), SIMULATE_DEFAULTS.epochs)
-    .option('--lr <lr>', 'local Adam learning rate (default: the model\'s: 1e-5 for SAM weights, 1e-3 for the built-in model)', parsePositiveFloat('--lr'))
+    .option('--lr <lr>', 'local Adam learning rate (default: the model\'s: 1e-5 for SAM weights, 3e-3 for the built-in model)', parsePositiveFloat('--lr'))
     .option('--batch-size <n>', 'local batch size', parsePositiveInt('--batch-size'), 4)
     .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(['fedavg', 'fedprox', 'fedadam', 'fedyogi', 'median', 'trimmed_mean']).default('fedavg'))
     .option('--proximal-mu <mu>', 'FedProx proximal weight', parsePositiveFloat('--proximal-mu'))

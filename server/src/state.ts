@@ -13,6 +13,7 @@ import { loadSamCheckpoint, saveSamCheckpoint } from '@fedsam/shared/checkpoint'
 import { fsyncDir, readSafetensors, tempSibling, writeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
 import { tensorsVersion } from '@fedsam/shared/transfer';
 import type { StrategyState } from './strategy/index.ts';
+import { pathExists } from '@fedsam/shared/fsutil';
 
 export interface SiteResult {
   num_examples: number;
@@ -69,14 +70,6 @@ export function roundDirName(round: number): string {
   return `round-${String(round).padStart(6, '0')}`;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Write a text file atomically (temp file in the same folder, fsync, rename, fsync folder). */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
@@ -100,7 +93,7 @@ export class StateStore {
   }
 
   async hasState(): Promise<boolean> {
-    return exists(this.statePath);
+    return pathExists(this.statePath);
   }
 
   async readState(): Promise<PersistedState> {
@@ -120,7 +113,7 @@ export class StateStore {
   async loadRound(state: PersistedState): Promise<{ global: Map<string, HostTensor>; strategy: StrategyState }> {
     const dir = join(this.outDir, state.round_dir);
     let global: Map<string, HostTensor>;
-    if (await exists(join(dir, 'config.json'))) {
+    if (await pathExists(join(dir, 'config.json'))) {
       global = (await loadSamCheckpoint(dir, { parts: ['mask_decoder'] })).weights;
     } else {
       global = (await readSafetensors(join(dir, 'model.safetensors'), { filter: (n) => n.startsWith('mask_decoder.') })).tensors;

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseSamConfig, samConfigToJson, type SamConfig } from './config.ts';
+import { pathExists } from './fsutil.ts';
 import {
   fsyncDir,
   readSafetensors,
@@ -485,7 +486,7 @@ export async function saveSamCheckpoint(
     await writeSafetensors(join(tmp, 'model.safetensors'), out, { metadata: { format: 'pt' }, float16: opts.float16 });
     await fsyncDir(tmp);
     let moved = false;
-    if (!(await exists(target))) {
+    if (!(await pathExists(target))) {
       try {
         await rename(tmp, target);
         moved = true;
@@ -511,14 +512,6 @@ export async function saveSamCheckpoint(
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function shardNames(indexPath: string): Promise<string[] | undefined> {
   try {

@@ -8,11 +8,10 @@ import { renderTable } from '@fedsam/shared/table';
 import { logger } from '@fedsam/shared/log';
 import { synthesize } from '../data/synth.ts';
 import { prepareSite, type Site } from '../engine/site.ts';
-import { SamEngine, decoderToHost, setDecoderFromHost } from '../engine/samEngine.ts';
-import { trainDecoder, evaluateItems, type EngineItem } from '../engine/trainer.ts';
+import { decoderToHost, setDecoderFromHost } from '../engine/samEngine.ts';
+import { trainDecoder, evaluateItems } from '../engine/trainer.ts';
 import { saveModelFolder } from './train.ts';
-import { dice } from '../data/metrics.ts';
-import { filledBox } from '../data/mask.ts';
+import { WorkerEngine } from '../engine/workerEngine.ts';
 
 export interface SimulateOptions {
   sites: number;
@@ -61,42 +60,46 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   } else if (!(await stat(data)).isDirectory()) throw new Error(`--data ${data} is not a folder`);
   const folders = await siteFolders(data, o.sites);
   const names = folders.map((_, i) => `site-${i + 1}`);
-  const sites: Site[] = [];
-  for (let i = 0; i < folders.length; i++) {
-    sites.push(await prepareSite({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, quiet: o.quiet }));
-  }
-  const base = sites[0].loaded;
+  // Each site in its own worker thread (own tfjs backend, model and cache): several sites use several cores.
+  const siteOpts = (i: number) => ({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir });
+  const engines = await Promise.all(folders.map((_, i) => WorkerEngine.start(siteOpts(i))));
+  const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
-  const initialDecoder = decoderToHost(base);
-  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}`);
-  for (let i = 0; i < sites.length; i++) print(`  ${names[i]}: ${sites[i].train.length} training / ${sites[i].val.length} validation objects (${folders[i]})`);
+  const initialDecoder = engines[0].initialDecoder;
+  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}; sites in ${engines.length} worker threads`);
+  for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
-  for (let i = 0; i < sites.length; i++) {
-    boxBaselines[names[i]] = await boxBaseline(sites[i].val);
-    bs += boxBaselines[names[i]] * sites[i].val.length;
-    bn += sites[i].val.length;
-  }
+  engines.forEach((e, i) => {
+    boxBaselines[names[i]] = e.boxDice;
+    bs += e.boxDice * e.valCount;
+    bn += e.valCount;
+  });
   const boxMean = bs / bn;
   const headers = ['round', ...names.map((n) => `${n} Dice`), 'weighted mean Dice', 'box baseline', 'elapsed s'];
   let printedHeader = false;
-  const result = await runSimulation({
-    sites: sites.map((s, i) => ({ name: names[i], engineFactory: () => new SamEngine(s.loaded, s.cache, s.train, s.val, { quiet: true }) })),
-    rounds: o.rounds,
-    strategy: o.strategy === 'fedprox' ? { name: 'fedprox', proximal_mu: o.proximalMu ?? 0.01 } as any : { name: o.strategy } as any,
-    fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed },
-    initialDecoder,
-    samConfig: base.config,
-    baseModelHash: base.baseModelHash,
-    outDir: join(out, 'server'),
-    logger: logger('simulate'),
-    onRound: (r: SimulationRound) => {
-      const row = [r.round, ...names.map((n) => f3(r.sites[n]?.dice)), f3(r.mean_dice), boxMean, (performance.now() - t0) / 1000];
-      const table = renderTable(headers, [row]).split('\n');
-      if (!printedHeader) { print(table[0]); print(table[1]); printedHeader = true; }
-      print(table[2]);
-    },
-  });
+  let result;
+  try {
+    result = await runSimulation({
+      sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
+      rounds: o.rounds,
+      strategy: o.strategy === 'fedprox' ? { name: 'fedprox', proximal_mu: o.proximalMu ?? 0.01 } as any : { name: o.strategy } as any,
+      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed },
+      initialDecoder,
+      samConfig: base.config,
+      baseModelHash: base.baseModelHash,
+      outDir: join(out, 'server'),
+      logger: logger('simulate'),
+      onRound: (r: SimulationRound) => {
+        const row = [r.round, ...names.map((n) => f3(r.sites[n]?.dice)), f3(r.mean_dice), boxMean, (performance.now() - t0) / 1000];
+        const table = renderTable(headers, [row]).split('\n');
+        if (!printedHeader) { print(table[0]); print(table[1]); printedHeader = true; }
+        print(table[2]);
+      },
+    });
+  } finally {
+    await Promise.all(engines.map((e) => e.close()));
+  }
   // Final global model: frozen encoders + global decoder, as an HF SamModel folder.
   setDecoderFromHost(base, result.finalWeights);
   const finalDir = join(out, 'final-model');
@@ -108,7 +111,14 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   }
   print(`final global model: ${finalDir} (HF SamModel folder); server state and per-round decoders: ${join(out, 'server')}`);
   print(`simulation took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const comparison = o.compare ? await compareBaselines(o, sites, names, lr, print) : undefined;
+  base.model.dispose();
+  let comparison;
+  if (o.compare) {
+    const sites: Site[] = [];
+    for (let i = 0; i < folders.length; i++) sites.push(await prepareSite({ ...siteOpts(i), quiet: true }));
+    comparison = await compareBaselines(o, sites, names, lr, print);
+    for (const s of sites) s.loaded.model.dispose();
+  }
   if (comparison) {
     const last = history[history.length - 1];
     print(renderTable(['training', ...names.map((n) => `${n} Dice`), 'weighted mean Dice'], [
@@ -119,15 +129,7 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
     ]));
     await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
   }
-  for (const s of sites) s.loaded.model.dispose();
   return { history, comparison };
-}
-
-/** Mean Dice of the filled tight box over items (the baseline row), at full resolution like evaluation. */
-async function boxBaseline(items: readonly EngineItem[]): Promise<number> {
-  let s = 0;
-  for (const it of items) s += dice(filledBox(it.sample.box, it.sample.width, it.sample.height), await it.sample.loadMask());
-  return items.length ? s / items.length : NaN;
 }
 
 /** Local-only (each site trains alone) and centralized (pooled) training with the same epochs budget. */

@@ -14,7 +14,7 @@
 // scl_slope/scl_inter. Image and label must agree in dims, and in pixdim/affine within a relative tolerance.
 import * as nifti from 'nifti-reader-js';
 import { createHash } from 'node:crypto';
-import { access, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
@@ -22,6 +22,7 @@ import { grayToRGB, linearTo8bit, mapLimit, percentiles } from './io.ts';
 import { parseWindow, type LoadOptions } from './options.ts';
 import type { PartialResult } from './pairs.ts';
 import type { Box, Sample, SkippedItem } from './types.ts';
+import { pathExists } from '@fedsam/shared/fsutil';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -239,14 +240,6 @@ export interface NiftiPair {
   id: string;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function niftiFiles(dir: string): Promise<string[]> {
   return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && isNiftiFile(e.name)).map((e) => e.name).sort();
@@ -334,7 +327,7 @@ export type NiftiLayout = { imageDir: string; labelDir: string } | { flat: strin
 
 export async function findNiftiLayout(root: string): Promise<NiftiLayout | undefined> {
   for (const [i, l] of [['imagesTr', 'labelsTr'], ['images', 'labels'], ['images', 'masks']] as const) {
-    if ((await exists(join(root, i))) && (await exists(join(root, l))) && (await niftiFiles(join(root, i))).length) {
+    if ((await pathExists(join(root, i))) && (await pathExists(join(root, l))) && (await niftiFiles(join(root, i))).length) {
       return { imageDir: join(root, i), labelDir: join(root, l) };
     }
   }

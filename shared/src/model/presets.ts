@@ -72,7 +72,7 @@ export async function loadModel(spec: string | undefined, opts: { parts?: SamPar
   if (!spec || spec === DEFAULT_MODEL) {
     const { config, weights } = tinySamWeights();
     const model = SamModel.fromHost(config, weights);
-    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 1e-3 };
+    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 3e-3 };
   }
   const dir = resolve(spec);
   try {

@@ -1,0 +1,32 @@
+// A site's training engine in its own worker thread (its own tfjs backend, model, cache), so that several
+// simulated sites use several cores. Messages: init -> ready {baseModelHash, names}; fit / evaluate -> result.
+import { parentPort, workerData } from 'node:worker_threads';
+import { initBackend } from '@fedsam/shared/backend';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import { prepareSite, type SiteOptions } from './site.ts';
+import { SamEngine } from './samEngine.ts';
+
+type Request = { id: number; op: 'fit'; global: Map<string, HostTensor>; cfg: any } | { id: number; op: 'evaluate'; global: Map<string, HostTensor> } | { id: number; op: 'close' };
+
+async function main() {
+  const { site: opts, backend } = workerData as { site: Omit<SiteOptions, 'model' | 'log'> & { model?: string }; backend?: string };
+  await initBackend(backend);
+  const site = await prepareSite({ ...opts, quiet: true });
+  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true });
+  const { boxBaseline } = await import('./boxBaseline.ts');
+  parentPort!.postMessage({ op: 'ready', boxDice: await boxBaseline(site.val), baseModelHash: engine.baseModelHash, names: [...engine.decoderNames()], train: site.train.length, val: site.val.length, initialDecoder: [...(await import('./samEngine.ts')).decoderToHost(site.loaded)] });
+  parentPort!.on('message', async (m: Request) => {
+    try {
+      if (m.op === 'close') { site.loaded.model.dispose(); process.exit(0); }
+      const result = m.op === 'fit' ? await engine.fit(m.global, m.cfg) : await engine.evaluate(m.global);
+      const transfer = m.op === 'fit' ? [...(result as any).weights.values()].map((t: HostTensor) => t.data.buffer as ArrayBuffer) : [];
+      parentPort!.postMessage({ id: m.id, ok: true, result }, transfer);
+    } catch (e) {
+      parentPort!.postMessage({ id: m.id, ok: false, error: (e as Error).message });
+    }
+  });
+}
+
+main().catch((e) => {
+  parentPort!.postMessage({ op: 'failed', error: (e as Error).message });
+});
