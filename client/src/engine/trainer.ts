@@ -14,6 +14,7 @@ import { dice, iou } from '../data/metrics.ts';
 import { filledBox } from '../data/mask.ts';
 import type { EmbeddingCache, CachedEmbedding } from './cache.ts';
 import { createProgress } from './progress.ts';
+import { EmbedPool, defaultEmbedWorkers } from './embedPool.ts';
 
 /** A sample ready for training: cached embedding key, sizes, and its ground truth in the low-res mask frame. */
 export interface EngineItem {
@@ -59,43 +60,120 @@ export function modelBox(box: Box, originalSize: [number, number], reshapedSize:
   return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy];
 }
 
-/** Embed every distinct image that is not cached yet (one at a time on this thread), with a progress bar. */
-export async function embedImages(loaded: LoadedModel, cache: EmbeddingCache, samples: readonly Sample[], opts: { quiet?: boolean; label?: string } = {}):
-  Promise<{ items: Map<string, { key: string; originalSize: [number, number]; reshapedSize: [number, number] }>; computed: number; seconds: number }> {
+export interface EmbedOptions {
+  quiet?: boolean;
+  label?: string;
+  /**
+   * Worker threads for the vision encoder: 0 = embed on this thread. Default: defaultEmbedWorkers() = min(2, cores)
+   * on the wasm/cpu backends when ≥ 4 images wait and that saves more than the pool's start-up (FEDSAM_EMBED_WORKERS
+   * overrides). Results are bit-identical either way.
+   */
+  workers?: number;
+}
+
+type EmbeddedSizes = { key: string; originalSize: [number, number]; reshapedSize: [number, number] };
+
+/** How errors name an image: its file (and slice), and the first sample that uses it. */
+export function describeImage(s: Sample): string {
+  const src = s.source.kind === 'file' ? s.source.path : `${s.source.path} (axis ${s.source.axis}, slice ${s.source.index})`;
+  return `image ${src} (sample ${s.id})`;
+}
+
+/** The vision encoder on this thread. */
+async function embedInline(loaded: LoadedModel, s: Sample): Promise<CachedEmbedding> {
+  const pre = loaded.processor.preprocessRGB(await s.loadImage());
+  const emb = tf.tidy(() => loaded.model.imageEmbeddingsNHWC(pixelValuesTensor(pre)));
+  try {
+    const data = (await emb.data()) as Float32Array;
+    return { data, shape: emb.shape as [number, number, number, number], originalSize: pre.originalSize as [number, number], reshapedSize: pre.reshapedInputSize as [number, number] };
+  } finally {
+    emb.dispose();
+  }
+}
+
+/**
+ * Embed every distinct image that is not cached yet, with a progress bar: on a pool of worker threads (one encoder
+ * per core; see embedPool.ts) or on this thread. Images are read on this thread; the cache is written here.
+ */
+export async function embedImages(loaded: LoadedModel, cache: EmbeddingCache, samples: readonly Sample[], opts: EmbedOptions = {}):
+  Promise<{ items: Map<string, EmbeddedSizes>; computed: number; seconds: number; workers: number }> {
   const t0 = performance.now();
   const byImage = new Map<string, Sample>();
   for (const s of samples) if (!byImage.has(s.imageKey)) byImage.set(s.imageKey, s);
-  const out = new Map<string, { key: string; originalSize: [number, number]; reshapedSize: [number, number] }>();
+  const done = new Map<string, EmbeddedSizes>();
   const bar = createProgress(opts.label ?? 'embedding images', byImage.size, opts);
   let computed = 0;
+  let used = 0;
+  const todo: { imageKey: string; sample: Sample; key: string }[] = [];
+  const store = async (t: (typeof todo)[number], e: CachedEmbedding) => {
+    await cache.put(t.key, e);
+    computed++;
+    done.set(t.imageKey, { key: t.key, originalSize: e.originalSize, reshapedSize: e.reshapedSize });
+    bar.tick();
+  };
   try {
-    for (const [imageKey, s] of byImage) {
+    for (const [imageKey, sample] of byImage) {
       const key = cache.keyFor(imageKey);
-      let e = await cache.get(key);
-      if (!e) {
-        const pre = loaded.processor.preprocessRGB(await s.loadImage());
-        const emb = tf.tidy(() => {
-          const pv = pixelValuesTensor(pre);
-          return loaded.model.imageEmbeddingsNHWC(pv);
-        });
-        const data = (await emb.data()) as Float32Array;
-        const shape = emb.shape as [number, number, number, number];
-        emb.dispose();
-        e = { data, shape, originalSize: pre.originalSize as [number, number], reshapedSize: pre.reshapedInputSize as [number, number] };
-        await cache.put(key, e);
-        computed++;
+      const e = await cache.get(key);
+      if (e) {
+        done.set(imageKey, { key, originalSize: e.originalSize, reshapedSize: e.reshapedSize });
+        bar.tick();
+      } else todo.push({ imageKey, sample, key });
+    }
+    const want = todo.length ? (opts.workers ?? defaultEmbedWorkers(todo.length, loaded.config)) : 0;
+    let pool: EmbedPool | undefined;
+    if (want > 0) {
+      try {
+        pool = await EmbedPool.create(loaded, { workers: want });
+      } catch (e) {
+        if (!opts.quiet) process.stderr.write(`embedding on the main thread: ${(e as Error).message}\n`);
       }
-      out.set(imageKey, { key, originalSize: e.originalSize, reshapedSize: e.reshapedSize });
-      bar.tick();
+    }
+    if (pool) {
+      used = pool.size;
+      const p = pool;
+      // 2 jobs per worker in flight: the next image is read and queued while the current one is encoded.
+      let next = 0;
+      let failure: Error | undefined;
+      const lane = async () => {
+        while (!failure && next < todo.length) {
+          const t = todo[next++];
+          const name = describeImage(t.sample);
+          try {
+            const image = await t.sample.loadImage().catch((err: Error) => { throw new Error(`embedding ${name} failed: ${err.message}`, { cause: err }); });
+            await store(t, await p.embed(image, name));
+          } catch (e) {
+            failure ??= e as Error;
+          }
+        }
+      };
+      try {
+        await Promise.all(Array.from({ length: 2 * p.size }, lane));
+      } finally {
+        await p.close();
+      }
+      if (failure) throw failure;
+    } else {
+      for (const t of todo) {
+        let e: CachedEmbedding;
+        try {
+          e = await embedInline(loaded, t.sample);
+        } catch (err) {
+          throw new Error(`embedding ${describeImage(t.sample)} failed: ${(err as Error).message}`, { cause: err });
+        }
+        await store(t, e);
+      }
     }
   } finally {
     bar.stop();
   }
-  return { items: out, computed, seconds: (performance.now() - t0) / 1000 };
+  const items = new Map<string, EmbeddedSizes>();
+  for (const imageKey of byImage.keys()) items.set(imageKey, done.get(imageKey)!);
+  return { items, computed, seconds: (performance.now() - t0) / 1000, workers: used };
 }
 
 /** Embed (if needed) and build engine items with their low-res targets. */
-export async function prepareItems(loaded: LoadedModel, cache: EmbeddingCache, samples: readonly Sample[], opts: { quiet?: boolean } = {}): Promise<EngineItem[]> {
+export async function prepareItems(loaded: LoadedModel, cache: EmbeddingCache, samples: readonly Sample[], opts: { quiet?: boolean; workers?: number } = {}): Promise<EngineItem[]> {
   const { items } = await embedImages(loaded, cache, samples, opts);
   const L = lowResSize(loaded);
   const pad = loaded.processor.config.pad_size.height;
