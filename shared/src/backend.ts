@@ -50,6 +50,8 @@ async function tryBackend(name: BackendName): Promise<string | undefined> {
  */
 export async function initBackend(requested?: string): Promise<BackendChoice> {
   if (chosen) return chosen;
+  // PROD silences tfjs's console banners (e.g. the cpu backend's "install tfjs-node" note): we log the choice ourselves.
+  tf.env().set('PROD', true);
   const forced = requested ?? process.env.FEDSAM_BACKEND;
   const tried: string[] = [];
   if (forced) {
