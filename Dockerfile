@@ -4,6 +4,7 @@
 # Entry point: node bin/fedsam.mjs (TypeScript sources run through tsx; no build step).
 # GPU sites run with FEDSAM_BACKEND=gpu (tfjs-node-gpu) and an NVIDIA device reservation (see docker-compose.yml).
 
+ARG RUNTIME_BASE=node:20-bookworm-slim
 FROM node:20-bookworm-slim AS deps
 # Native addons (tfjs-node, tfjs-node-gpu) fall back to a source build when no prebuilt binary fits.
 RUN apt-get update \
@@ -22,7 +23,10 @@ COPY shared ./shared
 COPY server ./server
 COPY client ./client
 
-FROM node:20-bookworm-slim
+# tfjs-node-gpu needs the CUDA 11.x runtime and cuDNN 8 at run time, which node:20-bookworm-slim lacks: for GPU
+# sites build with --build-arg RUNTIME_BASE=<an image with CUDA 11.2+/cuDNN 8 and Node.js 20>. Without them the
+# backend policy falls back to tfjs-node (CPU) and logs why.
+FROM ${RUNTIME_BASE}
 ENV NODE_ENV=production \
     FEDSAM_LOG_LEVEL=info
 WORKDIR /app
