@@ -101,3 +101,21 @@ test('synth, train and evaluate from the command line', async () => {
   assert.match(e.stdout, /box Dice/);
   assert.equal((await readdir(join(dir, 'ov'))).length, 2);
 });
+
+test('simulate: aggregator + 2 sites over loopback gRPC, per-round table and --history JSON', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-sim-'));
+  const r = await fedsam(['simulate', '--sites', '2', '--rounds', '1', '--epochs', '1', '--images-per-site', '4', '--out', join(dir, 'out'), '--history', join(dir, 'h.json'), '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /weighted mean Dice/);
+  const { readFile } = await import('node:fs/promises');
+  const h = JSON.parse(await readFile(join(dir, 'h.json'), 'utf8'));
+  assert.deepEqual(h.map((x: { round: number }) => x.round), [0, 1]);
+  for (const row of h) {
+    assert.equal(typeof row.mean_dice, 'number');
+    assert.deepEqual(Object.keys(row.sites).sort(), ['site-1', 'site-2']);
+    for (const s of Object.values(row.sites) as Array<{ dice: number; iou: number; num_examples: number }>) {
+      assert.ok(s.dice >= 0 && s.dice <= 1 && s.iou >= 0 && s.num_examples > 0);
+    }
+  }
+  assert.ok((await readdir(join(dir, 'out', 'final-model'))).includes('model.safetensors'));
+});

@@ -34,6 +34,12 @@ export interface SimulateOptions {
   quiet?: boolean;
 }
 
+async function isDataset(p: string): Promise<boolean> {
+  if (!(await stat(p)).isDirectory()) return true; // a manifest file
+  const sub = await readdir(p);
+  return sub.includes('images') || sub.includes('imagesTr') || sub.some((f) => /^manifest\.(csv|jsonl)$/.test(f));
+}
+
 async function siteFolders(data: string, n: number): Promise<string[]> {
   const entries = (await readdir(data, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
   const sites = [];
@@ -57,11 +63,15 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   if (!o.data) {
     const s = await synthesize({ out: data, sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite });
     print(`synthetic data: ${o.sites} ${o.nonIid ? 'non-IID' : 'IID'} sites x ${o.imagesPerSite} images in ${data} (box-baseline Dice ${s.boxDice.toFixed(3)})`);
-  } else if (!(await stat(data)).isDirectory()) throw new Error(`--data ${data} is not a folder`);
-  const folders = await siteFolders(data, o.sites);
+  }
+  // A folder of site folders (site-1/, site-2/, ...) gives one site each; a single dataset is split across sites.
+  const single = await isDataset(data);
+  const folders = single ? Array.from({ length: o.sites }, () => data) : await siteFolders(data, o.sites);
+  if (single) print(`splitting ${data} across ${o.sites} sites by group (${o.nonIid ? 'non-IID: by object size' : 'IID'})`);
   const names = folders.map((_, i) => `site-${i + 1}`);
   // Each site in its own worker thread (own tfjs backend, model and cache): several sites use several cores.
-  const siteOpts = (i: number) => ({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir });
+  const siteOpts = (i: number) => ({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir,
+    partition: single ? { sites: o.sites, index: i, seed: o.seed, nonIid: !!o.nonIid } : undefined });
   const engines = await Promise.all(folders.map((_, i) => WorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { loadModel, type LoadedModel } from '@fedsam/shared/model/presets';
 import { loadDataset, formatReport } from '../data/datasets.ts';
 import { splitByGroup } from '../data/split.ts';
+import { Rng } from '../data/rng.ts';
 import type { DatasetReport, Sample } from '../data/types.ts';
 import type { LoadOptions } from '../data/options.ts';
 import { EmbeddingCache } from './cache.ts';
@@ -27,7 +28,35 @@ export interface SiteOptions {
   /** Use every sample for both (evaluate --split all). */
   noSplit?: boolean;
   dataset?: LoadOptions;
+  /** Use only this site's share of a dataset split across `sites` sites by group (simulation of one dataset). */
+  partition?: Partition;
   log?: (line: string) => void;
+}
+
+export interface Partition { sites: number; index: number; seed: number; nonIid: boolean }
+
+/**
+ * Assign whole groups (patients / volumes / images) to sites. IID: groups shuffled by seed and dealt round-robin.
+ * Non-IID: groups sorted by their mean object area and cut into contiguous blocks, so each site sees a different
+ * object-size distribution (a label-distribution skew).
+ */
+export function partitionSamples(samples: readonly Sample[], p: Partition): Sample[] {
+  const byGroup = new Map<string, Sample[]>();
+  for (const s of samples) byGroup.set(s.group, [...(byGroup.get(s.group) ?? []), s]);
+  let groups = [...byGroup.keys()].sort();
+  if (groups.length < p.sites) throw new Error(`cannot split ${groups.length} groups across ${p.sites} sites`);
+  let mine: string[];
+  if (p.nonIid) {
+    const area = (g: string) => { const xs = byGroup.get(g)!; return xs.reduce((a, s) => a + s.area, 0) / xs.length; };
+    groups = groups.sort((a, b) => area(a) - area(b) || (a < b ? -1 : 1));
+    const per = groups.length / p.sites;
+    mine = groups.slice(Math.round(p.index * per), Math.round((p.index + 1) * per));
+  } else {
+    new Rng(p.seed).fork('partition').shuffle(groups);
+    mine = groups.filter((_, i) => i % p.sites === p.index);
+  }
+  const set = new Set(mine);
+  return samples.filter((s) => set.has(s.group));
 }
 
 export interface Site {
@@ -43,7 +72,9 @@ export interface Site {
 
 export async function prepareSite(o: SiteOptions): Promise<Site> {
   const loaded = typeof o.model === 'object' ? o.model : await loadModel(o.model);
-  const { samples, report } = await loadDataset(o.data, o.dataset);
+  const loadedSet = await loadDataset(o.data, o.dataset);
+  const report = loadedSet.report;
+  const samples = o.partition ? partitionSamples(loadedSet.samples, o.partition) : loadedSet.samples;
   o.log?.(formatReport(report));
   const split = o.noSplit
     ? { train: samples, val: samples, trainGroups: [], valGroups: [] }
