@@ -14,7 +14,8 @@ import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam'
 import { synthesize } from '@fedsam/client/data/synth';
 import { loadDataset } from '@fedsam/client/data/datasets';
 import { EmbeddingCache } from '@fedsam/client/engine/cache';
-import { embedImages, lowResTarget, prepareItems, trainDecoder, evaluateItems } from '@fedsam/client/engine/trainer';
+import { embedImages, lowResTarget, prepareItems, trainDecoder, evaluateItems, samplePointsLowRes } from '@fedsam/client/engine/trainer';
+import { Rng } from '@fedsam/client/data/rng';
 import { splitByGroup } from '@fedsam/client/data/split';
 
 async function allFiles(dir: string): Promise<string[]> {
@@ -127,4 +128,23 @@ test('a few epochs on synthetic data beat the untrained model', async () => {
   assert.ok(history[history.length - 1].trainLoss < history[0].trainLoss, 'training loss falls');
   assert.ok(after.dice > before.dice + 0.1, `val Dice ${before.dice.toFixed(3)} -> ${after.dice.toFixed(3)}`);
   loaded.model.dispose();
+});
+
+test('point prompts: positives on the object, negatives off it inside the box, padding when absent', () => {
+  const L = 16, pad = 64, f = pad / L;
+  const target = new Uint8Array(L * L);
+  for (let u = 4; u < 8; u++) for (let v = 4; v < 8; v++) target[u * L + v] = 1;
+  const it = { target, reshapedSize: [64, 64], originalSize: [64, 64] } as any;
+  const rng = new Rng(3);
+  for (let rep = 0; rep < 20; rep++) {
+    const { points, labels } = samplePointsLowRes(it, [8, 8, 40, 40], L, pad, { positive: 2, negative: 1 }, rng);
+    assert.deepEqual(labels, [1, 1, 0]);
+    points.forEach(([x, y], i) => {
+      const u = Math.floor((y + 0.5) / f), v = Math.floor((x + 0.5) / f);
+      assert.equal(target[u * L + v], labels[i] === 1 ? 1 : 0);
+      if (labels[i] === 0) assert.ok(x >= 8 && x <= 40 && y >= 8 && y <= 40);
+    });
+  }
+  const empty = { target: new Uint8Array(L * L), reshapedSize: [64, 64], originalSize: [64, 64] } as any;
+  assert.deepEqual(samplePointsLowRes(empty, [0, 0, 64, 64], L, pad, { positive: 1, negative: 0 }, rng), { points: [[-10, -10]], labels: [-10] });
 });

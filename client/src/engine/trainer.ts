@@ -185,6 +185,41 @@ export async function prepareItems(loaded: LoadedModel, cache: EmbeddingCache, s
   return out;
 }
 
+/**
+ * Point prompts for one item, drawn from its low-res target (cheap: no full-resolution mask needed): positives on
+ * object pixels, negatives on background pixels inside the (jittered) box, else anywhere in the image. Coordinates
+ * are pixel centres in the model-input frame. A missing point (object too small at low-res) is HF padding (-10).
+ */
+export function samplePointsLowRes(it: EngineItem, box: number[], L: number, pad: number, want: { positive: number; negative: number }, rng: Rng):
+  { points: number[][]; labels: number[] } {
+  const f = pad / L;
+  const [h, w] = it.reshapedSize;
+  const inBox = (u: number, v: number) => (v + 0.5) * f >= box[0] && (v + 0.5) * f <= box[2] && (u + 0.5) * f >= box[1] && (u + 0.5) * f <= box[3];
+  const pos: number[] = [], negBox: number[] = [], neg: number[] = [];
+  for (let u = 0; u < L && (u + 0.5) * f < h; u++) {
+    for (let v = 0; v < L && (v + 0.5) * f < w; v++) {
+      const k = u * L + v;
+      if (it.target[k]) pos.push(k);
+      else if (inBox(u, v)) negBox.push(k);
+      else neg.push(k);
+    }
+  }
+  const points: number[][] = [];
+  const labels: number[] = [];
+  const draw = (pool: number[], label: number, n: number) => {
+    for (let i = 0; i < n; i++) {
+      if (!pool.length) { points.push([-10, -10]); labels.push(-10); continue; }
+      const k = pool[rng.int(0, pool.length - 1)];
+      // pixel index whose centre (the prompt encoder adds +0.5) is the low-res pixel's centre
+      points.push([((k % L) + 0.5) * f - 0.5, (Math.floor(k / L) + 0.5) * f - 0.5]);
+      labels.push(label);
+    }
+  };
+  draw(pos, 1, want.positive);
+  draw(negBox.length ? negBox : neg, 0, want.negative);
+  return { points, labels };
+}
+
 async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number) {
   const embs: CachedEmbedding[] = [];
   for (const it of items) {
@@ -262,6 +297,8 @@ export interface TrainOptions {
   jitter?: number;
   /** FedProx proximal weight; the global weights are the ones in the model when training starts. */
   proximalMu?: number;
+  /** Also prompt with points sampled inside (positive) / outside but within the box (negative) the object. */
+  points?: { positive: number; negative: number };
   quiet?: boolean;
   /** Called after each epoch (with validation metrics when val items were given). */
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
@@ -294,9 +331,14 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
       for (let i = 0; i < order.length; i += opts.batchSize) {
         const chunk = order.slice(i, i + opts.batchSize).map((k) => train[k]);
         const boxes = chunk.map((it) => modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, jitter), it.originalSize, it.reshapedSize));
-        const batch = await loadBatch(cache, chunk, boxes, L);
-        const r = trainStep(model, batch as any, names, adam, adamOpts, proximal);
-        tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target]);
+        const batch: Awaited<ReturnType<typeof loadBatch>> & { points?: tf.Tensor4D; labels?: number[][][] } = await loadBatch(cache, chunk, boxes, L);
+        if (opts.points && opts.points.positive + opts.points.negative > 0) {
+          const pp = chunk.map((it, j) => samplePointsLowRes(it, boxes[j], L, loaded.processor.config.pad_size.height, opts.points!, rng));
+          batch.points = tf.tensor4d(pp.map((p) => [p.points]), [chunk.length, 1, pp[0].points.length, 2]);
+          batch.labels = pp.map((p) => [p.labels]);
+        }
+        const r = trainStep(model, batch, names, adam, adamOpts, proximal);
+        tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target, ...(batch.points ? [batch.points] : [])]);
         if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
         lossSum += r.loss;
         diceSum += 1 - r.dice;

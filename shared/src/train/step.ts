@@ -28,6 +28,9 @@ export interface TrainBatch {
   boxes: tf.Tensor3D;
   /** [B, 1, H, W] 0/1 ground truth at the low-res mask size. */
   target: tf.Tensor4D;
+  /** Optional point prompts with the box: [B, 1, N, 2] in the model-input frame, and labels [B][1][N] (1, 0, -10 padding). */
+  points?: tf.Tensor4D;
+  labels?: number[][][];
 }
 
 export interface StepResult { loss: number; dice: number; bce: number }
@@ -43,7 +46,7 @@ function prepareSamples(model: SamModel, batch: TrainBatch): { pos: tf.Tensor2D;
     const N = h * w;
     const [, , H, W] = batch.target.shape;
     if (H !== 4 * h || W !== 4 * w) throw new Error(`target is ${H}x${W} but the decoder's masks are ${4 * h}x${4 * w}`);
-    const { sparse, dense } = model.promptEncoder(B, { inputBoxes: batch.boxes }); // [B, 1, n, C], [B, 1, 1, C] (or [B, h, w, C])
+    const { sparse, dense } = model.promptEncoder(B, { inputBoxes: batch.boxes, inputPoints: batch.points, inputLabels: batch.labels }); // [B, 1, n, C], [B, 1, 1, C] (or [B, h, w, C])
     const n = sparse.shape[2];
     const pos = tf.reshape(model.positionalEmbeddingsNHWC(), [N, C]) as tf.Tensor2D;
     const samples: SampleInputs[] = [];
