@@ -10,7 +10,9 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { join } from 'node:path';
 import type { SamConfig } from '@fedsam/shared/config';
 import { loadSamCheckpoint, saveSamCheckpoint } from '@fedsam/shared/checkpoint';
-import { fsyncDir, readSafetensors, tempSibling, writeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
+import { readSafetensors, writeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
+import { writeFileAtomic } from '@fedsam/shared/fsutil';
+export { writeFileAtomic };
 import { tensorsVersion } from '@fedsam/shared/transfer';
 import type { StrategyState } from './strategy/index.ts';
 import { pathExists } from '@fedsam/shared/fsutil';
@@ -71,19 +73,6 @@ export function roundDirName(round: number): string {
 }
 
 
-/** Write a text file atomically (temp file in the same folder, fsync, rename, fsync folder). */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = tempSibling(file);
-  const fh = await open(tmp, 'wx');
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-  await fsyncDir(join(file, '..'));
-}
 
 export class StateStore {
   constructor(readonly outDir: string, private readonly samConfig: SamConfig | undefined, private readonly keepRounds: number) {}

@@ -1,5 +1,6 @@
 // fedsam train / fedsam evaluate: local-only (or centralized) fine-tuning and evaluation on a site's data.
-import { mkdir, writeFile, rename } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '@fedsam/shared/fsutil';
 import { join, resolve } from 'node:path';
 import { saveSamCheckpoint } from '@fedsam/shared/checkpoint';
 import { renderTable } from '@fedsam/shared/table';
@@ -22,11 +23,7 @@ export async function saveModelFolder(dir: string, loaded: LoadedModel): Promise
   await writeFile(join(dir, 'preprocessor_config.json'), JSON.stringify({ image_processor_type: 'SamImageProcessor', processor_class: 'SamProcessor', ...pp }, null, 2) + '\n');
 }
 
-async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await rename(tmp, file);
-}
+const writeJsonAtomic = (file: string, value: unknown) => writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 
 export interface TrainCommandOptions extends SiteOptions {
   epochs: number;
