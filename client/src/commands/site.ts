@@ -34,10 +34,10 @@ export async function clientCommand(o: ClientCommandOptions): Promise<void> {
     }
   }
   if (!token) throw new Error('no site token: pass --token, --token-file, or set FEDSAM_TOKEN / FEDSAM_TOKEN_FILE');
-  const log = logger('client', { site: o.site });
+  const log = logger('client'); // the daemon adds `site` to its events
   const site = await prepareSite({ model: o.model, data: o.data, valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, quiet: o.quiet,
     log: (l) => log.info({ report: l }, 'dataset loaded') });
-  log.info({ model: site.loaded.source, train: site.train.length, val: site.val.length, skipped: site.report.skipped.length }, 'site ready');
+  log.info({ site: o.site, model: site.loaded.source, train: site.train.length, val: site.val.length, skipped: site.report.skipped.length }, 'site ready');
   const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, log: (event, f) => log.info(f, event) });
   const tls = o.tlsCa || o.tlsCert ? { ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey } : !!o.tls;
   const handle = runClient({
