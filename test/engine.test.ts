@@ -148,3 +148,24 @@ test('point prompts: positives on the object, negatives off it inside the box, p
   const empty = { target: new Uint8Array(L * L), reshapedSize: [64, 64], originalSize: [64, 64] } as any;
   assert.deepEqual(samplePointsLowRes(empty, [0, 0, 64, 64], L, pad, { positive: 1, negative: 0 }, rng), { points: [[-10, -10]], labels: [-10] });
 });
+
+test('data-parallel steps (this thread + a worker) follow the single-thread trajectory', async () => {
+  await initBackend();
+  const root = await mkdtemp(join(tmpdir(), 'fedsam-dp-'));
+  await synthesize({ out: join(root, 'data'), sites: 1, imagesPerSite: 4, seed: 8, size: 128 });
+  const { samples } = await loadDataset(join(root, 'data', 'site-1'));
+  const runs = [];
+  for (const dataParallel of [false, true]) {
+    const loaded = await loadModel(undefined);
+    const cache = new EmbeddingCache({ dir: join(root, 'cache'), visionHash: loaded.visionHash, processor: loaded.processor.config });
+    const items = await prepareItems(loaded, cache, samples, { quiet: true });
+    const h = await trainDecoder(loaded, cache, items, [], { epochs: 2, lr: 1e-3, batchSize: 4, seed: 2, quiet: true, dataParallel });
+    const w = loaded.model.weights.get('mask_decoder.mask_tokens.weight')!.dataSync().slice();
+    runs.push({ losses: h.map((e) => e.trainLoss), w });
+    loaded.model.dispose();
+  }
+  for (let i = 0; i < runs[0].losses.length; i++) assert.ok(Math.abs(runs[0].losses[i] - runs[1].losses[i]) < 1e-4, `epoch ${i + 1}: ${runs[0].losses[i]} vs ${runs[1].losses[i]}`);
+  let worst = 0;
+  for (let i = 0; i < runs[0].w.length; i++) worst = Math.max(worst, Math.abs(runs[0].w[i] - runs[1].w[i]));
+  assert.ok(worst < 1e-4, `mask tokens differ by ${worst}`);
+});

@@ -34,6 +34,7 @@ export interface TrainCommandOptions extends SiteOptions {
   jitter: number;
   /** [positive, negative] point prompts per object besides the box. */
   points?: number[];
+  dataParallel?: 'auto' | 'on' | 'off';
 }
 
 const EVAL_HEADERS = ['epoch', 'train loss', 'val Dice', 'val IoU', 'Dice@low-res', 'IoU@low-res', 'box Dice', 'seconds'];
@@ -52,6 +53,7 @@ export async function trainCommand(o: TrainCommandOptions, print: (s: string) =>
   const history = await trainDecoder(site.loaded, site.cache, site.train, site.val, {
     epochs: o.epochs, lr, batchSize: o.batchSize, seed: o.seed, jitter: o.jitter, quiet: o.quiet,
     points: o.points ? { positive: o.points[0], negative: o.points[1] } : undefined,
+    dataParallel: o.dataParallel === 'on' ? true : o.dataParallel === 'off' ? false : undefined,
     onEpoch: (m: EpochMetrics) => {
       rows.push(evalRow(m.epoch, m.trainLoss, m.val, m.seconds));
       print(renderTable(EVAL_HEADERS, [rows[rows.length - 1]]).split('\n')[2]);

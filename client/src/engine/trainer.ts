@@ -3,7 +3,8 @@
 // training) and low-res targets, and takes a DiceCE + Adam step on the mask decoder only.
 import * as tf from '@tensorflow/tfjs';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
-import { trainStep, trainableDecoderNames, type ProximalTerm } from '@fedsam/shared/train/step';
+import { trainStep, trainableDecoderNames, type ProximalTerm, type TrainBatch, type StepResult } from '@fedsam/shared/train/step';
+import { DataParallel, dataParallelPays, type HostHalf } from './dataParallel.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
 import { postProcessMask } from '@fedsam/shared/processor';
 import { pixelValuesTensor } from '@fedsam/shared/processor';
@@ -220,7 +221,9 @@ export function samplePointsLowRes(it: EngineItem, box: number[], L: number, pad
   return { points, labels };
 }
 
-async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number) {
+/** A batch as host arrays: cached embeddings, boxes, low-res targets (and optional points). */
+async function loadHostBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number,
+  points?: { points: number[][]; labels: number[] }[]): Promise<HostHalf> {
   const embs: CachedEmbedding[] = [];
   for (const it of items) {
     const e = await cache.get(it.key);
@@ -234,10 +237,40 @@ async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], bo
   const tgt = new Float32Array(B * L * L);
   items.forEach((it, i) => { for (let j = 0; j < L * L; j++) tgt[i * L * L + j] = it.target[j]; });
   return {
-    embeddingsNHWC: tf.tensor4d(flat, [B, h, w, C]),
-    boxes: tf.tensor3d(boxes.map((b) => [b]), [B, 1, 4]),
-    target: tf.tensor4d(tgt, [B, 1, L, L]),
+    emb: flat, embShape: [B, h, w, C], boxes, target: tgt, targetShape: [B, 1, L, L],
+    points: points?.map((p) => p.points), labels: points?.map((p) => [p.labels]),
   };
+}
+
+function hostToBatch(h: HostHalf): TrainBatch {
+  return {
+    embeddingsNHWC: tf.tensor4d(h.emb, h.embShape),
+    boxes: tf.tensor3d(h.boxes.map((b) => [b]), [h.boxes.length, 1, 4]),
+    target: tf.tensor4d(h.target, h.targetShape),
+    points: h.points ? tf.tensor4d(h.points.map((p) => [p]), [h.points.length, 1, h.points[0].length, 2]) : undefined,
+    labels: h.labels,
+  };
+}
+
+function disposeBatch(b: TrainBatch): void {
+  tf.dispose([b.embeddingsNHWC, b.boxes, b.target, ...(b.points ? [b.points] : [])]);
+}
+
+/** Split a host batch into its first n items and the rest. */
+function splitHost(h: HostHalf, n: number): [HostHalf, HostHalf] {
+  const [B, hh, w, C] = h.embShape;
+  const [, , L] = h.targetShape;
+  const e = hh * w * C, t = L * L;
+  const part = (a: number, b: number): HostHalf => ({
+    emb: h.emb.slice(a * e, b * e), embShape: [b - a, hh, w, C], boxes: h.boxes.slice(a, b),
+    target: h.target.slice(a * t, b * t), targetShape: [b - a, 1, L, L],
+    points: h.points?.slice(a, b), labels: h.labels?.slice(a, b),
+  });
+  return [part(0, n), part(n, B)];
+}
+
+async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number): Promise<TrainBatch> {
+  return hostToBatch(await loadHostBatch(cache, items, boxes, L));
 }
 
 export interface EvalMetrics {
@@ -297,6 +330,8 @@ export interface TrainOptions {
   jitter?: number;
   /** FedProx proximal weight; the global weights are the ones in the model when training starts. */
   proximalMu?: number;
+  /** Split each batch over this thread and a worker (default: when it pays, see dataParallelPays; never with FedProx). */
+  dataParallel?: boolean;
   /** Also prompt with points sampled inside (positive) / outside but within the box (negative) the object. */
   points?: { positive: number; negative: number };
   quiet?: boolean;
@@ -321,6 +356,8 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   }
   const history: EpochMetrics[] = [];
   const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;
+  const wantDp = (opts.dataParallel ?? dataParallelPays(loaded, opts.batchSize)) && !proximal && opts.batchSize >= 2;
+  const dp = wantDp ? await DataParallel.start(loaded, names) : undefined;
   try {
     for (let epoch = 1; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();
@@ -331,14 +368,19 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
       for (let i = 0; i < order.length; i += opts.batchSize) {
         const chunk = order.slice(i, i + opts.batchSize).map((k) => train[k]);
         const boxes = chunk.map((it) => modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, jitter), it.originalSize, it.reshapedSize));
-        const batch: Awaited<ReturnType<typeof loadBatch>> & { points?: tf.Tensor4D; labels?: number[][][] } = await loadBatch(cache, chunk, boxes, L);
-        if (opts.points && opts.points.positive + opts.points.negative > 0) {
-          const pp = chunk.map((it, j) => samplePointsLowRes(it, boxes[j], L, loaded.processor.config.pad_size.height, opts.points!, rng));
-          batch.points = tf.tensor4d(pp.map((p) => [p.points]), [chunk.length, 1, pp[0].points.length, 2]);
-          batch.labels = pp.map((p) => [p.labels]);
+        const pts = opts.points && opts.points.positive + opts.points.negative > 0
+          ? chunk.map((it, j) => samplePointsLowRes(it, boxes[j], L, loaded.processor.config.pad_size.height, opts.points!, rng)) : undefined;
+        const host = await loadHostBatch(cache, chunk, boxes, L, pts);
+        let r: StepResult;
+        if (dp && chunk.length >= 2) {
+          const half = Math.ceil(chunk.length / 2);
+          const [first, second] = splitHost(host, half);
+          const batch = hostToBatch(first);
+          try { r = await dp.step(loaded, batch, { second, firstSize: half }, adam, adamOpts); } finally { disposeBatch(batch); }
+        } else {
+          const batch = hostToBatch(host);
+          try { r = trainStep(model, batch, names, adam, adamOpts, proximal); } finally { disposeBatch(batch); }
         }
-        const r = trainStep(model, batch, names, adam, adamOpts, proximal);
-        tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target, ...(batch.points ? [batch.points] : [])]);
         if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
         lossSum += r.loss;
         diceSum += 1 - r.dice;
@@ -353,6 +395,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
     }
   } finally {
     adamDispose(adam);
+    await dp?.close();
     if (proximal) for (const t of proximal.global.values()) t.dispose();
   }
   return history;
