@@ -76,7 +76,7 @@ export function registerCommands(program: Command): void {
     .option('--lr <lr>', 'Adam learning rate (default 1e-5 for downloaded SAM weights, 3e-3 for the built-in model)', parsePositiveFloat('--lr'))
     .option('--batch-size <n>', 'objects per step', parsePositiveInt('--batch-size'), 4)
     .option('--jitter <px>', 'max random box enlargement per side while training', parseNonNegInt('--jitter'), 20)
-    .addOption(new Option('--data-parallel <mode>', 'split each batch over this thread and a worker (auto: for sam-vit-base-class decoders)').choices(['auto', 'on', 'off']).default('auto'))
+    .addOption(new Option('--data-parallel <mode>', 'split each batch over this thread and a worker (auto: with batch >= 2 on 2+ cores)').choices(['auto', 'on', 'off']).default('auto'))
     .option('--points <pos,neg>', 'also prompt with this many points inside / outside each object while training (e.g. 1,1)', parseNumberList('--points', 2))
     .option('--out <dir>', 'output model folder', `runs/train-${new Date().toISOString().replace(/[:.]/g, '-')}`)
     .action(async (o) => { await trainCommand({ ...o, float16Cache: o.float16Cache, dataset: datasetOpts(o) }, print); });

@@ -12,7 +12,8 @@ async function main() {
   const { site: opts, backend } = workerData as { site: Omit<SiteOptions, 'model' | 'log'> & { model?: string }; backend?: string };
   await initBackend(backend);
   const site = await prepareSite({ ...opts, quiet: true });
-  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true });
+  // One engine per worker already spreads the sites over the cores: no data-parallel steps inside.
+  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, dataParallel: false });
   const { boxBaseline } = await import('./boxBaseline.ts');
   parentPort!.postMessage({ op: 'ready', boxDice: await boxBaseline(site.val), baseModelHash: engine.baseModelHash, names: [...engine.decoderNames()], train: site.train.length, val: site.val.length, initialDecoder: [...(await import('./samEngine.ts')).decoderToHost(site.loaded)] });
   parentPort!.on('message', async (m: Request) => {

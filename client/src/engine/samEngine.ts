@@ -34,7 +34,7 @@ export function setDecoderFromHost(loaded: LoadedModel, weights: Map<string, Hos
 export class SamEngine implements LocalEngine {
   readonly baseModelHash: string;
   constructor(readonly loaded: LoadedModel, readonly cache: EmbeddingCache, readonly train: EngineItem[], readonly val: EngineItem[],
-    private readonly opts: { quiet?: boolean; log?: (event: string, fields: Record<string, unknown>) => void } = {}) {
+    private readonly opts: { quiet?: boolean; dataParallel?: boolean; log?: (event: string, fields: Record<string, unknown>) => void } = {}) {
     this.baseModelHash = loaded.baseModelHash;
   }
 
@@ -47,6 +47,7 @@ export class SamEngine implements LocalEngine {
     const t0 = performance.now();
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
+      dataParallel: this.opts.dataParallel,
     });
     const last = history[history.length - 1];
     this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000 });
