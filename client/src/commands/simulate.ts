@@ -43,11 +43,7 @@ async function isDataset(p: string): Promise<boolean> {
 async function siteFolders(data: string, n: number): Promise<string[]> {
   const entries = (await readdir(data, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
   const sites = [];
-  for (const e of entries) {
-    const p = join(data, e);
-    const sub = await readdir(p);
-    if (sub.includes('images') || sub.some((f) => /^manifest\.(csv|jsonl)$/.test(f)) || sub.includes('imagesTr')) sites.push(p);
-  }
+  for (const e of entries) if (await isDataset(join(data, e))) sites.push(join(data, e));
   if (!sites.length) throw new Error(`${data} has no site folders (each a dataset: images/ + masks/, a manifest, or imagesTr/ + labelsTr/)`);
   if (sites.length < n) throw new Error(`${data} has ${sites.length} site folders but --sites ${n} was asked`);
   return sites.slice(0, n);
@@ -75,7 +71,7 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   const engines = await Promise.all(folders.map((_, i) => WorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
-  const initialDecoder = engines[0].initialDecoder;
+  const initialDecoder = decoderToHost(base); // every site starts from the same base model
   print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};

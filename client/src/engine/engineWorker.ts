@@ -1,10 +1,11 @@
 // A site's training engine in its own worker thread (its own tfjs backend, model, cache), so that several
-// simulated sites use several cores. Messages: init -> ready {baseModelHash, names}; fit / evaluate -> result.
+// simulated sites use several cores. Messages: init -> ready {baseModelHash, names, sizes, boxDice}; fit / evaluate -> result.
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { prepareSite, type SiteOptions } from './site.ts';
 import { SamEngine } from './samEngine.ts';
+import { boxBaseline } from './boxBaseline.ts';
 
 type Request = { id: number; op: 'fit'; global: Map<string, HostTensor>; cfg: any } | { id: number; op: 'evaluate'; global: Map<string, HostTensor> } | { id: number; op: 'close' };
 
@@ -14,8 +15,7 @@ async function main() {
   const site = await prepareSite({ ...opts, quiet: true });
   // One engine per worker already spreads the sites over the cores: no data-parallel steps inside.
   const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, dataParallel: false });
-  const { boxBaseline } = await import('./boxBaseline.ts');
-  parentPort!.postMessage({ op: 'ready', boxDice: await boxBaseline(site.val), baseModelHash: engine.baseModelHash, names: [...engine.decoderNames()], train: site.train.length, val: site.val.length, initialDecoder: [...(await import('./samEngine.ts')).decoderToHost(site.loaded)] });
+  parentPort!.postMessage({ op: 'ready', boxDice: await boxBaseline(site.val), baseModelHash: engine.baseModelHash, names: [...engine.decoderNames()], train: site.train.length, val: site.val.length });
   parentPort!.on('message', async (m: Request) => {
     try {
       if (m.op === 'close') { site.loaded.model.dispose(); process.exit(0); }

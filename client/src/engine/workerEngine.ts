@@ -10,7 +10,7 @@ export class WorkerEngine implements LocalEngine {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   private constructor(private readonly worker: Worker, readonly baseModelHash: string, private readonly names: Map<string, number[]>,
-    readonly trainCount: number, readonly valCount: number, readonly initialDecoder: Map<string, HostTensor>, readonly boxDice: number) {
+    readonly trainCount: number, readonly valCount: number, readonly boxDice: number) {
     worker.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -39,7 +39,7 @@ export class WorkerEngine implements LocalEngine {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`engine worker for ${site.data} exited (code ${code}) before it was ready`)));
     });
-    return new WorkerEngine(worker, ready.baseModelHash, new Map(ready.names), ready.train, ready.val, new Map(ready.initialDecoder), ready.boxDice);
+    return new WorkerEngine(worker, ready.baseModelHash, new Map(ready.names), ready.train, ready.val, ready.boxDice);
   }
 
   private call<T>(msg: Record<string, unknown>): Promise<T> {
