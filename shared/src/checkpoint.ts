@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseSamConfig, samConfigToJson, type SamConfig } from './config.ts';
-import { pathExists } from './fsutil.ts';
+import { pathExists, writeFileAtomic } from './fsutil.ts';
 import {
   fsyncDir,
   readSafetensors,
@@ -482,7 +482,7 @@ export async function saveSamCheckpoint(
   try {
     const json = samConfigToJson(config);
     if (opts.float16) json.torch_dtype = 'float16';
-    await writeFileSynced(join(tmp, 'config.json'), JSON.stringify(json, null, 2) + '\n');
+    await writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(json, null, 2) + '\n');
     await writeSafetensors(join(tmp, 'model.safetensors'), out, { metadata: { format: 'pt' }, float16: opts.float16 });
     await fsyncDir(tmp);
     let moved = false;
@@ -522,15 +522,6 @@ async function shardNames(indexPath: string): Promise<string[] | undefined> {
   }
 }
 
-async function writeFileSynced(file: string, text: string): Promise<void> {
-  const fh = await open(file, 'wx');
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // hashing
