@@ -5,8 +5,9 @@
 //   node --import tsx bench/aggregate.ts --json     machine-readable
 //
 // Each (strategy, K) runs in a fresh child process so that its peak RSS is its own. FedAvg is measured as the
-// server runs it: updates arrive one at a time (one receive buffer, reused), each is folded into the float64
-// accumulator, then finish() produces the float32 mean; time = all K folds + finish. Median / trimmed mean need all
+// server runs it: updates arrive one at a time (two receive buffers, alternating: the aggregator may hold on to the
+// newest update until the next one), each is folded into the float64 accumulator, then finish() produces the
+// float32 mean; time = all K folds + finish. Median / trimmed mean need all
 // K updates at once (K float32 copies are part of their cost).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -71,25 +72,42 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     }
   }
   const global = lcgWeights(shapes, 42);
-  const receive = copyOf(global);
+  const receive = [copyOf(global), copyOf(global)];
   const keeps = createStrategy(spec.cfg).keepsAllUpdates;
-  // robust strategies keep every update: those K buffers are created as they arrive, inside the measurement
-  (globalThis as { gc?: () => void }).gc?.();
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  // Memory: RSS sampled after every step, from here (the global and the receive buffers exist; everything the
+  // strategy allocates, including the accumulator it keeps between rounds, counts).
   const rss0 = process.memoryUsage().rss;
-  const peak0 = process.resourceUsage().maxRSS * 1024;
+  let peak = rss0;
+  const sample = () => void (peak = Math.max(peak, process.memoryUsage().rss));
   const strategy = createStrategy(spec.cfg);
+  // One full-size round first: a server has done one before every round but its first, and the strategy keeps its
+  // float64 accumulator from round to round. The second round is timed.
+  {
+    const warm = strategy.beginRound(1, global);
+    for (let i = 0; i < 2; i++) {
+      warm.add({ site: `warm${i}`, weights: keeps ? copyOf(receive[i]!) : receive[i]!, numExamples: 1 + i });
+      sample();
+    }
+    warm.finish();
+    sample();
+  }
+  gc?.(); // the warm-up round's output is garbage now
   let timed = 0;
   let foldTime = 0;
   let lastFold = 0;
   let t = performance.now();
-  const agg = strategy.beginRound(1, global);
+  const agg = strategy.beginRound(2, global);
   timed += performance.now() - t;
   for (let i = 0; i < k; i++) {
-    fillUpdate(receive, global, i);
-    const update = keeps ? copyOf(receive) : receive; // a robust aggregator holds on to each received buffer
+    fillUpdate(receive[i % 2]!, global, i);
+    // robust strategies keep every update: those K buffers are created as they arrive, inside the measurement
+    const update = keeps ? copyOf(receive[i % 2]!) : receive[i % 2]!;
     t = performance.now();
     agg.add({ site: `s${i}`, weights: update, numExamples: 10 + i });
     const dt = performance.now() - t;
+    sample();
     timed += dt;
     foldTime += dt;
     lastFold = dt;
@@ -97,10 +115,10 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   t = performance.now();
   const out = agg.finish();
   const finishMs = performance.now() - t;
+  sample();
   timed += finishMs;
   if (out.size !== shapes.size) throw new Error('bad output');
-  const peak = Math.max(process.resourceUsage().maxRSS * 1024, peak0);
-  return { strategy: strategyLabel, k, params, ms: timed, foldMsPerUpdate: foldTime / k, criticalMs: lastFold + finishMs, rssGrowthMB: (peak - Math.max(rss0, peak0 > rss0 ? rss0 : peak0)) / 2 ** 20 };
+  return { strategy: strategyLabel, k, params, ms: timed, foldMsPerUpdate: foldTime / k, criticalMs: lastFold + finishMs, rssGrowthMB: (peak - rss0) / 2 ** 20 };
 }
 
 function main(): void {
@@ -129,8 +147,10 @@ function main(): void {
   const params = results[0]!.params;
   const lines = [
     `Aggregation of K sam-vit-base mask-decoder updates (${params.toLocaleString('en-US')} float32 parameters, HF decoder shapes)`,
-    'FedSAM: each update folded in as it arrives (float64 accumulator, one receive buffer); "total" = all K folds +',
-    'finish, "after last" = last fold + finish (the part that delays the next round: earlier folds overlap the uploads).',
+    'FedSAM: updates folded in one at a time as they arrive (float64 accumulator kept between rounds; the newest update',
+    'is held back and folded by finish() in the pass that writes the mean). Timed: the second round of one strategy.',
+    '"total" = K adds + finish; "after last" = last add + finish (what delays the next round; earlier adds overlap the',
+    'uploads). RSS growth: peak over both rounds of sampled RSS, from before the strategy existed.',
     "Flower: aggregate() on this machine, which starts after all K updates are in memory.",
     '',
     '| strategy     |  K | total ms | fold ms/update | after last ms | peak RSS growth | Flower ms | Flower RSS growth |',

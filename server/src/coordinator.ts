@@ -364,7 +364,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private checkDone(p: Phase): void {
     this.emit('change');
     for (const s of p.slots.values()) if (s.status === 'open' || s.status === 'receiving') return;
-    p.resolveDone();
+    // Close the phase on a later turn of the event loop: the RPC that completed it answers its site first
+    // (aggregation and the round's writes would otherwise hold that answer back).
+    setImmediate(() => p.resolveDone());
   }
 
   // ---------------------------------------------------------------------------------------------------------

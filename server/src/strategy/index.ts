@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  cloneTensors, coordinateMedian, fedOptStep, trimmedMean, WeightedSum,
+  AccumulatorPool, cloneTensors, coordinateMedian, fedOptStep, trimmedMean, WeightedSum,
   type FedOptMoments, type NamedTensors,
 } from './math.ts';
 
@@ -42,6 +42,7 @@ export interface ClientUpdate {
 
 /** Aggregation of one round: updates are folded in as they arrive (validated beforehand). */
 export interface RoundAggregator {
+  /** Fold in one update. The aggregator may keep a reference to its arrays until the next add() or finish(). */
   add(update: ClientUpdate): void;
   readonly count: number;
   readonly totalExamples: number;
@@ -69,6 +70,7 @@ export interface Strategy {
 /** FedAvg (and FedProx, whose server side is FedAvg): streaming float64 weighted sum. */
 class FedAvgStrategy implements Strategy {
   readonly keepsAllUpdates = false;
+  private readonly pool = new AccumulatorPool();
   constructor(readonly name: 'fedavg' | 'fedprox', private readonly mu = 0) {}
 
   fitParams(): { proximalMu: number; params: Record<string, number> } {
@@ -76,7 +78,7 @@ class FedAvgStrategy implements Strategy {
   }
 
   beginRound(_round: number, global: NamedTensors): RoundAggregator {
-    return streamingMean(global, (mean) => mean);
+    return streamingMean(global, this.pool, (mean) => mean);
   }
 
   saveState(): StrategyState {
@@ -86,8 +88,8 @@ class FedAvgStrategy implements Strategy {
   loadState(): void {}
 }
 
-function streamingMean(global: NamedTensors, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
-  const sum = new WeightedSum(global);
+function streamingMean(global: NamedTensors, pool: AccumulatorPool, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
+  const sum = new WeightedSum(global, pool);
   return {
     add: (u) => sum.add(u.weights, u.numExamples),
     get count() {
@@ -104,6 +106,7 @@ function streamingMean(global: NamedTensors, then: (mean: NamedTensors) => Named
 class FedOptStrategy implements Strategy {
   readonly keepsAllUpdates = false;
   private moments: FedOptMoments | undefined;
+  private readonly pool = new AccumulatorPool();
   readonly name: 'fedadam' | 'fedyogi';
 
   constructor(private readonly cfg: Extract<StrategyConfig, { name: 'fedadam' | 'fedyogi' }>) {
@@ -116,7 +119,7 @@ class FedOptStrategy implements Strategy {
 
   beginRound(round: number, global: NamedTensors): RoundAggregator {
     const current = cloneTensors(global);
-    return streamingMean(global, (mean) => {
+    return streamingMean(global, this.pool, (mean) => {
       const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', current, mean, this.moments, this.cfg, round, { inPlaceMoments: true });
       this.moments = moments;
       return weights;
