@@ -96,6 +96,70 @@ test('decoder refuses out-of-order, oversize, truncated and corrupted transfers'
   assert.throws(() => [...payloadChunks(enc.payload, 8 << 20)], /chunk size/);
 });
 
+test('decoder finite check: NaN / Infinity refused as the chunk holding it arrives, at any chunk boundary', () => {
+  // Mixed dtypes: an odd-length F16 tensor first puts the F32 tensor after it off 4-byte alignment.
+  const mk = (bad: { tensor: 'h' | 'f'; index: number; value: number } | undefined) => {
+    const h = new Float32Array(5).map((_, i) => i / 8);
+    const f = new Float32Array(301).map((_, i) => Math.cos(i));
+    if (bad) (bad.tensor === 'h' ? h : f)[bad.index] = bad.value;
+    return new Map([
+      ['mask_decoder.h', { dtype: 'float32' as const, shape: [5], data: h }],
+      ['mask_decoder.f', { dtype: 'float32' as const, shape: [301], data: f }],
+    ]);
+  };
+  const encodeMixed = (w: ReturnType<typeof mk>) => {
+    // tensor h as F16, tensor f as F32 (one manifest, two dtypes)
+    const h = encodeTransfer(new Map([['mask_decoder.h', w.get('mask_decoder.h')!]]), 'F16');
+    const f = encodeTransfer(new Map([['mask_decoder.f', w.get('mask_decoder.f')!]]), 'F32');
+    const payload = new Uint8Array(h.payload.length + f.payload.length);
+    payload.set(h.payload);
+    payload.set(f.payload, h.payload.length);
+    const manifest = { tensors: [...h.manifest.tensors, ...f.manifest.tensors], total_bytes: payload.length, checksum_algorithm: 'sha256' };
+    return { manifest, payload };
+  };
+  for (const chunk of [1, 3, 7, 64, 4096]) {
+    const ok = encodeMixed(mk(undefined));
+    const d = new TransferDecoder(ok.manifest, { checkFinite: true });
+    for (const c of payloadChunks(ok.payload, chunk)) d.push(c);
+    assert.equal(d.bytesReceived, ok.payload.length);
+    for (const [bad, message] of [
+      [{ tensor: 'f', index: 300, value: NaN }, /"mask_decoder.f" has a non-finite value \(NaN\) at index 300/],
+      [{ tensor: 'f', index: 0, value: -Infinity }, /"mask_decoder.f" has a non-finite value \(-Infinity\) at index 0/],
+      [{ tensor: 'h', index: 4, value: Infinity }, /"mask_decoder.h" has a non-finite value \(Infinity\) at index 4/],
+      [{ tensor: 'h', index: 2, value: 1e6 }, /"mask_decoder.h" has a non-finite value \(Infinity\) at index 2/], // overflows float16
+    ] as const) {
+      const enc = encodeMixed(mk(bad));
+      const dec = new TransferDecoder(enc.manifest, { checkFinite: true });
+      const byteOfBad = bad.tensor === 'h' ? bad.index * 2 : 10 + bad.index * 4;
+      let pushed = 0;
+      assert.throws(
+        () => {
+          for (const c of payloadChunks(enc.payload, chunk)) {
+            dec.push(c);
+            pushed += c.data.length;
+          }
+        },
+        (e: TransferError) => e.kind === 'nonfinite' && message.test(e.message),
+        `chunk ${chunk} ${JSON.stringify(bad)}`,
+      );
+      // refused with the chunk that completed the bad value, not later
+      assert.ok(pushed < byteOfBad + (bad.tensor === 'h' ? 2 : 4), `chunk ${chunk}: refused late (${pushed} bytes accepted)`);
+    }
+  }
+});
+
+test('decoder receives into a given buffer (a pool\'s) and refuses one that is too small', () => {
+  const w = bigDecoder();
+  const enc = encodeTransfer(w);
+  const into = new Uint8Array(enc.payload.length).fill(0xff);
+  const dec = new TransferDecoder(enc.manifest, { into, checkFinite: true });
+  for (const c of payloadChunks(enc.payload)) dec.push(c);
+  const out = dec.finish(trailerOf(enc));
+  assert.equal((out.get('mask_decoder.a')!.data as Float32Array).buffer, into.buffer, 'float32 tensors are views of the given buffer');
+  assert.deepEqual(out.get('mask_decoder.a')!.data, w.get('mask_decoder.a')!.data);
+  assert.throws(() => new TransferDecoder(enc.manifest, { into: new Uint8Array(8) }), /smaller than/);
+});
+
 test('checkManifest: names, shapes, dtypes, totals and limits', () => {
   const w = tinyDecoder(2);
   const layout = layoutOf(w);

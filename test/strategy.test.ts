@@ -6,6 +6,7 @@ import {
   AggregationError, coordinateMedian, createStrategy, fedAvg, fedOptStep, trimmedMean, weightedMetrics, WeightedSum,
   StrategyConfigSchema, type NamedTensors,
 } from '@fedsam/server/strategy/index';
+import { decodePayload, encodeTransfer, findNonFinite } from '@fedsam/shared/transfer';
 import { referenceFedAvg, tinyDecoder } from './helpers/fake-engine.ts';
 import { assertClose } from './helpers/fed-harness.ts';
 
@@ -25,6 +26,38 @@ test('FedAvg equals an independent float64 weighted mean', () => {
   for (const [n, r] of ref) assertClose(ws.mean().get(n)!.data as Float32Array, r, `streamed ${n}`);
   assert.equal(ws.count, 4);
   assert.equal(ws.totalWeight, 271);
+});
+
+test('FedAvg as the server feeds it: payload views, release() only once an update is no longer read', () => {
+  const updates = [5, 6, 7, 8].map((s, i) => ({ weights: tinyDecoder(200 + s), numExamples: [4, 9, 1, 30][i]! }));
+  const ref = referenceFedAvg(updates);
+  for (const strategyName of ['fedavg', 'median'] as const) {
+    for (let round = 1; round <= 2; round++) {
+      // each update arrives as one wire payload (tensors = views of one buffer, the flat path), like an upload
+      const received = updates.map((u) => {
+        const enc = encodeTransfer(u.weights);
+        return { payload: enc.payload, weights: decodePayload(enc.manifest, enc.payload), numExamples: u.numExamples };
+      });
+      const strategy = createStrategy({ name: strategyName });
+      const agg = strategy.beginRound(round, updates[0]!.weights);
+      const released: number[] = [];
+      received.forEach((r, i) => {
+        agg.add({
+          site: `s${i}`, weights: r.weights, numExamples: r.numExamples,
+          // a pool would hand the buffer to the next upload: scribble over it to catch any later read
+          release: () => {
+            released.push(i);
+            r.payload.fill(0xff);
+          },
+        });
+        if (strategyName === 'fedavg') assert.deepEqual(released, [...Array(i).keys()], 'the newest update is held until the next one');
+      });
+      const out = agg.finish();
+      assert.deepEqual(released, [0, 1, 2, 3]);
+      if (strategyName === 'fedavg') for (const [n, r] of ref) assertClose(out.get(n)!.data as Float32Array, r, `round ${round} ${n}`);
+      else for (const t of out.values()) assert.ok(!findNonFinite(new Map([['x', t]])), 'median read no released buffer');
+    }
+  }
 });
 
 test('FedAvg accumulates in float64 (no float32 cancellation)', () => {

@@ -273,19 +273,24 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   /** Fold a received, checksum-verified update into the round (after the value checks). */
-  acceptUpdate(slot: TaskSlot, header: UpdateHeader, weights: Map<string, HostTensor>): void {
+  /**
+   * Fold a received, checksum-verified update into the round (after the value checks). `opts.finiteChecked`: the
+   * transfer decoder already refused non-finite values. `opts.release` goes to the aggregator, which calls it when
+   * it is done with the weights; if this throws, the caller still owns them.
+   */
+  acceptUpdate(slot: TaskSlot, header: UpdateHeader, weights: Map<string, HostTensor>, opts: { finiteChecked?: boolean; release?: () => void } = {}): void {
     const p = this.phase;
     if (!p || p.closed || p.kind !== 'fit' || p.slots.get(slot.site) !== slot || slot.status !== 'receiving') {
       if (slot.status === 'receiving') slot.status = 'failed';
       throw failedPrecondition('stale_round', `stale update: round ${header.round} closed while the update of site ${slot.site} was being received`);
     }
-    const bad = findNonFinite(weights);
+    const bad = opts.finiteChecked ? undefined : findNonFinite(weights);
     if (bad) {
       throw invalidArgument('nonfinite', `update refused: tensor "${bad.name}" has a non-finite value (${bad.value}) at index ${bad.index}`);
     }
     const numExamples = Number(header.num_examples);
     const t0 = performance.now();
-    p.aggregator!.add({ site: slot.site, weights, numExamples });
+    p.aggregator!.add({ site: slot.site, weights, numExamples, release: opts.release });
     p.aggSeconds += (performance.now() - t0) / 1000;
     slot.status = 'accepted';
     p.results.set(slot.site, { num_examples: numExamples, metrics: finiteMetrics(header.metrics, 'update') });
@@ -364,9 +369,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private checkDone(p: Phase): void {
     this.emit('change');
     for (const s of p.slots.values()) if (s.status === 'open' || s.status === 'receiving') return;
-    // Close the phase on a later turn of the event loop: the RPC that completed it answers its site first
-    // (aggregation and the round's writes would otherwise hold that answer back).
-    setImmediate(() => p.resolveDone());
+    p.resolveDone();
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -445,6 +448,9 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.log.info({ event: 'round_started', round, attempt, sampled, available: available.length, strategy: this.strategy.name }, 'fit round started');
       await this.runPhase(p, c.round_timeout_s * 1000, signal);
       if (signal.aborted) throw signal.reason;
+      // Let the RPC that completed the round send its answer (a unary answer takes a few event-loop turns: headers,
+      // message, then trailers) before the synchronous aggregation and encoding work holds the loop for ~50 ms.
+      await new Promise((r) => setTimeout(r, 1));
       const duration = (performance.now() - p.startedAt) / 1000;
       this.metrics.roundSeconds.observe(duration);
       const accepted = [...p.slots.values()].filter((s) => s.status === 'accepted').map((s) => s.site);

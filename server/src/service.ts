@@ -13,6 +13,7 @@ import type { ServerConfig } from './config.ts';
 import type { Coordinator, TaskSlot } from './coordinator.ts';
 import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
+import { PayloadPool } from './payloadPool.ts';
 import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
 
 export class Semaphore {
@@ -57,6 +58,7 @@ function waitWritable(stream: NodeJS.EventEmitter): Promise<void> {
 export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation {
   const { config, coordinator, registry, auth, metrics, logger: log } = d;
   const uploads = new Semaphore(config.limits.max_concurrent_uploads);
+  const payloads = new PayloadPool(2);
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
   const frameCache = new WeakMap<object, PreEncoded[]>();
@@ -191,6 +193,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
       let slot: TaskSlot | undefined;
       let header: UpdateHeader | undefined;
       let release: (() => void) | undefined;
+      let receiveBuffer: Uint8Array | undefined;
       (async () => {
         site = authed(call);
         release = await uploads.acquire();
@@ -201,7 +204,8 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         }
         header = first.value.header;
         slot = coordinator.beginUpdate(site, header);
-        const dec = new TransferDecoder(header.manifest!);
+        receiveBuffer = payloads.take(Number(header.manifest!.total_bytes));
+        const dec = new TransferDecoder(header.manifest!, { checkFinite: true, into: receiveBuffer });
         let trailer;
         try {
           for (;;) {
@@ -215,9 +219,14 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
           }
           metrics.bytesIn.inc(dec.bytesReceived);
           const weights = dec.finish(trailer);
-          coordinator.acceptUpdate(slot, header, weights);
+          const buffer = receiveBuffer;
+          coordinator.acceptUpdate(slot, header, weights, { finiteChecked: true, release: () => payloads.give(buffer) });
+          receiveBuffer = undefined; // the aggregator gives it back
         } catch (e) {
-          if (e instanceof TransferError) throw invalidArgument(e.kind === 'checksum' ? 'checksum' : `transfer_${e.kind}`, `update refused: ${e.message}`);
+          if (e instanceof TransferError) {
+            const reason = e.kind === 'checksum' || e.kind === 'nonfinite' ? e.kind : `transfer_${e.kind}`;
+            throw invalidArgument(reason, `update refused: ${e.message}`);
+          }
           throw e;
         }
         return { accepted: true, message: `update for round ${header.round} accepted` };
@@ -228,6 +237,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         },
         (e) => {
           release?.();
+          if (receiveBuffer) payloads.give(receiveBuffer);
           const fe = asFedError(e);
           if (site) coordinator.refuseUpdate(site, slot, fe, header ? Number(header.round) : undefined);
           else log.warn({ event: 'request_refused', rpc: 'SubmitUpdate', peer: call.getPeer(), code: fe.code, reason: fe.reason, err: fe.message }, 'request refused');

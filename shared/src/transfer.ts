@@ -236,6 +236,25 @@ export function trailerOf(enc: EncodedTransfer): WireTrailer {
 // ---------------------------------------------------------------------------------------------------------------
 // decoding
 
+export interface TransferDecoderOptions {
+  /** Largest chunk accepted (default MAX_CHUNK_BYTES). */
+  maxChunkBytes?: number;
+  /**
+   * Refuse non-finite values (NaN, +-Infinity) as the chunks arrive, so that the check costs no time after the
+   * last chunk and a bad update is refused mid-stream. finish() then returns tensors known to be finite.
+   */
+  checkFinite?: boolean;
+  /** Receive into this buffer (at least manifest.total_bytes long, e.g. from a pool) instead of a new one. */
+  into?: Uint8Array;
+}
+
+interface Segment {
+  name: string;
+  dtype: WireDtype;
+  start: number;
+  end: number;
+}
+
 /**
  * Receives one transfer: construct with a manifest already validated (checkManifest), push chunks in order, then
  * finish with the trailer. Memory: one buffer of manifest.total_bytes (+ the float32 copy for F16 tensors).
@@ -245,13 +264,31 @@ export class TransferDecoder {
   private received = 0;
   private readonly hash: Checksum;
   private readonly algorithm: string;
+  private readonly maxChunkBytes: number;
+  /** Tensors' byte ranges, for the finite check (undefined when it is off). */
+  private readonly segments: Segment[] | undefined;
+  private scanned = 0;
+  private segment = 0;
 
-  constructor(readonly manifest: WireManifest, private readonly maxChunkBytes = MAX_CHUNK_BYTES) {
+  constructor(readonly manifest: WireManifest, opts: TransferDecoderOptions | number = {}) {
+    const o = typeof opts === 'number' ? { maxChunkBytes: opts } : opts;
+    this.maxChunkBytes = o.maxChunkBytes ?? MAX_CHUNK_BYTES;
     const total = Number(manifest.total_bytes);
     if (!Number.isSafeInteger(total) || total < 0) throw new TransferError('manifest', `invalid total_bytes ${manifest.total_bytes}`);
     this.algorithm = manifest.checksum_algorithm || 'sha256';
     this.hash = createChecksum(this.algorithm);
-    this.payload = new Uint8Array(total);
+    if (o.into && o.into.length < total) throw new TransferError('size', `receive buffer of ${o.into.length} bytes is smaller than the ${total}-byte payload`);
+    this.payload = o.into ? o.into.subarray(0, total) : new Uint8Array(total);
+    if (o.checkFinite) {
+      this.segments = [];
+      let pos = 0;
+      for (const t of manifest.tensors) {
+        const dtype = t.dtype as WireDtype;
+        const end = pos + numel(t.shape.map(Number)) * dtypeBytes(dtype);
+        this.segments.push({ name: t.name, dtype, start: pos, end });
+        pos = end;
+      }
+    }
   }
 
   get bytesReceived(): number {
@@ -271,6 +308,32 @@ export class TransferDecoder {
     this.payload.set(data, this.received);
     this.hash.update(data);
     this.received += data.length;
+    if (this.segments) this.scanFinite();
+  }
+
+  /** Check the values completed since the last scan (whole elements only). */
+  private scanFinite(): void {
+    const segs = this.segments!;
+    const p = this.payload;
+    while (this.segment < segs.length) {
+      const s = segs[this.segment]!;
+      const size = s.dtype === 'F32' ? 4 : 2;
+      const from = Math.max(this.scanned, s.start);
+      const to = Math.min(this.received, s.end);
+      const first = (from - s.start) / size; // whole: scans stop on element boundaries
+      const count = Math.floor((to - from) / size);
+      if (count > 0) {
+        const bad = s.dtype === 'F32' ? firstNonFiniteF32(p, from, count) : firstNonFiniteF16(p, from, count);
+        if (bad >= 0) {
+          const at = from + bad * size;
+          const value = s.dtype === 'F32' ? new DataView(p.buffer, p.byteOffset).getFloat32(at, true) : f16Special(new DataView(p.buffer, p.byteOffset).getUint16(at, true));
+          throw new TransferError('nonfinite', `tensor "${s.name}" has a non-finite value (${value}) at index ${first + bad}`);
+        }
+      }
+      this.scanned = from + count * size;
+      if (this.scanned < s.end) return; // wait for more bytes
+      this.segment++;
+    }
   }
 
   /** Verify length and checksum; returns float32 tensors in manifest order. */
@@ -289,6 +352,27 @@ export class TransferDecoder {
     }
     return decodePayload(this.manifest, this.payload);
   }
+}
+
+/** Index of the first NaN / +-Infinity among `count` little-endian float32 values at byte `at`, or -1. */
+function firstNonFiniteF32(p: Uint8Array, at: number, count: number): number {
+  const x = (p.byteOffset + at) % 4 === 0 ? new Float32Array(p.buffer, p.byteOffset + at, count) : new Float32Array(p.slice(at, at + count * 4).buffer);
+  for (let i = 0; i < count; i++) {
+    const v = x[i]!;
+    if (v - v !== 0) return i; // NaN and +-Infinity give NaN, finite values 0
+  }
+  return -1;
+}
+
+/** Same for float16 bits: exponent all ones. */
+function firstNonFiniteF16(p: Uint8Array, at: number, count: number): number {
+  const h = (p.byteOffset + at) % 2 === 0 ? new Uint16Array(p.buffer, p.byteOffset + at, count) : new Uint16Array(p.slice(at, at + count * 2).buffer);
+  for (let i = 0; i < count; i++) if ((h[i]! & 0x7c00) === 0x7c00) return i;
+  return -1;
+}
+
+function f16Special(h: number): number {
+  return h & 0x03ff ? NaN : h & 0x8000 ? -Infinity : Infinity;
 }
 
 /** Split a payload into float32 tensors (F32: views of the payload; F16: converted copies). */

@@ -38,6 +38,8 @@ export interface ClientUpdate {
   site: string;
   weights: NamedTensors;
   numExamples: number;
+  /** Called once the aggregator no longer reads `weights` (their buffer can be reused). */
+  release?: () => void;
 }
 
 /** Aggregation of one round: updates are folded in as they arrive (validated beforehand). */
@@ -91,7 +93,7 @@ class FedAvgStrategy implements Strategy {
 function streamingMean(global: NamedTensors, pool: AccumulatorPool, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
   const sum = new WeightedSum(global, pool);
   return {
-    add: (u) => sum.add(u.weights, u.numExamples),
+    add: (u) => sum.add(u.weights, u.numExamples, u.release),
     get count() {
       return sum.count;
     },
@@ -169,10 +171,12 @@ class RobustStrategy implements Strategy {
 
   beginRound(): RoundAggregator {
     const kept: NamedTensors[] = [];
+    const releases: Array<() => void> = [];
     let total = 0;
     return {
       add: (u) => {
         kept.push(u.weights);
+        if (u.release) releases.push(u.release);
         total += u.numExamples;
       },
       get count() {
@@ -181,7 +185,11 @@ class RobustStrategy implements Strategy {
       get totalExamples() {
         return total;
       },
-      finish: () => (this.cfg.name === 'median' ? coordinateMedian(kept) : trimmedMean(kept, this.cfg.beta)),
+      finish: () => {
+        const out = this.cfg.name === 'median' ? coordinateMedian(kept) : trimmedMean(kept, this.cfg.beta);
+        for (const r of releases.splice(0)) r();
+        return out;
+      },
     };
   }
 

@@ -113,7 +113,7 @@ export class WeightedSum {
   private readonly size: number;
   private acc: Float64Array | undefined;
   private folded = 0;
-  private held: { values: UpdateValues; weight: number } | undefined;
+  private held: { values: UpdateValues; weight: number; release: (() => void) | undefined } | undefined;
   private out: Float32Array | undefined;
   private result: NamedTensors | undefined;
   private total = 0;
@@ -136,7 +136,8 @@ export class WeightedSum {
     return this.total;
   }
 
-  add(weights: NamedTensors, weight: number): void {
+  /** Fold in one update; `release` is called once its arrays are no longer read. */
+  add(weights: NamedTensors, weight: number, release?: () => void): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new AggregationError(`weight must be a positive finite number, got ${weight}`);
     if (this.result) throw new AggregationError('this sum is closed: mean() was already taken');
     checkLayout(this.layout, weights, 'update');
@@ -147,8 +148,11 @@ export class WeightedSum {
       this.out = new Float32Array(this.size);
       this.out.fill(0);
     }
-    if (this.held) this.fold(this.held.values, this.held.weight);
-    this.held = { values, weight };
+    if (this.held) {
+      this.fold(this.held.values, this.held.weight);
+      this.held.release?.();
+    }
+    this.held = { values, weight, release };
     this.total += weight;
     this.n++;
   }
@@ -168,6 +172,7 @@ export class WeightedSum {
       else scale(y, x, held.weight, inv);
     });
     this.held = undefined;
+    held.release?.();
     if (acc) this.pool?.give(acc);
     this.acc = undefined;
     const result: NamedTensors = new Map();
