@@ -6,7 +6,7 @@ import { renderTable } from '@fedsam/shared/table';
 import { DEFAULT_MODEL, loadModel } from '@fedsam/shared/model/presets';
 import { predict } from '@fedsam/client/commands/predict';
 import { trainCommand, evaluateCommand, saveModelFolder } from '@fedsam/client/commands/train';
-import { parseNumberList, parsePoint, parsePositiveInt, parsePositiveFloat, parseFraction, parseNonNegInt } from '@fedsam/client/commands/args';
+import { parseCounts, parseNumberList, parsePoint, parsePositiveInt, parsePositiveFloat, parseFraction, parseNonNegInt } from '@fedsam/client/commands/args';
 import { synthesize } from '@fedsam/client/data/synth';
 import { registerServerCommand } from '@fedsam/server/cli';
 import { clientCommand } from '@fedsam/client/commands/site';
@@ -77,7 +77,7 @@ export function registerCommands(program: Command): void {
     .option('--batch-size <n>', 'objects per step', parsePositiveInt('--batch-size'), 4)
     .option('--jitter <px>', 'max random box enlargement per side while training', parseNonNegInt('--jitter'), 20)
     .addOption(new Option('--data-parallel <mode>', 'split each batch over this thread and a worker (auto: with batch >= 2 on 2+ cores)').choices(['auto', 'on', 'off']).default('auto'))
-    .option('--points <pos,neg>', 'also prompt with this many points inside / outside each object while training (e.g. 1,1)', parseNumberList('--points', 2))
+    .option('--points <pos,neg>', 'also prompt with this many points inside / outside each object while training (e.g. 1,1)', parseCounts('--points', 2))
     .option('--out <dir>', 'output model folder', `runs/train-${new Date().toISOString().replace(/[:.]/g, '-')}`)
     .action(async (o) => { await trainCommand({ ...o, float16Cache: o.float16Cache, dataset: datasetOpts(o) }, print); });
 
@@ -148,6 +148,7 @@ export function registerFederationCommands(program: Command): void {
     .option('--batch-size <n>', 'local batch size', parsePositiveInt('--batch-size'), 4)
     .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(['fedavg', 'fedprox', 'fedadam', 'fedyogi', 'median', 'trimmed_mean']).default('fedavg'))
     .option('--proximal-mu <mu>', 'FedProx proximal weight', parsePositiveFloat('--proximal-mu'))
+    .option('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (e.g. 1,1; default boxes only)', parseCounts('--points', 2))
     .option('--val-split <fraction>', 'validation fraction per site', parseFraction('--val-split'), 0.25)
     .option('--seed <n>', 'seed for data, split and training', parseNonNegInt('--seed'), 0)
     .option('--out <dir>', 'output folder (data, server state, final model)', `runs/simulate-${new Date().toISOString().replace(/[:.]/g, '-')}`)

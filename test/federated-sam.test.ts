@@ -14,7 +14,7 @@ import type { LocalEngine, FitConfig, FitResult } from '@fedsam/client/engine-ty
 import { quietLogger, tempDir } from './helpers/fed-harness.ts';
 
 class RecordingEngine implements LocalEngine {
-  readonly fits: Array<{ round: number; result: FitResult }> = [];
+  readonly fits: Array<{ round: number; cfg: FitConfig; result: FitResult }> = [];
   constructor(private readonly inner: SamEngine) {}
   get baseModelHash() { return this.inner.baseModelHash; }
   decoderNames() { return this.inner.decoderNames(); }
@@ -22,7 +22,7 @@ class RecordingEngine implements LocalEngine {
     const result = await this.inner.fit(global, cfg);
     // keep a private copy of exactly what is uploaded
     const copy = new Map([...result.weights].map(([k, v]) => [k, { ...v, data: Float32Array.from(v.data as Float32Array) }]));
-    this.fits.push({ round: cfg.round, result: { ...result, weights: copy } });
+    this.fits.push({ round: cfg.round, cfg, result: { ...result, weights: copy } });
     return result;
   }
   evaluate(global: Map<string, HostTensor>) { return this.inner.evaluate(global); }
@@ -45,7 +45,7 @@ test('SAM engine: 3 sites x 2 rounds, global = FedAvg of the uploads; Dice is re
   const res = await runSimulation({
     sites: engines.map((e, i) => ({ name: `site-${i + 1}`, engineFactory: () => e })),
     rounds: 2,
-    fit: { epochs: 1, lr: 1e-3, batch_size: 2, seed: 3 },
+    fit: { epochs: 1, lr: 1e-3, batch_size: 2, seed: 3, points_positive: 1, points_negative: 1 }, // box + 2 points per object
     initialDecoder: initial,
     samConfig: loadedModels[0].config,
     baseModelHash: loadedModels[0].baseModelHash,
@@ -53,6 +53,7 @@ test('SAM engine: 3 sites x 2 rounds, global = FedAvg of the uploads; Dice is re
     logger: quietLogger(),
   });
   let previous = initial;
+  for (const e of engines) for (const f of e.fits) assert.deepEqual(f.cfg.points, { positive: 1, negative: 1 });
   for (const round of [1, 2]) {
     const fits = engines.map((e) => e.fits.find((f) => f.round === round)!.result);
     const total = fits.reduce((a, f) => a + f.numExamples, 0);

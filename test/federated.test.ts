@@ -39,7 +39,7 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
       rounds: 2,
       min_available_clients: 3,
       min_fit_clients: 3,
-      fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5 },
+      fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 2, points_negative: 1 },
       base_model_hash: FAKE_BASE_HASH,
       out_dir: out,
       sites: sitesConfig(SITES),
@@ -75,6 +75,7 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
       assert.equal(f.cfg.epochs, 2);
       assert.equal(f.cfg.lr, 0.01);
       assert.equal(f.cfg.batchSize, 3);
+      assert.deepEqual(f.cfg.points, { positive: 2, negative: 1 }); // point prompts travel in the FitConfig
       assert.equal(f.cfg.round, round);
     }
     const expected = referenceFedAvg(fits.map((f) => ({ weights: f.weights, numExamples: f.numExamples })));

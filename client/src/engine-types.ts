@@ -11,6 +11,8 @@ export interface FitConfig {
   proximalMu: number;
   seed: number;
   round: number;
+  /** Point prompts per object besides the box (absent or 0 and 0: boxes only). */
+  points?: { positive: number; negative: number };
 }
 
 export interface FitResult {

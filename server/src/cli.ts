@@ -14,6 +14,14 @@ const num = (name: string) => (v: string) => {
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
   return n;
 };
+/** POS,NEG: two non-negative integers (point prompt counts). */
+const pointCounts = (v: string): [number, number] => {
+  const parts = v.split(',').map((p) => Number(p.trim()));
+  if (parts.length !== 2 || parts.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new InvalidArgumentError(`--points expects two non-negative integers POS,NEG (e.g. 1,1), got "${v}"`);
+  }
+  return [parts[0]!, parts[1]!];
+};
 /** NAME:SHA256 (or a comma-separated list of them, as in FEDSAM_SITES). */
 const siteSpec = (v: string, prev: Array<{ name: string; token_sha256: string }> = []) => {
   const out = [...prev];
@@ -46,6 +54,7 @@ interface ServerFlags {
   tau?: number;
   trimBeta?: number;
   epochs?: number;
+  points?: [number, number];
   lr?: number;
   batchSize?: number;
   seed?: number;
@@ -70,7 +79,7 @@ export function flagsToConfig(f: ServerFlags): Record<string, unknown> {
     proximal_mu: f.proximalMu, eta: f.eta, beta_1: f.beta1, beta_2: f.beta2, tau: f.tau, beta: f.trimBeta,
   };
   const hasStrategyParams = Object.values(strategyParams).some((v) => v !== undefined);
-  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed };
+  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1] };
   const tls = f.tlsCert || f.tlsKey ? { cert: f.tlsCert, key: f.tlsKey, client_ca: f.tlsClientCa } : undefined;
   let metrics: unknown;
   if (f.metrics === false) metrics = null;
@@ -137,6 +146,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(opt('--lr <lr>', 'local learning rate', 'FEDSAM_LR', num('--lr')))
     .addOption(opt('--batch-size <n>', 'local batch size', 'FEDSAM_BATCH_SIZE', int('--batch-size')))
     .addOption(opt('--seed <n>', 'seed of local training', 'FEDSAM_SEED', int('--seed')))
+    .addOption(opt('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (default 0,0: boxes only)', 'FEDSAM_POINTS', pointCounts))
     .addOption(opt('--base-model <dir>', 'HF SAM folder the sites fine-tune (initial decoder + frozen-encoder hash)', 'FEDSAM_BASE_MODEL'))
     .addOption(opt('--base-model-hash <hex>', 'frozen-encoder hash the sites must have (with --initial-decoder)', 'FEDSAM_BASE_MODEL_HASH'))
     .addOption(opt('--initial-decoder <path>', 'initial decoder (.safetensors or decoder folder), with --base-model-hash', 'FEDSAM_INITIAL_DECODER'))

@@ -41,6 +41,9 @@ export const ServerConfigSchema = z.object({
     lr: z.number().positive().default(1e-4),
     batch_size: z.number().int().positive().default(4),
     seed: z.number().int().nonnegative().default(0),
+    /** Point prompts per object in local training, besides the box (0 and 0 = boxes only, the reference recipe). */
+    points_positive: z.number().int().nonnegative().max(64).default(0),
+    points_negative: z.number().int().nonnegative().max(64).default(0),
   }).strict().default({}),
   strategy: StrategyConfigSchema.default({ name: 'fedavg' }),
   /** HF SAM folder (config.json + model.safetensors) the sites fine-tune, or "fedsam-tiny" (the built-in model):

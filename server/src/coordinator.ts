@@ -206,7 +206,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return {
       ...base,
       kind: 'fit',
-      fit: { config: { epochs: f.epochs, lr: f.lr, batch_size: f.batch_size, proximal_mu: fp.proximalMu, seed: slot.seed, params: fp.params } },
+      fit: {
+        config: {
+          epochs: f.epochs, lr: f.lr, batch_size: f.batch_size, proximal_mu: fp.proximalMu, seed: slot.seed, params: fp.params,
+          points_positive: f.points_positive, points_negative: f.points_negative,
+        },
+      },
     };
   }
 

@@ -10,7 +10,7 @@ import type { WireDtype } from '@fedsam/shared/transfer';
 import type { LocalEngine } from '@fedsam/client/engine-types';
 import { runClient, type ClientHandle, type ClientEvent } from '@fedsam/client/daemon/client';
 import { hashToken } from './auth.ts';
-import type { ServerConfigInput } from './config.ts';
+import type { ServerConfig, ServerConfigInput } from './config.ts';
 import { runServer } from './server.ts';
 import type { RoundRecord } from './state.ts';
 import type { StrategyConfigInput } from './strategy/index.ts';
@@ -24,7 +24,7 @@ export interface SimulationOptions {
   sites: SimulationSite[];
   rounds: number;
   strategy?: StrategyConfigInput;
-  fit?: { epochs?: number; lr?: number; batch_size?: number; seed?: number };
+  fit?: Partial<ServerConfig['fit']>;
   /** Initial global decoder: a HF SAM folder... */
   baseModel?: string;
   /** ...or in-memory weights (mask_decoder.*); the base model hash then defaults to the first engine's. */

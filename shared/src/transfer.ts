@@ -72,7 +72,10 @@ export interface JoinRequest { site: string; base_model_hash: string; decoder: W
 export interface JoinResponse { session_id: string; site: string; heartbeat_interval_ms: number; current_round: number; long_poll_ms: number }
 export interface HeartbeatResponse { current_round: number }
 export interface GetTaskRequest { wait_ms: number }
-export interface WireFitConfig { epochs: number; lr: number; batch_size: number; proximal_mu: number; seed: number; params: Record<string, number> }
+export interface WireFitConfig {
+  epochs: number; lr: number; batch_size: number; proximal_mu: number; seed: number; params: Record<string, number>;
+  points_positive?: number; points_negative?: number;
+}
 export interface Task {
   task_id: string;
   round: number;

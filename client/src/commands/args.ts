@@ -12,6 +12,17 @@ export function parseNumberList(flag: string, n: number) {
   };
 }
 
+/** N comma-separated non-negative integers (e.g. point prompt counts "1,1"). */
+export function parseCounts(flag: string, n: number) {
+  return (v: string): number[] => {
+    const nums = v.split(',').map((s) => Number(s.trim()));
+    if (nums.length !== n || nums.some((x) => !Number.isInteger(x) || x < 0)) {
+      throw new InvalidArgumentError(`${flag} expects ${n} comma-separated non-negative integers, got "${v}"`);
+    }
+    return nums;
+  };
+}
+
 export function parsePoint(v: string, prev: number[][] = []): number[][] {
   const parts = v.split(',').map((s) => s.trim());
   const nums = parts.map(Number);

@@ -24,6 +24,8 @@ export interface SimulateOptions {
   batchSize: number;
   strategy: string;
   proximalMu?: number;
+  /** Point prompts per object in local training: [positive, negative]. */
+  points?: number[];
   seed: number;
   imagesPerSite: number;
   valSplit: number;
@@ -72,7 +74,7 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
-  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -90,7 +92,7 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
       sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
       rounds: o.rounds,
       strategy: o.strategy === 'fedprox' ? { name: 'fedprox', proximal_mu: o.proximalMu ?? 0.01 } as any : { name: o.strategy } as any,
-      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed },
+      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0 },
       initialDecoder,
       samConfig: base.config,
       baseModelHash: base.baseModelHash,

@@ -208,6 +208,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
       if (!g) return;
       const cfg: FitConfig = {
         epochs: wc?.epochs ?? 1, lr: wc?.lr ?? 1e-4, batchSize: wc?.batch_size ?? 1, proximalMu: wc?.proximal_mu ?? 0, seed: wc?.seed ?? 0, round: task.round,
+        ...(wc?.points_positive || wc?.points_negative ? { points: { positive: wc.points_positive ?? 0, negative: wc.points_negative ?? 0 } } : {}),
       };
       log.info({ event: 'fit_started', site, round: task.round, config: cfg, global_version: g.version }, 'local training');
       let res;

@@ -47,7 +47,7 @@ export class SamEngine implements LocalEngine {
     const t0 = performance.now();
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
-      dataParallel: this.opts.dataParallel,
+      dataParallel: this.opts.dataParallel, points: cfg.points,
     });
     const last = history[history.length - 1];
     this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000 });
