@@ -3,11 +3,14 @@
 //
 //   node --import tsx bench/transfer.ts [--reps N] [--json]
 //
-// download = DownloadGlobal: stream in, chunk reassembly, sha256 check, float32 tensors out (f16: + conversion).
-// upload   = SubmitUpdate of an encoded update: stream out, and the server's reassembly, checksum, finite check
-//            and FedAvg fold before it answers. The site's encoding (copy or f16 conversion + sha256) is shown apart.
+// download = DownloadGlobal: stream in, chunk reassembly, checksum, float32 tensors out (f16: + conversion).
+// upload   = SubmitUpdate of an encoded update: stream out, and the server's reassembly into a reused buffer,
+//            finite check as chunks arrive, checksum, hand-over to the aggregator, answer. The site's encoding
+//            (copy or f16 conversion + checksum) is shown apart. Each upload completes a one-site round: the
+//            server aggregates and writes that round after it has answered.
 // The server encodes and frames each new global once, when it is made (not per download).
 // MB/s = wire payload bytes / s (f32: 16.2 MB, f16: 8.1 MB); "model MB/s" = float32-equivalent bytes / s.
+// "site CPU ms" = this process's CPU time during the transfer (steadier than wall time on a shared machine).
 import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { createInterface } from 'node:readline';
@@ -118,14 +121,16 @@ interface Row {
   ms: number;
   mbps: number;
   modelMbps: number;
-  /** upload: the site's encoding before the stream (copy / f16 conversion + sha256). */
+  /** upload: the site's encoding before the stream (copy / f16 conversion + checksum). */
   encodeMs?: number;
+  /** This (site) process's CPU time during the transfer: a steadier figure than wall time on a shared machine. */
+  siteCpuMs: number;
 }
 
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const reps = Number(args[args.indexOf('--reps') + 1]) || 5;
+  const reps = Number(args[args.indexOf('--reps') + 1]) || 9;
   if (args.includes('--serve')) return serve(Number(args[args.indexOf('--serve') + 1]));
   const rounds = 2 * (reps + 1);
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -144,31 +149,43 @@ async function main(): Promise<void> {
     const down: number[] = [];
     const up: number[] = [];
     const encode: number[] = [];
+    const cpuDown: number[] = [];
+    const cpuUp: number[] = [];
+    const cpuMs = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
     let wire = 0;
     for (let r = 0; r < reps + 1; r++) {
       const task = await conn.getTask(30_000);
       if (!task.fit) throw new Error(`expected a fit task, got ${JSON.stringify(task)}`);
       round = task.round;
       let t = performance.now();
+      let c0 = process.cpuUsage();
       const g = await conn.downloadGlobal({ dtype });
       const dMs = performance.now() - t;
+      const dCpu = cpuMs(process.cpuUsage(c0));
       wire = g.bytes;
       t = performance.now();
       const enc = conn.encodeUpdate(g.weights, dtype);
       const eMs = performance.now() - t;
       t = performance.now();
+      c0 = process.cpuUsage();
       await conn.submitUpdate({ task_id: task.task_id, round, num_examples: 10, metrics: {} }, enc);
       const uMs = performance.now() - t;
+      const uCpu = cpuMs(process.cpuUsage(c0));
       if (r > 0) {
         // first repetition = warm-up (connection, JIT)
         down.push(dMs);
         up.push(uMs);
         encode.push(eMs);
+        cpuDown.push(dCpu);
+        cpuUp.push(uCpu);
       }
     }
-    for (const [direction, times] of [['download', down], ['upload', up]] as const) {
+    for (const [direction, times, cpu] of [['download', down, cpuDown], ['upload', up, cpuUp]] as const) {
       const ms = median(times);
-      rows.push({ dtype, direction, wireMB: wire / 1e6, ms, mbps: wire / 1e6 / (ms / 1000), modelMbps: modelBytes / 1e6 / (ms / 1000), encodeMs: direction === 'upload' ? median(encode) : undefined });
+      rows.push({
+        dtype, direction, wireMB: wire / 1e6, ms, mbps: wire / 1e6 / (ms / 1000), modelMbps: modelBytes / 1e6 / (ms / 1000),
+        encodeMs: direction === 'upload' ? median(encode) : undefined, siteCpuMs: median([...cpu]),
+      });
     }
   }
   conn.close();
@@ -181,12 +198,12 @@ async function main(): Promise<void> {
   const lines = [
     `One sam-vit-base mask decoder over loopback gRPC (1 MiB chunks, ${CHECKSUM_ALGORITHM} checksum), median of ${reps}; target >= 500 MB/s`,
     '',
-    '| wire dtype | direction | wire MB | ms    | MB/s (wire) | model MB/s (f32-equivalent) | + site encode ms |',
-    '|------------|-----------|--------:|------:|------------:|----------------------------:|-----------------:|',
+    '| wire dtype | direction | wire MB | ms    | MB/s (wire) | model MB/s (f32-equivalent) | site CPU ms | + site encode ms |',
+    '|------------|-----------|--------:|------:|------------:|----------------------------:|------------:|-----------------:|',
     ...rows.map(
       (r) =>
         `| ${r.dtype.padEnd(10)} | ${r.direction.padEnd(9)} | ${r.wireMB.toFixed(1).padStart(7)} | ${r.ms.toFixed(1).padStart(5)} | ` +
-        `${r.mbps.toFixed(0).padStart(11)} | ${r.modelMbps.toFixed(0).padStart(27)} | ${(r.encodeMs === undefined ? '' : r.encodeMs.toFixed(1)).padStart(16)} |`,
+        `${r.mbps.toFixed(0).padStart(11)} | ${r.modelMbps.toFixed(0).padStart(27)} | ${r.siteCpuMs.toFixed(1).padStart(11)} | ${(r.encodeMs === undefined ? '' : r.encodeMs.toFixed(1)).padStart(16)} |`,
     ),
     '',
     `transport ceiling on this machine (grpc-js, same 1 MiB messages, pass-through serializers, no checks): ` +
