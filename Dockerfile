@@ -36,5 +36,5 @@ RUN mkdir -p /models /data /runs && chown node:node /runs
 USER node
 # gRPC, Prometheus /metrics
 EXPOSE 8080 9464
-ENTRYPOINT ["node", "bin/fedsam.mjs"]
+ENTRYPOINT ["node", "--initial-old-space-size=64", "bin/fedsam.mjs"]
 CMD ["--help"]

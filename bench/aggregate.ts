@@ -15,7 +15,7 @@ import { expectedSamParameters } from '@fedsam/shared/checkpoint';
 import { samVitBaseConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
-import { lcgWeights } from './common.ts';
+import { lcgWeights, NODE_HEAP_FLAG } from './common.ts';
 
 const KS = [2, 8, 32];
 const FLOWER = { 2: { ms: 9.9, mb: 47 }, 8: { ms: 22.0, mb: 140 }, 32: { ms: 69.6, mb: 512 } } as Record<number, { ms: number; mb: number }>;
@@ -135,7 +135,7 @@ function main(): void {
   const results: Measurement[] = [];
   for (const strategy of only) {
     for (const k of KS) {
-      const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--one', `${strategy}:${k}`], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const r = spawnSync(process.execPath, ['--expose-gc', NODE_HEAP_FLAG, '--import', 'tsx', self, '--one', `${strategy}:${k}`], { encoding: 'utf8', maxBuffer: 1 << 20 });
       if (r.status !== 0) throw new Error(`bench child failed (${strategy} K=${k}): ${r.stderr}`);
       results.push(JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Measurement);
     }

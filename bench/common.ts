@@ -2,6 +2,21 @@
 import type { HostTensor } from '@fedsam/shared/safetensors';
 export { tsWorker } from '@fedsam/shared/worker';
 
+/** The V8 flag bin/fedsam.mjs runs with (see there): benches of the daemons' work run with it too. */
+export const NODE_HEAP_FLAG = '--initial-old-space-size=64';
+
+/**
+ * Run this script again with NODE_HEAP_FLAG unless it already has it (V8 heap flags only work on the command
+ * line). Returns true in the process that should do the work.
+ */
+export async function withHeapFlag(script: string): Promise<boolean> {
+  if (process.execArgv.some((a) => a.startsWith('--initial-old-space-size'))) return true;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [...process.execArgv, NODE_HEAP_FLAG, script, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exitCode = r.status ?? 1;
+  return false;
+}
+
 export const median = (xs: number[]): number => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
 
 

@@ -3,6 +3,9 @@
 //
 //   node --import tsx bench/transfer.ts [--reps N] [--json]
 //
+// Both processes run with the V8 flag bin/fedsam.mjs uses (--initial-old-space-size=64; the script re-runs itself
+// with it), as the daemons do.
+//
 // download = DownloadGlobal: stream in, chunk reassembly, checksum, float32 tensors out (f16: + conversion).
 // upload   = SubmitUpdate of an encoded update: stream out, and the server's reassembly into a reused buffer,
 //            finite check as chunks arrive, checksum, hand-over to the aggregator, answer. The site's encoding
@@ -25,7 +28,7 @@ import { hashToken } from '@fedsam/server/auth';
 import { runServer } from '@fedsam/server/server';
 import { raiseServerFlowControlWindow } from '@fedsam/server/http2-tuning';
 import { Connection } from '@fedsam/client/daemon/connection';
-import { lcgWeights, median } from './common.ts';
+import { lcgWeights, median, withHeapFlag } from './common.ts';
 
 const TOKEN = 'bench-token';
 const HASH = 'be7c4'.repeat(8);
@@ -133,7 +136,7 @@ async function main(): Promise<void> {
   const reps = Number(args[args.indexOf('--reps') + 1]) || 9;
   if (args.includes('--serve')) return serve(Number(args[args.indexOf('--serve') + 1]));
   const rounds = 2 * (reps + 1);
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const { port, rawPort } = await new Promise<{ port: number; rawPort: number }>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', (l) => resolve(JSON.parse(l) as { port: number; rawPort: number }));
     child.once('exit', (c) => reject(new Error(`bench server exited (${c})`)));
@@ -213,4 +216,4 @@ async function main(): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-await main();
+if (await withHeapFlag(fileURLToPath(import.meta.url))) await main();

@@ -74,7 +74,8 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
 
   // Encode and frame each new global for download as soon as it exists (not on the first site's request).
   const prepare = () => void framesOf(coordinator.prepareDownload());
-  coordinator.on('global', prepare);
+  // Encode a new global for the wire on a later turn of the event loop (not inside the round's own steps).
+  coordinator.on('global', () => setImmediate(prepare));
   prepare();
 
   /** Authenticated site with a live session. */
