@@ -172,6 +172,7 @@ async function main(): Promise<void> {
       t = performance.now();
       c0 = process.cpuUsage();
       await conn.submitUpdate({ task_id: task.task_id, round, num_examples: 10, metrics: {} }, enc);
+      conn.recycle(enc.payload); // as the site daemon does once an update is accepted
       const uMs = performance.now() - t;
       const uCpu = cpuMs(process.cpuUsage(c0));
       if (r > 0) {

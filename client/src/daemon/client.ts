@@ -231,6 +231,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
     try {
       await c.submitUpdate({ task_id: task.task_id, round: task.round, num_examples: p.numExamples, metrics: p.metrics }, p.enc, signal);
       pending = undefined;
+      c.recycle(p.enc.payload); // accepted: its buffer can take the next global
       roundsTrained.push(task.round);
       log.info({ event: 'update_accepted', site, round: task.round, num_examples: p.numExamples, metrics: p.metrics, bytes: p.enc.payload.length }, 'update uploaded');
       emit({ type: 'update_accepted', round: task.round });

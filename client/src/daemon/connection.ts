@@ -67,6 +67,8 @@ export class Connection {
   private readonly chunkBytes: number;
   private readonly transferTimeoutMs: number;
   private readonly rpcTimeoutMs: number;
+  /** A buffer handed back with recycle(): the next download of that size is received into it. */
+  private spare: Uint8Array | undefined;
 
   constructor(private readonly o: ConnectionOptions) {
     const Ctor = fedsamClientConstructor();
@@ -149,7 +151,10 @@ export class Connection {
       for await (const f of call as AsyncIterable<DownloadFrame>) {
         if (f.frame === 'header' && f.header && !header) {
           header = f.header;
-          dec = new TransferDecoder(header.manifest ?? { tensors: [], total_bytes: 0 });
+          const manifest = header.manifest ?? { tensors: [], total_bytes: 0 };
+          const into = this.spare?.length === Number(manifest.total_bytes) ? this.spare : undefined;
+          if (into) this.spare = undefined;
+          dec = new TransferDecoder(manifest, { into });
         } else if (f.frame === 'chunk' && dec && !trailer) {
           dec.push(f.chunk);
         } else if (f.frame === 'trailer' && dec && !trailer && f.trailer) {
@@ -164,6 +169,14 @@ export class Connection {
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Hand back a buffer nothing reads any more (the payload of an update the server accepted): the next download
+   * of the same size is received into it instead of a new one (a fresh 16 MB buffer costs ~6-10 ms of page faults).
+   */
+  recycle(buffer: Uint8Array): void {
+    if (buffer.byteOffset === 0 && buffer.byteLength === buffer.buffer.byteLength) this.spare = buffer;
   }
 
   /** Encode (once) and stream an update: header, chunks (<= chunkBytes), trailer. */
