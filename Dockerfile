@@ -1,7 +1,8 @@
 # FedSAM: one image for the aggregation server and the site clients.
 #   docker build -t fedsam .
 #   docker run --rm fedsam --help
-# Entry point: node bin/fedsam.mjs (TypeScript sources run through tsx; no build step).
+# Entry point: node --initial-old-space-size=64 bin/fedsam.mjs (TypeScript sources run through tsx; no build step;
+# the V8 flag keeps gRPC transfers from triggering full garbage collections, see bin/fedsam.mjs).
 # GPU sites run with FEDSAM_BACKEND=gpu (tfjs-node-gpu) and an NVIDIA device reservation (see docker-compose.yml).
 
 ARG RUNTIME_BASE=node:20-bookworm-slim

@@ -50,7 +50,7 @@ test('docker-compose.yml: aggregator + three GPU sites from one image, configure
   const docker = await readFile(fileURLToPath(new URL('../Dockerfile', import.meta.url)), 'utf8');
   assert.match(docker, /^FROM node:20-bookworm-slim/m);
   assert.match(docker, /npm ci/);
-  assert.match(docker, /ENTRYPOINT \["node", "bin\/fedsam\.mjs"\]/);
+  assert.match(docker, /ENTRYPOINT \["node", "--initial-old-space-size=64", "bin\/fedsam\.mjs"\]/);
 });
 
 const hasCompose = spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).status === 0;
