@@ -182,11 +182,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.emit('global', this.version);
   }
 
-  /** Encode the float32 download of the current global now (once per round, before the sites ask for it). */
-  prepareDownload(): EncodedTransfer {
-    return this.globalSnapshot('F32').encoded;
-  }
-
   /** The current global decoder encoded for the wire (cached per dtype until the global changes). */
   globalSnapshot(dtype: WireDtype): { round: number; version: string; encoded: EncodedTransfer } {
     let e = this.encoded.get(dtype);

@@ -3,7 +3,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, sameLayout,
-  trailerOf, TransferDecoder, TransferError, type EncodedTransfer,
+  trailerOf, TransferDecoder, TransferError, type EncodedTransfer, type WireDtype,
   type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
   type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
 } from '@fedsam/shared/transfer';
@@ -72,8 +72,12 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
     return frames;
   };
 
-  // Encode and frame each new global for download as soon as it exists (not on the first site's request).
-  const prepare = () => void framesOf(coordinator.prepareDownload());
+  // Encode and frame each new global for download as soon as it exists (not on the first site's request): in
+  // float32, and in every other wire dtype a site has asked for so far (float16 encoding costs ~20-40 ms).
+  const requestedDtypes = new Set<WireDtype>(['F32']);
+  const prepare = () => {
+    for (const dtype of requestedDtypes) framesOf(coordinator.globalSnapshot(dtype).encoded);
+  };
   // Encode a new global for the wire on a later turn of the event loop (not inside the round's own steps).
   coordinator.on('global', () => setImmediate(prepare));
   prepare();
@@ -169,6 +173,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         site = authed(call);
         const req = call.request;
         const dtype = req.dtype === 'F16' ? 'F16' : 'F32';
+        requestedDtypes.add(dtype);
         const snap = coordinator.globalSnapshot(dtype);
         if (req.expected_version && req.expected_version !== snap.version) {
           throw failedPrecondition('stale_version', `the global decoder is at version ${snap.version} (round ${snap.round}), not ${req.expected_version}`);
