@@ -15,6 +15,7 @@ import { expectedSamParameters } from '@fedsam/shared/checkpoint';
 import { samVitBaseConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+import { cloneTensors } from '@fedsam/server/strategy/math';
 import { lcgWeights, NODE_HEAP_FLAG } from './common.ts';
 
 const KS = [2, 8, 32];
@@ -42,9 +43,6 @@ function fillUpdate(buf: Map<string, HostTensor>, base: Map<string, HostTensor>,
   }
 }
 
-function copyOf(w: Map<string, HostTensor>): Map<string, HostTensor> {
-  return new Map([...w].map(([n, t]) => [n, { ...t, data: (t.data as Float32Array).slice() }]));
-}
 
 interface Measurement {
   strategy: string;
@@ -67,12 +65,12 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     const g = lcgWeights(small, 1);
     for (let r = 0; r < 20; r++) {
       const agg = createStrategy(spec.cfg).beginRound(r + 1, g);
-      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: copyOf(g), numExamples: 1 + i });
+      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: cloneTensors(g), numExamples: 1 + i });
       agg.finish();
     }
   }
   const global = lcgWeights(shapes, 42);
-  const receive = [copyOf(global), copyOf(global)];
+  const receive = [cloneTensors(global), cloneTensors(global)];
   const keeps = createStrategy(spec.cfg).keepsAllUpdates;
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
@@ -87,7 +85,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   {
     const warm = strategy.beginRound(1, global);
     for (let i = 0; i < 2; i++) {
-      warm.add({ site: `warm${i}`, weights: keeps ? copyOf(receive[i]!) : receive[i]!, numExamples: 1 + i });
+      warm.add({ site: `warm${i}`, weights: keeps ? cloneTensors(receive[i]!) : receive[i]!, numExamples: 1 + i });
       sample();
     }
     warm.finish();
@@ -103,7 +101,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   for (let i = 0; i < k; i++) {
     fillUpdate(receive[i % 2]!, global, i);
     // robust strategies keep every update: those K buffers are created as they arrive, inside the measurement
-    const update = keeps ? copyOf(receive[i % 2]!) : receive[i % 2]!;
+    const update = keeps ? cloneTensors(receive[i % 2]!) : receive[i % 2]!;
     t = performance.now();
     agg.add({ site: `s${i}`, weights: update, numExamples: 10 + i });
     const dt = performance.now() - t;

@@ -22,7 +22,7 @@ import { destination, pino } from 'pino';
 import { expectedSamParameters } from '@fedsam/shared/checkpoint';
 import { samVitBaseConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { CHECKSUM_ALGORITHM, encodeTransfer, type WireDtype } from '@fedsam/shared/transfer';
+import { buildManifest, CHECKSUM_ALGORITHM, type WireDtype } from '@fedsam/shared/transfer';
 import { cpus, loadavg } from 'node:os';
 import { hashToken } from '@fedsam/server/auth';
 import { runServer } from '@fedsam/server/server';
@@ -98,15 +98,16 @@ async function rawCeiling(port: number, bytes: number, reps: number): Promise<{ 
 }
 
 async function serve(rounds: number): Promise<void> {
+  const initialDecoder = decoder();
   const h = await runServer(
     {
       listen: '127.0.0.1:0', rounds, min_available_clients: 1, min_fit_clients: 1, evaluate_every: 0, long_poll_s: 30,
       round_timeout_s: 600, base_model_hash: HASH, out_dir: fileURLToPath(new URL(`../runs/bench-transfer-${process.pid}`, import.meta.url)),
       sites: [{ name: 'bench', token_sha256: hashToken(TOKEN) }], metrics: null, keep_rounds: 1, shutdown_grace_s: 1,
     },
-    { logger: pino({ level: 'warn' }, destination(2)), initialDecoder: decoder() },
+    { logger: pino({ level: 'warn' }, destination(2)), initialDecoder },
   );
-  const rawPort = await serveRaw(encodeTransfer(decoder()).manifest.total_bytes);
+  const rawPort = await serveRaw(buildManifest(initialDecoder).total_bytes);
   process.stdout.write(JSON.stringify({ port: h.port, rawPort }) + '\n');
   const { rm } = await import('node:fs/promises');
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
@@ -143,7 +144,7 @@ async function main(): Promise<void> {
   });
   const conn = new Connection({ server: `127.0.0.1:${port}`, token: TOKEN });
   const w = decoder();
-  const manifest = encodeTransfer(w, 'F32').manifest;
+  const manifest = buildManifest(w, 'F32');
   const modelBytes = manifest.total_bytes;
   await conn.join({ site: 'bench', base_model_hash: HASH, decoder: manifest, client_version: 'bench' });
   const rows: Row[] = [];

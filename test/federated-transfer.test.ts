@@ -91,7 +91,7 @@ test('decoder refuses out-of-order, oversize, truncated and corrupted transfers'
   const bad = new Uint8Array(enc.checksum);
   bad[0] ^= 1;
   assert.throws(() => d4.finish(trailerFor(bad)), /checksum mismatch/);
-  const d5 = new TransferDecoder(enc.manifest, 32);
+  const d5 = new TransferDecoder(enc.manifest, { maxChunkBytes: 32 });
   assert.throws(() => d5.push(chunks[0]), /chunk limit/);
   assert.throws(() => [...payloadChunks(enc.payload, 8 << 20)], /chunk size/);
 });

@@ -1,5 +1,6 @@
 // `fedsam server`: commander subcommand definition (the CLI entry wires it with registerServerCommand(program)).
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseCounts } from '@fedsam/client/commands/args';
 import { loadServerConfig, ServerConfigError } from './config.ts';
 import { runServer } from './server.ts';
 import { STRATEGY_NAMES } from './strategy/index.ts';
@@ -13,14 +14,6 @@ const num = (name: string) => (v: string) => {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
   return n;
-};
-/** POS,NEG: two non-negative integers (point prompt counts). */
-const pointCounts = (v: string): [number, number] => {
-  const parts = v.split(',').map((p) => Number(p.trim()));
-  if (parts.length !== 2 || parts.some((n) => !Number.isInteger(n) || n < 0)) {
-    throw new InvalidArgumentError(`--points expects two non-negative integers POS,NEG (e.g. 1,1), got "${v}"`);
-  }
-  return [parts[0]!, parts[1]!];
 };
 /** NAME:SHA256 (or a comma-separated list of them, as in FEDSAM_SITES). */
 const siteSpec = (v: string, prev: Array<{ name: string; token_sha256: string }> = []) => {
@@ -54,7 +47,7 @@ interface ServerFlags {
   tau?: number;
   trimBeta?: number;
   epochs?: number;
-  points?: [number, number];
+  points?: number[];
   lr?: number;
   batchSize?: number;
   seed?: number;
@@ -146,7 +139,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(opt('--lr <lr>', 'local learning rate', 'FEDSAM_LR', num('--lr')))
     .addOption(opt('--batch-size <n>', 'local batch size', 'FEDSAM_BATCH_SIZE', int('--batch-size')))
     .addOption(opt('--seed <n>', 'seed of local training', 'FEDSAM_SEED', int('--seed')))
-    .addOption(opt('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (default 0,0: boxes only)', 'FEDSAM_POINTS', pointCounts))
+    .addOption(opt('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (default 0,0: boxes only)', 'FEDSAM_POINTS', parseCounts('--points', 2)))
     .addOption(opt('--base-model <dir>', 'HF SAM folder the sites fine-tune (initial decoder + frozen-encoder hash)', 'FEDSAM_BASE_MODEL'))
     .addOption(opt('--base-model-hash <hex>', 'frozen-encoder hash the sites must have (with --initial-decoder)', 'FEDSAM_BASE_MODEL_HASH'))
     .addOption(opt('--initial-decoder <path>', 'initial decoder (.safetensors or decoder folder), with --base-model-hash', 'FEDSAM_INITIAL_DECODER'))

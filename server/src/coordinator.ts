@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  checkManifest, encodeTransfer, findNonFinite, layoutOf, tensorsVersion,
+  checkManifest, encodeTransfer, layoutOf, tensorsVersion,
   type EncodedTransfer, type EvaluationResult, type Task, type TensorLayout, type UpdateHeader, type WireDtype,
 } from '@fedsam/shared/transfer';
 import type { ClientRegistry } from './clients.ts';
@@ -167,17 +167,17 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return this.finished;
   }
 
-  /** Restore from a persisted round (resume). */
-  restore(round: number, global: Map<string, HostTensor>, history: RoundRecord[]): void {
-    this.setGlobal(global);
+  /** Restore from a persisted round (resume); `version` is its content version, already checked by the state store. */
+  restore(round: number, global: Map<string, HostTensor>, history: RoundRecord[], version = tensorsVersion(global)): void {
+    this.setGlobal(global, version);
     this.completedRound = round;
     this.history.splice(0, this.history.length, ...history);
     this.metrics.round.set(round);
   }
 
-  private setGlobal(g: Map<string, HostTensor>): void {
+  private setGlobal(g: Map<string, HostTensor>, version = tensorsVersion(g)): void {
     this.global = g;
-    this.version = tensorsVersion(g);
+    this.version = version;
     this.encoded.clear();
     this.emit('global', this.version);
   }
@@ -186,7 +186,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   globalSnapshot(dtype: WireDtype): { round: number; version: string; encoded: EncodedTransfer } {
     let e = this.encoded.get(dtype);
     if (!e) {
-      e = encodeTransfer(this.global, dtype);
+      e = encodeTransfer(this.global, dtype, undefined, { view: true }); // the global is replaced, never written to
       this.encoded.set(dtype, e);
     }
     return { round: this.completedRound, version: this.version, encoded: e };
@@ -280,25 +280,20 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     return slot;
   }
 
-  /** Fold a received, checksum-verified update into the round (after the value checks). */
   /**
-   * Fold a received, checksum-verified update into the round (after the value checks). `opts.finiteChecked`: the
-   * transfer decoder already refused non-finite values. `opts.release` goes to the aggregator, which calls it when
-   * it is done with the weights; if this throws, the caller still owns them.
+   * Fold a received, checksum-verified update into the round. Its values are finite: the transfer decoder refuses
+   * NaN and infinities as the chunks arrive (TransferDecoder's checkFinite). `release` goes to the aggregator, which
+   * calls it when it is done with the weights; if this throws, the caller still owns them.
    */
-  acceptUpdate(slot: TaskSlot, header: UpdateHeader, weights: Map<string, HostTensor>, opts: { finiteChecked?: boolean; release?: () => void } = {}): void {
+  acceptUpdate(slot: TaskSlot, header: UpdateHeader, weights: Map<string, HostTensor>, release?: () => void): void {
     const p = this.phase;
     if (!p || p.closed || p.kind !== 'fit' || p.slots.get(slot.site) !== slot || slot.status !== 'receiving') {
       if (slot.status === 'receiving') slot.status = 'failed';
       throw failedPrecondition('stale_round', `stale update: round ${header.round} closed while the update of site ${slot.site} was being received`);
     }
-    const bad = opts.finiteChecked ? undefined : findNonFinite(weights);
-    if (bad) {
-      throw invalidArgument('nonfinite', `update refused: tensor "${bad.name}" has a non-finite value (${bad.value}) at index ${bad.index}`);
-    }
     const numExamples = Number(header.num_examples);
     const t0 = performance.now();
-    p.aggregator!.add({ site: slot.site, weights, numExamples, release: opts.release });
+    p.aggregator!.add({ site: slot.site, weights, numExamples, release });
     p.aggSeconds += (performance.now() - t0) / 1000;
     slot.status = 'accepted';
     p.results.set(slot.site, { num_examples: numExamples, metrics: finiteMetrics(header.metrics, 'update') });

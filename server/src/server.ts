@@ -1,12 +1,13 @@
 // runServer: the aggregation daemon (gRPC service + round driver + persistence + /metrics).
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { isDirectory } from '@fedsam/shared/fsutil';
+import { mkdir, readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
 import type { SamConfig } from '@fedsam/shared/config';
 import { loadSamCheckpoint, saveSamCheckpoint } from '@fedsam/shared/checkpoint';
 import { readSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
-import { frozenEncodersHash } from '@fedsam/shared/transfer';
+import { frozenEncodersHash, layoutOf, sameLayout } from '@fedsam/shared/transfer';
 import { SiteAuthenticator } from './auth.ts';
 import { ClientRegistry } from './clients.ts';
 import { parseListen, parseServerConfig, ServerConfigError, type ServerConfig, type ServerConfigInput } from './config.ts';
@@ -58,13 +59,6 @@ interface InitialModel {
   samConfig: SamConfig | undefined;
 }
 
-async function isDir(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
 
 function onlyDecoder(weights: Map<string, HostTensor>, source: string): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
@@ -98,7 +92,7 @@ async function loadInitialModel(cfg: ServerConfig, opts: RunServerOptions, log: 
   }
   if (cfg.initial_decoder) {
     if (!cfg.base_model_hash) throw new ServerConfigError('initial_decoder needs base_model_hash (the frozen encoders the sites must have)');
-    if (await isDir(cfg.initial_decoder)) {
+    if (await isDirectory(cfg.initial_decoder)) {
       const ck = await loadSamCheckpoint(cfg.initial_decoder, { parts: ['mask_decoder'] });
       return { decoder: onlyDecoder(ck.weights, cfg.initial_decoder), baseModelHash: cfg.base_model_hash, samConfig: ck.config };
     }
@@ -146,13 +140,9 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
       throw new ServerConfigError(`cannot resume: ${store.statePath} was written by strategy ${state.strategy.name}, the config says ${strategy.name}`);
     }
     const { global, strategy: sstate } = await store.loadRound(state);
-    const problem = [...init.decoder].find(([n, t]) => {
-      const g = global.get(n);
-      return !g || g.shape.join() !== t.shape.join();
-    });
-    if (problem || global.size !== init.decoder.size) throw new ServerConfigError(`cannot resume: the saved global decoder does not match the base model's decoder layout`);
+    if (sameLayout(layoutOf(global), layoutOf(init.decoder))) throw new ServerConfigError(`cannot resume: the saved global decoder does not match the base model's decoder layout`);
     strategy.loadState(sstate);
-    coordinator.restore(state.round, global, state.history);
+    coordinator.restore(state.round, global, state.history, state.global_version);
     log.info({ event: 'resumed', round: state.round, global_version: state.global_version, out_dir: cfg.out_dir }, `resuming after round ${state.round}`);
   } else if (cfg.resume) {
     log.info({ event: 'resume_nothing', out_dir: cfg.out_dir }, 'no saved state: starting at round 1');

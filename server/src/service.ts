@@ -1,4 +1,5 @@
 // gRPC handlers: thin adapters (authentication, framing, status codes) over Coordinator and ClientRegistry.
+import { onceAny } from '@fedsam/shared/fsutil';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
@@ -13,7 +14,7 @@ import type { ServerConfig } from './config.ts';
 import type { Coordinator, TaskSlot } from './coordinator.ts';
 import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
-import { PayloadPool } from './payloadPool.ts';
+import { BufferPool } from './bufferPool.ts';
 import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
 
 export class Semaphore {
@@ -45,20 +46,13 @@ export interface ServiceDeps {
 
 const short = (h: string) => (h ? (h.length > 16 ? `${h.slice(0, 16)}...` : h) : '(none)');
 
-function waitWritable(stream: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      for (const ev of ['drain', 'close', 'cancelled', 'error', 'finish']) stream.off(ev, done);
-      resolve();
-    };
-    for (const ev of ['drain', 'close', 'cancelled', 'error', 'finish']) stream.on(ev, done);
-  });
-}
+/** A write stream has room again (or ended: then the next write fails and the call reports why). */
+const waitWritable = (stream: NodeJS.EventEmitter): Promise<void> => onceAny(stream, ['drain', 'close', 'cancelled', 'error', 'finish']);
 
 export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation {
   const { config, coordinator, registry, auth, metrics, logger: log } = d;
   const uploads = new Semaphore(config.limits.max_concurrent_uploads);
-  const payloads = new PayloadPool(2);
+  const payloads = new BufferPool<Uint8Array>((n) => new Uint8Array(n), 2);
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
   const frameCache = new WeakMap<object, PreEncoded[]>();
@@ -226,7 +220,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
           metrics.bytesIn.inc(dec.bytesReceived);
           const weights = dec.finish(trailer);
           const buffer = receiveBuffer;
-          coordinator.acceptUpdate(slot, header, weights, { finiteChecked: true, release: () => payloads.give(buffer) });
+          coordinator.acceptUpdate(slot, header, weights, () => payloads.give(buffer));
           receiveBuffer = undefined; // the aggregator gives it back
         } catch (e) {
           if (e instanceof TransferError) {

@@ -6,16 +6,14 @@
 //                         (temp + fsync + rename), so it always points at a complete round folder
 //   history.json          the round history (metrics), for people and dashboards
 // Resume = read state.json, load its round folder, continue at round + 1.
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SamConfig } from '@fedsam/shared/config';
 import { loadSamCheckpoint, saveSamCheckpoint } from '@fedsam/shared/checkpoint';
 import { readSafetensors, writeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
-import { writeFileAtomic } from '@fedsam/shared/fsutil';
-export { writeFileAtomic };
+import { pathExists, writeFileAtomic } from '@fedsam/shared/fsutil';
 import { tensorsVersion } from '@fedsam/shared/transfer';
 import type { StrategyState } from './strategy/index.ts';
-import { pathExists } from '@fedsam/shared/fsutil';
 
 export interface SiteResult {
   num_examples: number;

@@ -1,5 +1,5 @@
 // Small file-system helpers shared by the workspaces.
-import { access, open, rename } from 'node:fs/promises';
+import { access, open, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fsyncDir, tempSibling } from './safetensors.ts';
 
@@ -11,6 +11,26 @@ export async function pathExists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** True when the path is a folder. */
+export async function isDirectory(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves on the first of `events` (e.g. a write stream's 'drain', or its end), whichever comes first. */
+export function onceAny(emitter: NodeJS.EventEmitter, events: readonly string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const ev of events) emitter.off(ev, done);
+      resolve();
+    };
+    for (const ev of events) emitter.on(ev, done);
+  });
 }
 
 /** Write a text file atomically (temp file in the same folder, fsync, rename, fsync folder). */

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
 import { hashWeights } from './checkpoint.ts';
-import { float16ArrayToFloat32, float32ArrayToFloat16, type HostTensor } from './safetensors.ts';
+import { float16ArrayToFloat32, float32ArrayToFloat16, hostTensorNumel, type HostTensor } from './safetensors.ts';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../proto/fedsam.proto', import.meta.url));
 /** Options for @grpc/proto-loader's loadSync: snake_case fields, uint64 as number, enums as strings, oneof names. */
@@ -115,11 +115,7 @@ export function dtypeBytes(d: WireDtype): number {
   return d === 'F32' ? 4 : 2;
 }
 
-function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+const numel = (shape: readonly number[]): number => hostTensorNumel({ shape: shape as number[] });
 
 /** Manifest of float32 host tensors sent as `dtype` (in the map's iteration order). */
 export function buildManifest(tensors: Map<string, HostTensor>, dtype: WireDtype = 'F32', checksum: ChecksumAlgorithm = CHECKSUM_ALGORITHM): WireManifest {
@@ -147,7 +143,7 @@ export function layoutFromManifest(m: WireManifest): TensorLayout {
   return new Map(m.tensors.map((t) => [t.name, t.shape.map(Number)]));
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+export const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
  * Check a received manifest against the expected layout: same names (no missing, no extra, no duplicates), same
@@ -199,8 +195,38 @@ export interface EncodedTransfer {
 }
 
 /** Encode float32 tensors as one payload in `dtype` (F16: round to nearest even) plus its checksum. */
-export function encodeTransfer(tensors: Map<string, HostTensor>, dtype: WireDtype = 'F32', algorithm: ChecksumAlgorithm = CHECKSUM_ALGORITHM): EncodedTransfer {
+/**
+ * One float32 view over arrays that lie back to back in one buffer in this order (the tensors of a decoded payload
+ * or of a FedAvg mean), else undefined.
+ */
+export function backToBack(parts: readonly Float32Array[]): Float32Array | undefined {
+  const head = parts[0];
+  if (!head) return undefined;
+  let end = head.byteOffset + head.byteLength;
+  for (let i = 1; i < parts.length; i++) {
+    const x = parts[i]!;
+    if (x.buffer !== head.buffer || x.byteOffset !== end) return undefined;
+    end += x.byteLength;
+  }
+  return new Float32Array(head.buffer, head.byteOffset, (end - head.byteOffset) / 4);
+}
+
+/**
+ * Encode float32 tensors as one payload in `dtype` (F16: round to nearest even) plus its checksum.
+ * `opts.view`: for F32 tensors already back to back in one buffer, the payload is a view of it, not a copy; only
+ * for tensors nothing writes to afterwards (the server's global), never for a payload that gets reused.
+ */
+export function encodeTransfer(
+  tensors: Map<string, HostTensor>, dtype: WireDtype = 'F32', algorithm: ChecksumAlgorithm = CHECKSUM_ALGORITHM, opts: { view?: boolean } = {},
+): EncodedTransfer {
   const manifest = buildManifest(tensors, dtype, algorithm);
+  const flat = opts.view && dtype === 'F32' ? backToBack([...tensors.values()].map((t) => t.data as Float32Array)) : undefined;
+  if (flat) {
+    const payload = new Uint8Array(flat.buffer, flat.byteOffset, flat.byteLength);
+    const sum = createChecksum(algorithm);
+    sum.update(payload);
+    return { manifest, payload, checksum: sum.digest() };
+  }
   const payload = new Uint8Array(manifest.total_bytes);
   let pos = 0;
   for (const spec of manifest.tensors) {
@@ -273,8 +299,7 @@ export class TransferDecoder {
   private scanned = 0;
   private segment = 0;
 
-  constructor(readonly manifest: WireManifest, opts: TransferDecoderOptions | number = {}) {
-    const o = typeof opts === 'number' ? { maxChunkBytes: opts } : opts;
+  constructor(readonly manifest: WireManifest, o: TransferDecoderOptions = {}) {
     this.maxChunkBytes = o.maxChunkBytes ?? MAX_CHUNK_BYTES;
     const total = Number(manifest.total_bytes);
     if (!Number.isSafeInteger(total) || total < 0) throw new TransferError('manifest', `invalid total_bytes ${manifest.total_bytes}`);

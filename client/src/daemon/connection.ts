@@ -1,4 +1,5 @@
 // One gRPC connection to the aggregation server: typed wrappers for each RPC, streaming transfers with flow control.
+import { onceAny } from '@fedsam/shared/fsutil';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { HostTensor } from '@fedsam/shared/safetensors';
@@ -43,16 +44,8 @@ export function channelCredentials(tls: ConnectionOptions['tls']): grpc.ChannelC
 
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-function waitWritable(stream: NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const evs = ['drain', 'close', 'error', 'finish', 'status'];
-    const done = () => {
-      for (const ev of evs) stream.off(ev, done);
-      resolve();
-    };
-    for (const ev of evs) stream.on(ev, done);
-  });
-}
+/** A write stream has room again (or ended: then the next write fails and the call reports why). */
+const waitWritable = (stream: NodeJS.EventEmitter): Promise<void> => onceAny(stream, ['drain', 'close', 'error', 'finish', 'status']);
 
 export interface DownloadedGlobal {
   round: number;

@@ -4,6 +4,7 @@
 //   dir with images/ + masks/|labels/          -> NIfTI if images/ holds .nii(.gz), else 2D folder layout
 //   dir with manifest.csv / manifest.jsonl     -> manifest
 //   dir with *.nii(.gz) files                  -> NIfTI flat (suffix pairing)
+import { isDirectory } from '@fedsam/shared/fsutil';
 import { stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { MASK_DIRS, loadFolder } from './folder.ts';
@@ -18,13 +19,6 @@ export type { LoadOptions } from './options.ts';
 
 const LOOKED_FOR = `images/ + masks/ folders with matching stems (${IMAGE_EXTS.join(' ')}), a manifest (${MANIFEST_EXTS.join(' ')} file, or manifest.csv / manifest.jsonl in the folder), or NIfTI pairs (imagesTr/ + labelsTr/, or <case>.nii.gz + <case>_seg.nii.gz)`;
 
-async function isDir(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
 
 async function isFile(p: string): Promise<boolean> {
   try {
@@ -53,7 +47,7 @@ export async function loadDataset(path: string, opts: LoadOptions = {}): Promise
     result = await loadManifest(path, opts);
   } else {
     const maskDir = await (async () => {
-      for (const d of MASK_DIRS) if (await isDir(join(path, d))) return d;
+      for (const d of MASK_DIRS) if (await isDirectory(join(path, d))) return d;
       return undefined;
     })();
     const nifti = format === 'auto' || format === 'nifti' ? await findNiftiLayout(path) : undefined;
@@ -64,7 +58,7 @@ export async function loadDataset(path: string, opts: LoadOptions = {}): Promise
     if (nifti && (format === 'nifti' || !('flat' in nifti) || (!maskDir && !manifest))) {
       kind = 'nifti';
       result = await loadNifti(nifti, opts);
-    } else if ((format === 'auto' || format === 'folder') && maskDir && (await isDir(join(path, 'images')))) {
+    } else if ((format === 'auto' || format === 'folder') && maskDir && (await isDirectory(join(path, 'images')))) {
       kind = 'folder';
       result = await loadFolder(path, maskDir, opts);
     } else if ((format === 'auto' || format === 'manifest') && manifest) {

@@ -3,9 +3,10 @@
 import { z } from 'zod';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  AccumulatorPool, cloneTensors, coordinateMedian, fedOptStep, trimmedMean, WeightedSum,
+  coordinateMedian, fedOptStep, trimmedMean, WeightedSum,
   type FedOptMoments, type NamedTensors,
 } from './math.ts';
+import { BufferPool } from '../bufferPool.ts';
 
 export * from './math.ts';
 
@@ -72,7 +73,7 @@ export interface Strategy {
 /** FedAvg (and FedProx, whose server side is FedAvg): streaming float64 weighted sum. */
 class FedAvgStrategy implements Strategy {
   readonly keepsAllUpdates = false;
-  private readonly pool = new AccumulatorPool();
+  private readonly pool = accumulatorPool();
   constructor(readonly name: 'fedavg' | 'fedprox', private readonly mu = 0) {}
 
   fitParams(): { proximalMu: number; params: Record<string, number> } {
@@ -90,7 +91,10 @@ class FedAvgStrategy implements Strategy {
   loadState(): void {}
 }
 
-function streamingMean(global: NamedTensors, pool: AccumulatorPool, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
+/** FedAvg's float64 accumulator, kept from round to round by each strategy. */
+const accumulatorPool = () => new BufferPool((n) => new Float64Array(n));
+
+function streamingMean(global: NamedTensors, pool: BufferPool<Float64Array>, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
   const sum = new WeightedSum(global, pool);
   return {
     add: (u) => sum.add(u.weights, u.numExamples, u.release),
@@ -108,7 +112,7 @@ function streamingMean(global: NamedTensors, pool: AccumulatorPool, then: (mean:
 class FedOptStrategy implements Strategy {
   readonly keepsAllUpdates = false;
   private moments: FedOptMoments | undefined;
-  private readonly pool = new AccumulatorPool();
+  private readonly pool = accumulatorPool();
   readonly name: 'fedadam' | 'fedyogi';
 
   constructor(private readonly cfg: Extract<StrategyConfig, { name: 'fedadam' | 'fedyogi' }>) {
@@ -120,9 +124,9 @@ class FedOptStrategy implements Strategy {
   }
 
   beginRound(round: number, global: NamedTensors): RoundAggregator {
-    const current = cloneTensors(global);
+    // The coordinator replaces the global after finish() and never writes into it: no copy needed.
     return streamingMean(global, this.pool, (mean) => {
-      const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', current, mean, this.moments, this.cfg, round, { inPlaceMoments: true });
+      const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', global, mean, this.moments, this.cfg, round, { inPlaceMoments: true });
       this.moments = moments;
       return weights;
     });

@@ -2,6 +2,8 @@
 //
 // Accumulations run in float64 and round to float32 once at the end.
 import type { HostTensor } from '@fedsam/shared/safetensors';
+import { backToBack, sameShape } from '@fedsam/shared/transfer';
+import type { BufferPool } from '../bufferPool.ts';
 
 export type NamedTensors = Map<string, HostTensor>;
 
@@ -14,9 +16,6 @@ function f32(t: HostTensor, name: string): Float32Array {
   return t.data;
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
 
 /** Deep copy (float32). */
 export function cloneTensors(src: NamedTensors): NamedTensors {
@@ -71,21 +70,6 @@ function scale(out: Float32Array, x: Float32Array, w: number, inv: number): void
   for (let i = 0; i < n; i++) out[i] = w * x[i]! * inv;
 }
 
-/** Reuses the float64 accumulator from round to round (a fresh 32 MB buffer costs ~7 ms of page faults). */
-export class AccumulatorPool {
-  private free: Float64Array | undefined;
-
-  take(size: number): Float64Array {
-    const a = this.free;
-    this.free = undefined;
-    return a && a.length === size ? a : new Float64Array(size);
-  }
-
-  give(a: Float64Array): void {
-    this.free = a;
-  }
-}
-
 interface Slot {
   name: string;
   shape: number[];
@@ -111,15 +95,15 @@ type UpdateValues = { flat: Float32Array } | { parts: Float32Array[] };
 export class WeightedSum {
   private readonly slots: Slot[] = [];
   private readonly size: number;
+  /** Taken (from the pool) by the first fold: until then nothing is summed. */
   private acc: Float64Array | undefined;
-  private folded = 0;
   private held: { values: UpdateValues; weight: number; release: (() => void) | undefined } | undefined;
-  private out: Float32Array | undefined;
+  private readonly out: Float32Array;
   private result: NamedTensors | undefined;
   private total = 0;
   private n = 0;
 
-  constructor(private readonly layout: NamedTensors, private readonly pool?: AccumulatorPool) {
+  constructor(private readonly layout: NamedTensors, private readonly pool?: BufferPool<Float64Array>) {
     let offset = 0;
     for (const [name, t] of layout) {
       this.slots.push({ name, shape: [...t.shape], offset, length: t.data.length });
@@ -160,8 +144,7 @@ export class WeightedSum {
     if (this.result) return this.result;
     const held = this.held;
     if (this.n === 0 || !held) throw new AggregationError('no update to average');
-    const out = this.out ?? new Float32Array(this.size);
-    this.out = undefined;
+    const out = this.out;
     const inv = 1 / this.total;
     const acc = this.acc;
     this.each(held.values, (x, o) => {
@@ -180,14 +163,13 @@ export class WeightedSum {
   }
 
   private fold(values: UpdateValues, w: number): void {
-    const first = this.folded === 0;
+    const first = !this.acc;
     const acc = (this.acc ??= this.pool ? this.pool.take(this.size) : new Float64Array(this.size));
     this.each(values, (x, o) => {
       const a = acc.subarray(o, o + x.length);
       if (first) assignScaled(a, x, w);
       else axpy(a, x, w);
     });
-    this.folded++;
   }
 
   private each(values: UpdateValues, f: (x: Float32Array, offset: number) => void): void {
@@ -201,15 +183,8 @@ export class WeightedSum {
       if (x.length !== s.length) throw new AggregationError(`update: tensor "${s.name}" has ${x.length} values, expected ${s.length}`);
       return x;
     });
-    const head = parts[0];
-    if (!head) return { parts };
-    let end = head.byteOffset + head.byteLength;
-    for (let i = 1; i < parts.length; i++) {
-      const x = parts[i]!;
-      if (x.buffer !== head.buffer || x.byteOffset !== end) return { parts };
-      end += x.byteLength;
-    }
-    return { flat: new Float32Array(head.buffer, head.byteOffset, this.size) };
+    const flat = backToBack(parts);
+    return flat ? { flat } : { parts };
   }
 }
 
