@@ -2,7 +2,7 @@
 // config.json + model.safetensors (or model-0000i-of-0000n.safetensors shards + model.safetensors.index.json),
 // HF parameter names (vision_encoder.*, prompt_encoder.*, mask_decoder.*, shared_image_embedding.*).
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseSamConfig, samConfigToJson, type SamConfig } from './config.ts';
 import { pathExists, writeFileAtomic } from './fsutil.ts';
@@ -483,8 +483,7 @@ export async function saveSamCheckpoint(
     const json = samConfigToJson(config);
     if (opts.float16) json.torch_dtype = 'float16';
     await writeFileAtomic(join(tmp, 'config.json'), JSON.stringify(json, null, 2) + '\n');
-    await writeSafetensors(join(tmp, 'model.safetensors'), out, { metadata: { format: 'pt' }, float16: opts.float16 });
-    await fsyncDir(tmp);
+    await writeSafetensors(join(tmp, 'model.safetensors'), out, { metadata: { format: 'pt' }, float16: opts.float16 }); // fsyncs tmp
     let moved = false;
     if (!(await pathExists(target))) {
       try {

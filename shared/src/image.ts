@@ -145,7 +145,7 @@ function firstLine(e: unknown): string {
 /** Interleaved uint8 with 1..4 channels -> RGB (gray replicated, alpha dropped). */
 function toRGB8(src: Uint8Array, w: number, h: number, ch: number, hasAlpha: boolean): Uint8Array {
   const n = w * h;
-  if (ch === 3) return src.length === n * 3 ? new Uint8Array(src) : src.slice(0, n * 3);
+  if (ch === 3) return new Uint8Array(src.buffer, src.byteOffset, n * 3); // a view: sharp's buffer is this decode's own
   const out = new Uint8Array(n * 3);
   const colour = ch - (hasAlpha ? 1 : 0);
   if (colour <= 1) {

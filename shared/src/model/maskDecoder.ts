@@ -112,16 +112,6 @@ function twoWayBlock(weights: Weights, config: SamConfig, i: number, queries: tf
   });
 }
 
-/** SamTwoWayTransformer: tokens [b, T, C], image [b, hw, C], image PE [b or 1, hw, C] -> (tokens, image). */
-export function twoWayTransformer(weights: Weights, config: SamConfig, tokens: tf.Tensor3D, image: tf.Tensor3D, imagePe: tf.Tensor3D): [tf.Tensor3D, tf.Tensor3D] {
-  return tf.tidy(() => {
-    const b = tokens.shape[0];
-    const one = (t: tf.Tensor3D, i: number) => tf.reshape(t.shape[0] === 1 ? t : tf.slice(t, i, 1), [t.shape[1], t.shape[2]]) as tf.Tensor2D;
-    const outs = Array.from({ length: b }, (_, i) => twoWayTransformer2d(weights, config, one(tokens, i), one(image, i), one(imagePe, i)));
-    return [tf.stack(outs.map((o) => o[0])), tf.stack(outs.map((o) => o[1]))] as [tf.Tensor3D, tf.Tensor3D];
-  });
-}
-
 /** SamTwoWayTransformer for one sample: tokens [T, C], image [N, C], image PE [N, C] -> (tokens, image). */
 export function twoWayTransformer2d(weights: Weights, config: SamConfig, tokens: tf.Tensor2D, image: tf.Tensor2D, imagePe: tf.Tensor2D): [tf.Tensor2D, tf.Tensor2D] {
   return tf.tidy(() => {

@@ -43,9 +43,11 @@ function rawBackend(backend: any, name: 'wasm' | 'cpu'): RawBackend {
 }
 
 const JS_KERNEL_BACKENDS = ['wasm', 'cpu'] as const;
-const hasJsKernels = (): boolean => (JS_KERNEL_BACKENDS as readonly string[]).includes(tf.getBackend());
+/** The current backend runs this project's JS kernels (wasm and cpu; other backends use plain tf ops). */
+export const hasJsKernels = (): boolean => (JS_KERNEL_BACKENDS as readonly string[]).includes(tf.getBackend());
 
-function registerJsKernel(kernelName: string, run: (raw: RawBackend, inputs: Record<string, Info>, attrs: any) => Info): void {
+/** Register a kernel written in JS over the backend's own memory, for wasm and cpu. */
+export function registerJsKernel(kernelName: string, run: (raw: RawBackend, inputs: Record<string, Info>, attrs: any) => Info | Info[]): void {
   for (const backendName of JS_KERNEL_BACKENDS) {
     if (tf.getKernel(kernelName, backendName)) continue;
     tf.registerKernel({
@@ -296,7 +298,7 @@ export function t2(x: tf.Tensor): tf.Tensor2D {
 /**
  * op(a)·op(b) for 2-D tensors (op = transpose when the flag is set), using only flag-free XNNPACK products:
  * either op(a)·op(b) with explicit transposes, or (op(b)ᵀ·op(a)ᵀ)ᵀ, whichever moves fewer bytes.
- * Not differentiable by itself (used inside gradients and by matMul/linear).
+ * Not differentiable by itself (used inside gradients and by matMul2d/linear).
  */
 export function product(a: tf.Tensor, b: tf.Tensor, ta = false, tb = false): tf.Tensor2D {
   const [ar, ac] = a.shape;
@@ -339,23 +341,6 @@ export function matMul2d(a: tf.Tensor, b: tf.Tensor, transposeA = false, transpo
   ensureFastKernels();
   if (a.rank !== 2 || b.rank !== 2) throw new Error(`matMul2d wants 2-D tensors, got [${a.shape}] and [${b.shape}]`);
   return (transposeA ? (transposeB ? mmTT : mmTN) : transposeB ? mmNT : mm)(a, b);
-}
-
-/**
- * C = A·B for rank-2 or batched rank-3 tensors (same batch size); differentiable. Batched products run as one
- * 2-D product per batch entry (tfjs-wasm's batched kernel is a naive loop).
- */
-export function matMul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  ensureFastKernels();
-  if (a.rank === 2 && b.rank === 2) return mm(a, b);
-  if (a.rank !== 3 || b.rank !== 3 || a.shape[0] !== b.shape[0]) throw new Error(`matMul: unsupported shapes [${a.shape}] x [${b.shape}]`);
-  const n = a.shape[0];
-  return tf.tidy(() => {
-    if (n === 1) return tf.reshape(mm(tf.reshape(a, a.shape.slice(1)), tf.reshape(b, b.shape.slice(1))), [1, a.shape[1]!, b.shape[2]!]);
-    const as = tf.unstack(a);
-    const bs = tf.unstack(b);
-    return tf.stack(as.map((x, i) => mm(x, bs[i])));
-  });
 }
 
 /**
@@ -548,21 +533,6 @@ export function convTranspose2x2Blocked(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tens
   return tf.tidy(() => {
     const wm = tf.reshape(tf.transpose(w, [0, 2, 3, 1]), [cin, 4 * out]); // [in, (kh, kw, out)]
     return biasAdd(tf.reshape(matMul2d(x, wm), [-1, out]), b) as tf.Tensor2D;
-  });
-}
-
-/**
- * A 2×2 stride-2 ConvTranspose2d (HF weight [in, out, 2, 2]) on NHWC input, written as a matMul to 4·out channels
- * followed by a depth-to-space rearrangement: mathematically identical, and trainable on wasm (which lacks
- * Conv2DBackpropFilter) at matMul speed.
- */
-export function convTranspose2x2(x: tf.Tensor4D, w: tf.Tensor, b: tf.Tensor): tf.Tensor4D {
-  const [B, H, W, C] = x.shape;
-  const out = w.shape[1]!;
-  return tf.tidy(() => {
-    const y = convTranspose2x2Blocked(tf.reshape(x, [B * H * W, C]) as tf.Tensor2D, w, b); // [(B,H,W,kh,kw), out]
-    const y6 = tf.reshape(y, [B * H, W, 2, 2 * out]); // (b·h, w, kh, (kw, out))
-    return tf.reshape(tf.transpose(y6, [0, 2, 1, 3]), [B, 2 * H, 2 * W, out]) as tf.Tensor4D;
   });
 }
 

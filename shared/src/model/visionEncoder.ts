@@ -8,7 +8,7 @@
 // weights across images.
 import * as tf from '@tensorflow/tfjs';
 import type { SamConfig } from '../config.ts';
-import { type Weights, type FrozenWeightCache, param, layerNorm, gelu, linearFrozen, product, ensureFastKernels } from './ops.ts';
+import { type Weights, type FrozenWeightCache, param, layerNorm, activation, linearFrozen, product, ensureFastKernels } from './ops.ts';
 
 /** HF get_rel_pos: relative position table [q, k, C] for query/key lengths, interpolating the table if needed. */
 export function getRelPos(qSize: number, kSize: number, relPos: tf.Tensor2D): tf.Tensor3D {
@@ -132,8 +132,7 @@ export function visionLayer(weights: Weights, config: SamConfig, i: number, x: t
     }
     const x1 = tf.add(x2, attn.length === 1 ? attn[0] : tf.concat(attn, 0));
     const n2 = layerNorm(x1, param(weights, `${prefix}.layer_norm2.weight`), param(weights, `${prefix}.layer_norm2.bias`), v.layer_norm_eps);
-    const act = v.hidden_act === 'gelu' ? gelu : tf.relu;
-    const h = act(linearFrozen(n2, param(weights, `${prefix}.mlp.lin1.weight`), weights.get(`${prefix}.mlp.lin1.bias`), cache));
+    const h = activation(v.hidden_act, linearFrozen(n2, param(weights, `${prefix}.mlp.lin1.weight`), weights.get(`${prefix}.mlp.lin1.bias`), cache));
     const mlp = linearFrozen(h, param(weights, `${prefix}.mlp.lin2.weight`), weights.get(`${prefix}.mlp.lin2.bias`), cache);
     return tf.reshape(tf.add(x1, mlp), [B, H, W, C]) as tf.Tensor4D;
   });

@@ -2,6 +2,7 @@
 // step size), L2 weight decay added to the gradient. tf.train.adam differs (eps 1e-7, eps placement), so we
 // keep our own, as a pure function over named tensors: state in, state out.
 import * as tf from '@tensorflow/tfjs';
+import { hasJsKernels, registerJsKernel } from '../model/ops.ts';
 
 // Fused Adam update as one JS kernel per parameter tensor on wasm and cpu (tfjs ops would take ~12 elementwise
 // passes and kernel launches per tensor). Float64 arithmetic per element, results rounded to float32.
@@ -37,26 +38,13 @@ function adamLoop(pv: Float32Array, gv: Float32Array, mv: Float32Array | undefin
   for (let i = 0; i < n; i++) po[i] = pv[i] - (stepSize * mo[i]) / (Math.sqrt(vo[i]) * inv + eps);
 }
 
-for (const backendName of ['wasm', 'cpu'] as const) {
-  if (tf.getKernel(ADAM_KERNEL, backendName)) continue;
-  tf.registerKernel({
-    kernelName: ADAM_KERNEL, backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { p, g, m, v } = inputs as Record<string, tf.TensorInfo>;
-      const a = attrs as unknown as AdamAttrs;
-      const be = backend as any; // eslint-disable-line @typescript-eslint/no-explicit-any
-      const alloc = (t: tf.TensorInfo): tf.TensorInfo => backendName === 'wasm'
-        ? be.makeOutput([...t.shape], 'float32')
-        : be.makeTensorInfo([...t.shape], 'float32', new Float32Array(tf.util.sizeFromShape(t.shape)));
-      const view = (t: tf.TensorInfo): Float32Array => backendName === 'wasm' ? be.typedArrayFromHeap(t) : be.data.get(t.dataId).values;
-      const outs = [alloc(p), alloc(p), alloc(p)];
-      const [po, mo, vo] = outs.map(view);
-      const pv = view(p), gv = view(g);
-      adamLoop(pv, gv, a.first ? undefined : view(m), a.first ? undefined : view(v), po, mo, vo, a);
-      return outs;
-    },
-  });
-}
+registerJsKernel(ADAM_KERNEL, (raw, { p, g, m, v }, attrs) => {
+  const a = attrs as AdamAttrs;
+  const outs = [raw.alloc([...p!.shape]), raw.alloc([...p!.shape]), raw.alloc([...p!.shape])]; // before the views
+  const [po, mo, vo] = outs.map(raw.view);
+  adamLoop(raw.view(p!), raw.view(g!), a.first ? undefined : raw.view(m!), a.first ? undefined : raw.view(v!), po!, mo!, vo!, a);
+  return outs;
+});
 
 export interface AdamOptions { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }
 export const ADAM_DEFAULTS: AdamOptions = { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
@@ -85,7 +73,7 @@ export function adamStep(params: Map<string, tf.Tensor>, grads: Map<string, tf.T
     const bc2 = 1 - Math.pow(opts.beta2, t);
     const mPrev = state.m.get(name);
     const vPrev = state.v.get(name);
-    const fused = ['wasm', 'cpu'].includes(tf.getBackend()) && p.dtype === 'float32' && g0.dtype === 'float32';
+    const fused = hasJsKernels() && p.dtype === 'float32' && g0.dtype === 'float32';
     const [pNew, mNew, vNew] = fused
       ? tf.engine().runKernel(ADAM_KERNEL, { p, g: g0, m: mPrev ?? p, v: vPrev ?? p },
         { ...opts, bc1, bc2, first: !mPrev } as unknown as tf.NamedAttrMap) as tf.Tensor[]
