@@ -11,12 +11,10 @@
 // K updates at once (K float32 copies are part of their cost).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { expectedSamParameters } from '@fedsam/shared/checkpoint';
-import { samVitBaseConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
 import { cloneTensors } from '@fedsam/server/strategy/math';
-import { lcgWeights, NODE_HEAP_FLAG } from './common.ts';
+import { lcgWeights, NODE_HEAP_FLAG, vitBaseDecoderShapes } from './common.ts';
 
 const KS = [2, 8, 32];
 const FLOWER = { 2: { ms: 9.9, mb: 47 }, 8: { ms: 22.0, mb: 140 }, 32: { ms: 69.6, mb: 512 } } as Record<number, { ms: number; mb: number }>;
@@ -27,10 +25,6 @@ const STRATEGIES: Array<{ label: string; cfg: StrategyConfigInput }> = [
   { label: 'trimmed_mean', cfg: { name: 'trimmed_mean', beta: 0.2 } },
 ];
 
-function decoderShapes(): Map<string, number[]> {
-  const all = expectedSamParameters(samVitBaseConfig());
-  return new Map([...all].filter(([n]) => n.startsWith('mask_decoder.')));
-}
 
 
 /** Turn `buf` into update k (cheap, outside the timed region). */
@@ -57,7 +51,7 @@ interface Measurement {
 
 function measureOne(strategyLabel: string, k: number): Measurement {
   const spec = STRATEGIES.find((s) => s.label === strategyLabel)!;
-  const shapes = decoderShapes();
+  const shapes = vitBaseDecoderShapes();
   const params = [...shapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
   // warm up the JIT (as a long-running server is after its first round) on a small layout
   {

@@ -1,5 +1,7 @@
 // Helpers shared by the benchmark scripts.
 import type { HostTensor } from '@fedsam/shared/safetensors';
+import { expectedSamParameters } from '@fedsam/shared/checkpoint';
+import { samVitBaseConfig } from '@fedsam/shared/config';
 export { tsWorker } from '@fedsam/shared/worker';
 
 /** The V8 flag bin/fedsam.mjs runs with (see there): benches of the daemons' work run with it too. */
@@ -19,6 +21,11 @@ export async function withHeapFlag(script: string): Promise<boolean> {
 
 export const median = (xs: number[]): number => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
 
+
+/** Names and shapes of the sam-vit-base mask decoder (4,058,340 parameters). */
+export function vitBaseDecoderShapes(): Map<string, number[]> {
+  return new Map([...expectedSamParameters(samVitBaseConfig())].filter(([n]) => n.startsWith('mask_decoder.')));
+}
 
 /** Deterministic pseudo-random float32 tensors (LCG, uniform ±0.05) with the given names and shapes. */
 export function lcgWeights(shapes: Iterable<[string, number[]]>, seed: number): Map<string, HostTensor> {

@@ -19,8 +19,6 @@ import * as grpc from '@grpc/grpc-js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { destination, pino } from 'pino';
-import { expectedSamParameters } from '@fedsam/shared/checkpoint';
-import { samVitBaseConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { buildManifest, CHECKSUM_ALGORITHM, type WireDtype } from '@fedsam/shared/transfer';
 import { cpus, loadavg } from 'node:os';
@@ -28,13 +26,13 @@ import { hashToken } from '@fedsam/server/auth';
 import { runServer } from '@fedsam/server/server';
 import { raiseServerFlowControlWindow } from '@fedsam/server/http2-tuning';
 import { Connection } from '@fedsam/client/daemon/connection';
-import { lcgWeights, median, withHeapFlag } from './common.ts';
+import { lcgWeights, median, vitBaseDecoderShapes, withHeapFlag } from './common.ts';
 
 const TOKEN = 'bench-token';
 const HASH = 'be7c4'.repeat(8);
 
 function decoder(): Map<string, HostTensor> {
-  return lcgWeights([...expectedSamParameters(samVitBaseConfig())].filter(([n]) => n.startsWith('mask_decoder.')), 1);
+  return lcgWeights(vitBaseDecoderShapes(), 1);
 }
 
 // Transport ceiling: the same 16 x 1 MiB messages through grpc-js with pass-through (de)serializers and no checks.

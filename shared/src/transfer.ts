@@ -119,15 +119,22 @@ const numel = (shape: readonly number[]): number => hostTensorNumel({ shape: sha
 
 /** Manifest of float32 host tensors sent as `dtype` (in the map's iteration order). */
 export function buildManifest(tensors: Map<string, HostTensor>, dtype: WireDtype = 'F32', checksum: ChecksumAlgorithm = CHECKSUM_ALGORITHM): WireManifest {
-  const specs: WireTensorSpec[] = [];
-  let total = 0;
   for (const [name, t] of tensors) {
     if (t.dtype !== 'float32') throw new TransferError('manifest', `tensor "${name}" is ${t.dtype}; only float32 tensors travel`);
     if (t.data.length !== numel(t.shape)) {
       throw new TransferError('manifest', `tensor "${name}" has ${t.data.length} elements but shape [${t.shape.join(', ')}]`);
     }
-    specs.push({ name, dtype, shape: [...t.shape] });
-    total += t.data.length * dtypeBytes(dtype);
+  }
+  return manifestOfLayout(layoutOf(tensors), dtype, checksum);
+}
+
+/** Manifest of tensors with these names and shapes sent as `dtype` (no values needed). */
+export function manifestOfLayout(layout: TensorLayout, dtype: WireDtype = 'F32', checksum: ChecksumAlgorithm = CHECKSUM_ALGORITHM): WireManifest {
+  const specs: WireTensorSpec[] = [];
+  let total = 0;
+  for (const [name, shape] of layout) {
+    specs.push({ name, dtype, shape: [...shape] });
+    total += numel(shape) * dtypeBytes(dtype);
   }
   return { tensors: specs, total_bytes: total, checksum_algorithm: checksum };
 }

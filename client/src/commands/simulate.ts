@@ -3,13 +3,15 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { runSimulation, type SimulationRound } from '@fedsam/server/simulation';
-import { loadModel } from '@fedsam/shared/model/presets';
+import { loadModel, type LoadedModel } from '@fedsam/shared/model/presets';
+import type { HostTensor } from '@fedsam/shared/safetensors';
 import { renderTable } from '@fedsam/shared/table';
 import { logger } from '@fedsam/shared/log';
 import { synthesize } from '../data/synth.ts';
 import { prepareSite, type Site } from '../engine/site.ts';
 import { decoderToHost, setDecoderFromHost } from '../engine/samEngine.ts';
-import { trainDecoder, evaluateItems } from '../engine/trainer.ts';
+import { trainDecoder, evaluateItems, startDataParallel } from '../engine/trainer.ts';
+import { dataParallelPays, type DataParallel } from '../engine/dataParallel.ts';
 import { saveModelFolder } from './train.ts';
 import { WorkerEngine } from '../engine/workerEngine.ts';
 
@@ -119,14 +121,14 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   }
   print(`final global model: ${finalDir} (HF SamModel folder); server state and per-round decoders: ${join(out, 'server')}`);
   print(`simulation took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  base.model.dispose();
   let comparison;
   if (o.compare) {
+    // Every baseline trains the one base model in turn (each run starts from the initial decoder).
     const sites: Site[] = [];
-    for (let i = 0; i < folders.length; i++) sites.push(await prepareSite({ ...siteOpts(i), quiet: true }));
-    comparison = await compareBaselines(o, sites, names, lr, print);
-    for (const s of sites) s.loaded.model.dispose();
+    for (let i = 0; i < folders.length; i++) sites.push(await prepareSite({ ...siteOpts(i), model: base, quiet: true }));
+    comparison = await compareBaselines(o, base, initialDecoder, sites, names, lr, print);
   }
+  base.model.dispose();
   if (comparison) {
     const last = history[history.length - 1];
     print(renderTable(['training', ...names.map((n) => `${n} Dice`), 'weighted mean Dice'], [
@@ -141,30 +143,41 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
 }
 
 /** Local-only (each site trains alone) and centralized (pooled) training with the same epochs budget. */
-async function compareBaselines(o: SimulateOptions, sites: Site[], names: string[], lr: number, print: (s: string) => void) {
+async function compareBaselines(o: SimulateOptions, model: LoadedModel, initial: Map<string, HostTensor>, sites: Site[], names: string[], lr: number,
+  print: (s: string) => void) {
   const epochs = o.rounds * o.epochs;
-  const initial = decoderToHost(sites[0].loaded);
+  // one data-parallel worker for all the baseline runs (when it pays)
+  const dp = dataParallelPays(model, o.batchSize) ? await startDataParallel(model) : false;
+  try {
+    return await trainBaselines(o, model, initial, sites, names, lr, epochs, dp, print);
+  } finally {
+    if (dp) await dp.close();
+  }
+}
+
+async function trainBaselines(o: SimulateOptions, model: LoadedModel, initial: Map<string, HostTensor>, sites: Site[], names: string[], lr: number,
+  epochs: number, dp: DataParallel | false, print: (s: string) => void) {
   const local: Record<string, number> = {};
   const central: Record<string, number> = {};
   let ln = 0, ls = 0;
   print(`\nbaselines with the same budget (${epochs} epochs): local-only per site, then centralized on the pooled training data`);
   for (let i = 0; i < sites.length; i++) {
     const s = sites[i];
-    setDecoderFromHost(s.loaded, initial);
-    await trainDecoder(s.loaded, s.cache, s.train, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true });
-    const m = await evaluateItems(s.loaded, s.cache, s.val);
+    setDecoderFromHost(model, initial);
+    await trainDecoder(model, s.cache, s.train, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true, dataParallel: dp });
+    const m = await evaluateItems(model, s.cache, s.val);
     local[names[i]] = m.dice;
     ls += m.dice * s.val.length;
     ln += s.val.length;
   }
   // Centralized: one model trained on every site's training split (embeddings come from each site's cache).
   const c = sites[0];
-  setDecoderFromHost(c.loaded, initial);
+  setDecoderFromHost(model, initial);
   const pooled = sites.flatMap((s) => s.train);
-  await trainDecoder(c.loaded, c.cache, pooled, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true });
+  await trainDecoder(model, c.cache, pooled, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true, dataParallel: dp });
   let cn = 0, cs = 0;
   for (let i = 0; i < sites.length; i++) {
-    const m = await evaluateItems(c.loaded, sites[i].cache, sites[i].val);
+    const m = await evaluateItems(model, sites[i].cache, sites[i].val);
     central[names[i]] = m.dice;
     cs += m.dice * sites[i].val.length;
     cn += sites[i].val.length;

@@ -51,6 +51,7 @@ export async function clientCommand(o: ClientCommandOptions): Promise<void> {
     if (e instanceof FatalClientError) throw new Error(`the server refused this site: ${e.message}`);
     throw e;
   } finally {
+    await engine.close();
     site.loaded.model.dispose();
   }
 }

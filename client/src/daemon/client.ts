@@ -4,7 +4,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { buildManifest, findNonFinite, type EncodedTransfer, type Task, type WireDtype } from '@fedsam/shared/transfer';
+import { findNonFinite, manifestOfLayout, type EncodedTransfer, type Task, type WireDtype } from '@fedsam/shared/transfer';
 import type { FitConfig, LocalEngine } from '../engine-types.ts';
 import { Connection, type TlsOptions } from './connection.ts';
 
@@ -112,9 +112,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
   const roundsTrained: number[] = [];
   const roundsEvaluated: number[] = [];
   const layout = opts.engine.decoderNames();
-  const decoderManifest = buildManifest(
-    new Map([...layout].map(([n, s]) => [n, { dtype: 'float32' as const, shape: s, data: new Float32Array(s.reduce((a, b) => a * b, 1)) }])),
-  );
+  const decoderManifest = manifestOfLayout(layout);
 
   const newConnection = () =>
     new Connection({ server: opts.server, token: opts.token, tls: opts.tls, chunkBytes: opts.chunkBytes, transferTimeoutMs: opts.transferTimeoutMs, rpcTimeoutMs: opts.rpcTimeoutMs });

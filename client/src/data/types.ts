@@ -7,12 +7,8 @@
  */
 export type Box = [number, number, number, number];
 
-/** 8-bit RGB, row-major HWC (data.length === width * height * 3). */
-export interface RGBImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-}
+export type { RGBImage } from '@fedsam/shared/image';
+import type { RGBImage } from '@fedsam/shared/image';
 
 /** Where a sample's pixels come from: an image file, or a slice of a NIfTI volume. */
 export type ImageSource =

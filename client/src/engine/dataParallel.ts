@@ -23,6 +23,21 @@ export interface HostHalf {
   labels?: number[][][];
 }
 
+/** Tensors of a host batch (what both threads train on). */
+export function hostToBatch(h: HostHalf): TrainBatch {
+  return {
+    embeddingsNHWC: tf.tensor4d(h.emb, h.embShape),
+    boxes: tf.tensor3d(h.boxes.map((b) => [b]), [h.boxes.length, 1, 4]),
+    target: tf.tensor4d(h.target, h.targetShape),
+    points: h.points ? tf.tensor4d(h.points.map((p) => [p]), [h.points.length, 1, h.points[0].length, 2]) : undefined,
+    labels: h.labels,
+  };
+}
+
+export function disposeBatch(b: TrainBatch): void {
+  tf.dispose([b.embeddingsNHWC, b.boxes, b.target, ...(b.points ? [b.points] : [])]);
+}
+
 /**
  * Data-parallel steps by default when a batch has 2+ samples and there are 2+ cores (measured: 1.8x at sam-vit-base
  * size, 1.5x for fedsam-tiny). Callers that already run one engine per core (simulate) turn it off.
@@ -31,6 +46,10 @@ export function dataParallelPays(_loaded: LoadedModel, batchSize: number): boole
   return batchSize >= 2 && cpus().length >= 2;
 }
 
+/**
+ * The worker is started once and can serve many trainDecoder calls (a site daemon keeps one for all its rounds):
+ * every step sends the current decoder weights. It only keeps the process alive while it works on a step.
+ */
 export class DataParallel {
   private constructor(private readonly worker: Worker, private readonly names: string[]) {}
 
@@ -45,6 +64,7 @@ export class DataParallel {
       worker.once('message', (m: { ready?: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(`data-parallel worker: ${m.error}`))));
       worker.once('error', reject);
     });
+    worker.unref();
     return new DataParallel(worker, names);
   }
 
@@ -59,9 +79,11 @@ export class DataParallel {
       this.worker.once('message', resolve);
       this.worker.once('error', reject);
     });
-    this.worker.postMessage({ params, half: host.second }, [params.buffer as ArrayBuffer]);
+    this.worker.ref();
+    // The half's arrays were made for this step: moved to the worker, not copied.
+    this.worker.postMessage({ params, half: host.second }, [params.buffer as ArrayBuffer, host.second.emb.buffer as ArrayBuffer, host.second.target.buffer as ArrayBuffer]);
     const mine = lossAndGrads(model, batch, this.names);
-    const r = await remote;
+    const r = await remote.finally(() => this.worker.unref());
     if (r.error) throw new Error(`data-parallel worker: ${r.error}`);
     const B = host.firstSize + host.second.boxes.length;
     const a = host.firstSize / B, b = 1 - a;
@@ -80,6 +102,7 @@ export class DataParallel {
   }
 
   async close(): Promise<void> {
+    this.worker.ref(); // wait for it to exit
     this.worker.postMessage({ exit: true });
     await new Promise((r) => this.worker.once('exit', r));
   }

@@ -12,8 +12,8 @@ type Request = { id: number; op: 'fit'; global: Map<string, HostTensor>; cfg: an
 async function main() {
   const { site: opts, backend } = workerData as { site: Omit<SiteOptions, 'model' | 'log'> & { model?: string }; backend?: string };
   await initBackend(backend);
-  const site = await prepareSite({ ...opts, quiet: true });
-  // One engine per worker already spreads the sites over the cores: no data-parallel steps inside.
+  // One engine per worker already spreads the sites over the cores: no embedding threads or data-parallel steps inside.
+  const site = await prepareSite({ ...opts, quiet: true, embedWorkers: 0 });
   const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, dataParallel: false });
   parentPort!.postMessage({ op: 'ready', boxDice: await boxBaseline(site.val), baseModelHash: engine.baseModelHash, names: [...engine.decoderNames()], train: site.train.length, val: site.val.length });
   parentPort!.on('message', async (m: Request) => {

@@ -7,7 +7,7 @@ import { SamModel } from '@fedsam/shared/model/sam';
 import { lossAndGrads } from '@fedsam/shared/train/step';
 import type { SamConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { HostHalf } from './dataParallel.ts';
+import { disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
 
 async function main() {
   const { backend, config, weights, names } = workerData as { backend?: string; config: SamConfig; weights: Array<[string, HostTensor]>; names: string[] };
@@ -24,20 +24,14 @@ async function main() {
       model.weights.set(n, tf.tensor(m.params.subarray(off, off + size), shapes[i], 'float32'));
       off += size;
     });
-    const h = m.half;
-    const batch = {
-      embeddingsNHWC: tf.tensor4d(h.emb, h.embShape),
-      boxes: tf.tensor3d(h.boxes.map((b) => [b]), [h.boxes.length, 1, 4]),
-      target: tf.tensor4d(h.target, h.targetShape),
-      points: h.points ? tf.tensor4d(h.points.map((p) => [p]), [h.points.length, 1, h.points[0].length, 2]) : undefined,
-      labels: h.labels,
-    };
+    const batch = hostToBatch(m.half);
     const { parts, grads } = lossAndGrads(model, batch, names);
     const flat = new Float32Array(off);
     let o = 0;
     for (const n of names) { const d = grads.get(n)!.dataSync() as Float32Array; flat.set(d, o); o += d.length; }
     const scal = [parts.loss, parts.dice, parts.bce].map((t) => t.dataSync()[0]);
-    tf.dispose([parts.loss, parts.dice, parts.bce, ...grads.values(), batch.embeddingsNHWC, batch.boxes, batch.target, ...(batch.points ? [batch.points] : [])]);
+    tf.dispose([parts.loss, parts.dice, parts.bce, ...grads.values()]);
+    disposeBatch(batch);
     parentPort!.postMessage({ grads: flat, scal }, [flat.buffer as ArrayBuffer]);
   });
 }

@@ -5,7 +5,8 @@ import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from '../engine-types.ts';
 import type { EmbeddingCache } from './cache.ts';
-import { trainDecoder, evaluateItems, type EngineItem } from './trainer.ts';
+import { trainDecoder, evaluateItems, startDataParallel, type EngineItem } from './trainer.ts';
+import { dataParallelPays, type DataParallel } from './dataParallel.ts';
 
 /** Copy the model's mask-decoder weights to host arrays (what travels). */
 export function decoderToHost(loaded: LoadedModel): Map<string, HostTensor> {
@@ -38,6 +39,15 @@ export class SamEngine implements LocalEngine {
     this.baseModelHash = loaded.baseModelHash;
   }
 
+  private dp: Promise<DataParallel> | undefined;
+
+  /** Stop the data-parallel worker, if one was started. */
+  async close(): Promise<void> {
+    const dp = this.dp;
+    this.dp = undefined;
+    if (dp) await (await dp).close();
+  }
+
   decoderNames(): Map<string, number[]> {
     return new Map(this.loaded.model.decoderParameterNames().map((n) => [n, [...this.loaded.model.weights.get(n)!.shape]]));
   }
@@ -45,9 +55,11 @@ export class SamEngine implements LocalEngine {
   async fit(global: Map<string, HostTensor>, cfg: FitConfig): Promise<FitResult> {
     setDecoderFromHost(this.loaded, global);
     const t0 = performance.now();
+    // One data-parallel worker for all rounds (starting one loads a second copy of the prompt encoder and decoder).
+    const wantDp = (this.opts.dataParallel ?? dataParallelPays(this.loaded, cfg.batchSize)) && !(cfg.proximalMu > 0) && cfg.batchSize >= 2;
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
-      dataParallel: this.opts.dataParallel, points: cfg.points,
+      dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,
     });
     const last = history[history.length - 1];
     this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000 });

@@ -30,6 +30,8 @@ export interface SiteOptions {
   dataset?: LoadOptions;
   /** Use only this site's share of a dataset split across `sites` sites by group (simulation of one dataset). */
   partition?: Partition;
+  /** Embedding worker threads (default: as many as pay, see embedPool.ts; 0 = embed on this thread). */
+  embedWorkers?: number;
   log?: (line: string) => void;
 }
 
@@ -81,7 +83,7 @@ export async function prepareSite(o: SiteOptions): Promise<Site> {
     : splitByGroup(samples, { valFraction: o.valSplit ?? 0.2, seed: o.seed ?? 0 });
   const cache = new EmbeddingCache({ dir: o.cacheDir ?? defaultCacheDir(), visionHash: loaded.visionHash, processor: loaded.processor.config, float16: o.float16Cache });
   // One pass over all images (train and validation share the cache), then items per side.
-  const all = await prepareItems(loaded, cache, samples, { quiet: o.quiet });
+  const all = await prepareItems(loaded, cache, samples, { quiet: o.quiet, workers: o.embedWorkers });
   const byId = new Map(all.map((it) => [it.sample.id, it]));
   return {
     loaded, cache, samples, report,

@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import { trainStep, trainableDecoderNames, type ProximalTerm, type TrainBatch, type StepResult } from '@fedsam/shared/train/step';
-import { DataParallel, dataParallelPays, type HostHalf } from './dataParallel.ts';
+import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
 import { postProcessMask, pixelValuesTensor } from '@fedsam/shared/processor';
 import type { Sample, Box } from '../data/types.ts';
@@ -241,32 +241,6 @@ async function loadHostBatch(cache: EmbeddingCache, items: readonly EngineItem[]
   };
 }
 
-function hostToBatch(h: HostHalf): TrainBatch {
-  return {
-    embeddingsNHWC: tf.tensor4d(h.emb, h.embShape),
-    boxes: tf.tensor3d(h.boxes.map((b) => [b]), [h.boxes.length, 1, 4]),
-    target: tf.tensor4d(h.target, h.targetShape),
-    points: h.points ? tf.tensor4d(h.points.map((p) => [p]), [h.points.length, 1, h.points[0].length, 2]) : undefined,
-    labels: h.labels,
-  };
-}
-
-function disposeBatch(b: TrainBatch): void {
-  tf.dispose([b.embeddingsNHWC, b.boxes, b.target, ...(b.points ? [b.points] : [])]);
-}
-
-/** Split a host batch into its first n items and the rest. */
-function splitHost(h: HostHalf, n: number): [HostHalf, HostHalf] {
-  const [B, hh, w, C] = h.embShape;
-  const [, , L] = h.targetShape;
-  const e = hh * w * C, t = L * L;
-  const part = (a: number, b: number): HostHalf => ({
-    emb: h.emb.slice(a * e, b * e), embShape: [b - a, hh, w, C], boxes: h.boxes.slice(a, b),
-    target: h.target.slice(a * t, b * t), targetShape: [b - a, 1, L, L],
-    points: h.points?.slice(a, b), labels: h.labels?.slice(a, b),
-  });
-  return [part(0, n), part(n, B)];
-}
 
 async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number): Promise<TrainBatch> {
   return hostToBatch(await loadHostBatch(cache, items, boxes, L));
@@ -298,7 +272,8 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
     const batch = await loadBatch(cache, chunk, boxes, L);
     const out = loaded.model.decode(batch.embeddingsNHWC, { inputBoxes: batch.boxes }, false);
     const logits = (await out.predMasks.data()) as Float32Array;
-    tf.dispose([out.predMasks, out.iouScores, batch.embeddingsNHWC, batch.boxes, batch.target]);
+    tf.dispose([out.predMasks, out.iouScores]);
+    disposeBatch(batch);
     for (let j = 0; j < chunk.length; j++) {
       const it = chunk[j];
       const low = logits.subarray(j * L * L, (j + 1) * L * L);
@@ -329,8 +304,11 @@ export interface TrainOptions {
   jitter?: number;
   /** FedProx proximal weight; the global weights are the ones in the model when training starts. */
   proximalMu?: number;
-  /** Split each batch over this thread and a worker (default: when it pays, see dataParallelPays; never with FedProx). */
-  dataParallel?: boolean;
+  /**
+   * Split each batch over this thread and a worker (default: when it pays, see dataParallelPays; never with FedProx).
+   * A DataParallel (startDataParallel) is used as given and left running, for callers that train again and again.
+   */
+  dataParallel?: boolean | DataParallel;
   /** Also prompt with points sampled inside (positive) / outside but within the box (negative) the object. */
   points?: { positive: number; negative: number };
   quiet?: boolean;
@@ -339,6 +317,11 @@ export interface TrainOptions {
 }
 
 export interface EpochMetrics { epoch: number; trainLoss: number; trainDice: number; steps: number; seconds: number; val?: EvalMetrics }
+
+/** A data-parallel worker for this model, to pass as TrainOptions.dataParallel to several trainDecoder calls. */
+export function startDataParallel(loaded: LoadedModel): Promise<DataParallel> {
+  return DataParallel.start(loaded, trainableDecoderNames(loaded.model.decoderParameterNames(), loaded.config.decoder.num_multimask_outputs));
+}
 
 /** Fine-tune the mask decoder in place. Returns per-epoch metrics. */
 export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, train: readonly EngineItem[], val: readonly EngineItem[], opts: TrainOptions): Promise<EpochMetrics[]> {
@@ -355,8 +338,9 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   }
   const history: EpochMetrics[] = [];
   const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;
-  const wantDp = (opts.dataParallel ?? dataParallelPays(loaded, opts.batchSize)) && !proximal && opts.batchSize >= 2;
-  const dp = wantDp ? await DataParallel.start(loaded, names) : undefined;
+  const shared = opts.dataParallel instanceof DataParallel ? opts.dataParallel : undefined;
+  const wantDp = (opts.dataParallel === undefined ? dataParallelPays(loaded, opts.batchSize) : opts.dataParallel !== false) && !proximal && opts.batchSize >= 2;
+  const dp = wantDp ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
   try {
     for (let epoch = 1; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();
@@ -369,15 +353,15 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
         const boxes = chunk.map((it) => modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, jitter), it.originalSize, it.reshapedSize));
         const pts = opts.points && opts.points.positive + opts.points.negative > 0
           ? chunk.map((it, j) => samplePointsLowRes(it, boxes[j], L, loaded.processor.config.pad_size.height, opts.points!, rng)) : undefined;
-        const host = await loadHostBatch(cache, chunk, boxes, L, pts);
         let r: StepResult;
         if (dp && chunk.length >= 2) {
           const half = Math.ceil(chunk.length / 2);
-          const [first, second] = splitHost(host, half);
+          const first = await loadHostBatch(cache, chunk.slice(0, half), boxes.slice(0, half), L, pts?.slice(0, half));
+          const second = await loadHostBatch(cache, chunk.slice(half), boxes.slice(half), L, pts?.slice(half));
           const batch = hostToBatch(first);
           try { r = await dp.step(loaded, batch, { second, firstSize: half }, adam, adamOpts); } finally { disposeBatch(batch); }
         } else {
-          const batch = hostToBatch(host);
+          const batch = hostToBatch(await loadHostBatch(cache, chunk, boxes, L, pts));
           try { r = trainStep(model, batch, names, adam, adamOpts, proximal); } finally { disposeBatch(batch); }
         }
         if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
@@ -394,7 +378,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
     }
   } finally {
     adamDispose(adam);
-    await dp?.close();
+    if (dp && dp !== shared) await dp.close();
     if (proximal) for (const t of proximal.global.values()) t.dispose();
   }
   return history;
