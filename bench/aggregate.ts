@@ -5,15 +5,16 @@
 //   node --import tsx bench/aggregate.ts --json     machine-readable
 //
 // Each (strategy, K) runs in a fresh child process so that its peak RSS is its own. FedAvg is measured as the
-// server runs it: updates arrive one at a time (two receive buffers, alternating: the aggregator may hold on to the
-// newest update until the next one), each is folded into the float64 accumulator, then finish() produces the
-// float32 mean; time = all K folds + finish. Median / trimmed mean need all
-// K updates at once (K float32 copies are part of their cost).
+// server runs it: updates arrive one at a time, each received into a buffer from the fold arena (the server's
+// receive buffers) that the aggregator holds until it has summed it; time = all K adds + finish. Median / trimmed
+// mean need all K updates at once (K float32 copies are part of their cost).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
-import { cloneTensors } from '@fedsam/server/strategy/math';
+import { cloneTensors, FOLD_BATCH } from '@fedsam/server/strategy/math';
+import { foldArena } from '@fedsam/server/strategy/foldArena';
+import { decodePayload, encodeTransfer } from '@fedsam/shared/transfer';
 import { lcgWeights, NODE_HEAP_FLAG, vitBaseDecoderShapes } from './common.ts';
 
 const KS = [2, 8, 32];
@@ -37,6 +38,25 @@ function fillUpdate(buf: Map<string, HostTensor>, base: Map<string, HostTensor>,
   }
 }
 
+/**
+ * Receive buffers as the server has them: streaming strategies get arena blocks (given back by `release`), the
+ * others ordinary buffers. Two exist before the measurement starts (two uploads in flight).
+ */
+function receiver(global: Map<string, HostTensor>, keeps: boolean) {
+  const enc = encodeTransfer(global);
+  const arena = foldArena();
+  const take = () => {
+    const payload = keeps ? new Uint8Array(enc.payload.length) : arena.bytes(enc.payload.length);
+    payload.fill(0); // touched, like a received buffer
+    return payload;
+  };
+  if (!keeps) for (const b of [take(), take()]) arena.give(b);
+  return () => {
+    const payload = take();
+    return { weights: decodePayload(enc.manifest, payload), release: keeps ? undefined : () => arena.give(payload) };
+  };
+}
+
 
 interface Measurement {
   strategy: string;
@@ -46,6 +66,9 @@ interface Measurement {
   foldMsPerUpdate: number;
   /** Time after the last update arrived: its fold + finish (what delays the next round). */
   criticalMs: number;
+  /** beginRound(): allocating (and touching) the round's output buffer. */
+  beginMs: number;
+  finishMs: number;
   rssGrowthMB: number;
 }
 
@@ -64,8 +87,8 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     }
   }
   const global = lcgWeights(shapes, 42);
-  const receive = [cloneTensors(global), cloneTensors(global)];
   const keeps = createStrategy(spec.cfg).keepsAllUpdates;
+  const receive = receiver(global, keeps);
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   // Memory: RSS sampled after every step, from here (the global and the receive buffers exist; everything the
@@ -74,16 +97,20 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   let peak = rss0;
   const sample = () => void (peak = Math.max(peak, process.memoryUsage().rss));
   const strategy = createStrategy(spec.cfg);
-  // One full-size round first: a server has done one before every round but its first, and the strategy keeps its
-  // float64 accumulator from round to round. The second round is timed.
+  // One round with the same K first: a server has done one before every round but its first, and the buffers it
+  // used (arena blocks for held updates and the float64 accumulator) are reused. The second round is timed.
   {
     const warm = strategy.beginRound(1, global);
-    for (let i = 0; i < 2; i++) {
-      warm.add({ site: `warm${i}`, weights: keeps ? cloneTensors(receive[i]!) : receive[i]!, numExamples: 1 + i });
+    for (let i = 0; i < k; i++) {
+      const r = receive();
+      fillUpdate(r.weights, global, i);
+      warm.add({ site: `warm${i}`, weights: r.weights, numExamples: 1 + i, release: r.release });
       sample();
     }
-    warm.finish();
+    const previous = warm.finish();
     sample();
+    // the coordinator replaces that global with the next one and hands it back, as every round after the second
+    strategy.recycle?.(previous);
   }
   gc?.(); // the warm-up round's output is garbage now
   let timed = 0;
@@ -91,13 +118,14 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   let lastFold = 0;
   let t = performance.now();
   const agg = strategy.beginRound(2, global);
-  timed += performance.now() - t;
+  const beginMs = performance.now() - t;
+  timed += beginMs;
   for (let i = 0; i < k; i++) {
-    fillUpdate(receive[i % 2]!, global, i);
     // robust strategies keep every update: those K buffers are created as they arrive, inside the measurement
-    const update = keeps ? cloneTensors(receive[i % 2]!) : receive[i % 2]!;
+    const r = receive();
+    fillUpdate(r.weights, global, i);
     t = performance.now();
-    agg.add({ site: `s${i}`, weights: update, numExamples: 10 + i });
+    agg.add({ site: `s${i}`, weights: r.weights, numExamples: 10 + i, release: r.release });
     const dt = performance.now() - t;
     sample();
     timed += dt;
@@ -110,7 +138,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   sample();
   timed += finishMs;
   if (out.size !== shapes.size) throw new Error('bad output');
-  return { strategy: strategyLabel, k, params, ms: timed, foldMsPerUpdate: foldTime / k, criticalMs: lastFold + finishMs, rssGrowthMB: (peak - rss0) / 2 ** 20 };
+  return { strategy: strategyLabel, k, params, ms: timed, foldMsPerUpdate: foldTime / k, criticalMs: lastFold + finishMs, beginMs, finishMs, rssGrowthMB: (peak - rss0) / 2 ** 20 };
 }
 
 function main(): void {
@@ -139,8 +167,9 @@ function main(): void {
   const params = results[0]!.params;
   const lines = [
     `Aggregation of K sam-vit-base mask-decoder updates (${params.toLocaleString('en-US')} float32 parameters, HF decoder shapes)`,
-    'FedSAM: updates folded in one at a time as they arrive (float64 accumulator kept between rounds; the newest update',
-    'is held back and folded by finish() in the pass that writes the mean). Timed: the second round of one strategy.',
+    `FedSAM: updates received into fold-arena buffers and held until ${FOLD_BATCH} wait, then summed into the float64`,
+    'accumulator in one WebAssembly SIMD pass; finish() sums the last held ones in the pass that writes the mean.',
+    'Timed: the second round of one strategy.',
     '"total" = K adds + finish; "after last" = last add + finish (what delays the next round; earlier adds overlap the',
     'uploads). RSS growth: peak over both rounds of sampled RSS, from before the strategy existed.',
     "Flower: aggregate() on this machine, which starts after all K updates are in memory.",

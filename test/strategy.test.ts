@@ -4,8 +4,11 @@ import assert from 'node:assert/strict';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
   AggregationError, coordinateMedian, createStrategy, fedAvg, fedOptStep, trimmedMean, weightedMetrics, WeightedSum,
-  StrategyConfigSchema, type NamedTensors,
+  StrategyConfigSchema, FOLD_BATCH, type NamedTensors,
 } from '@fedsam/server/strategy/index';
+import { foldArena } from '@fedsam/server/strategy/foldArena';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { decodePayload, encodeTransfer, findNonFinite } from '@fedsam/shared/transfer';
 import { referenceFedAvg, tinyDecoder } from './helpers/fake-engine.ts';
 import { assertClose } from './helpers/fed-harness.ts';
@@ -28,15 +31,18 @@ test('FedAvg equals an independent float64 weighted mean', () => {
   assert.equal(ws.totalWeight, 271);
 });
 
-test('FedAvg as the server feeds it: payload views, release() only once an update is no longer read', () => {
-  const updates = [5, 6, 7, 8].map((s, i) => ({ weights: tinyDecoder(200 + s), numExamples: [4, 9, 1, 30][i]! }));
+test('FedAvg as the server feeds it: uploads received into the fold arena, release() only once an update is no longer read', () => {
+  const updates = [5, 6, 7, 8, 9, 10].map((s, i) => ({ weights: tinyDecoder(200 + s), numExamples: [4, 9, 1, 30, 2, 7][i]! }));
   const ref = referenceFedAvg(updates);
+  const arena = foldArena();
   for (const strategyName of ['fedavg', 'median'] as const) {
     for (let round = 1; round <= 2; round++) {
-      // each update arrives as one wire payload (tensors = views of one buffer, the flat path), like an upload
+      // each update arrives as one wire payload in a receive buffer (tensors = views of it), like an upload
       const received = updates.map((u) => {
         const enc = encodeTransfer(u.weights);
-        return { payload: enc.payload, weights: decodePayload(enc.manifest, enc.payload), numExamples: u.numExamples };
+        const payload = strategyName === 'fedavg' ? arena.bytes(enc.payload.length) : new Uint8Array(enc.payload.length);
+        payload.set(enc.payload);
+        return { payload, weights: decodePayload(enc.manifest, payload), numExamples: u.numExamples };
       });
       const strategy = createStrategy({ name: strategyName });
       const agg = strategy.beginRound(round, updates[0]!.weights);
@@ -44,20 +50,134 @@ test('FedAvg as the server feeds it: payload views, release() only once an updat
       received.forEach((r, i) => {
         agg.add({
           site: `s${i}`, weights: r.weights, numExamples: r.numExamples,
-          // a pool would hand the buffer to the next upload: scribble over it to catch any later read
+          // the arena would hand the buffer to the next upload: scribble over it to catch any later read
           release: () => {
             released.push(i);
             r.payload.fill(0xff);
+            if (strategyName === 'fedavg') arena.give(r.payload);
           },
         });
-        if (strategyName === 'fedavg') assert.deepEqual(released, [...Array(i).keys()], 'the newest update is held until the next one');
+        // held until FOLD_BATCH wait, then summed in one pass when the next arrives
+        if (strategyName === 'fedavg') assert.deepEqual(released, i < FOLD_BATCH ? [] : [...Array(FOLD_BATCH).keys()], `after update ${i}`);
       });
       const out = agg.finish();
-      assert.deepEqual(released, [0, 1, 2, 3]);
+      assert.deepEqual(released.sort(), [0, 1, 2, 3, 4, 5]);
       if (strategyName === 'fedavg') for (const [n, r] of ref) assertClose(out.get(n)!.data as Float32Array, r, `round ${round} ${n}`);
       else for (const t of out.values()) assert.ok(!findNonFinite(new Map([['x', t]])), 'median read no released buffer');
     }
   }
+});
+
+test('FedAvg copies updates that are not in the fold arena and releases them at once', () => {
+  const updates = [1, 2, 3].map((s) => ({ weights: tinyDecoder(300 + s), numExamples: s }));
+  const ws = new WeightedSum(updates[0]!.weights);
+  const released: number[] = [];
+  updates.forEach((u, i) => ws.add(u.weights, u.numExamples, () => released.push(i)));
+  assert.deepEqual(released, [0, 1, 2]);
+  // the caller may reuse its arrays at once
+  for (const u of updates) for (const t of u.weights.values()) (t.data as Float32Array).fill(NaN);
+  for (const [n, r] of referenceFedAvg(updates.map((u, i) => ({ weights: tinyDecoder(301 + i), numExamples: u.numExamples })))) {
+    assertClose(ws.mean().get(n)!.data as Float32Array, r, n);
+  }
+});
+
+test('the fold kernel equals a float64 reference for every K, tail length and in-place output, on one and two threads', async () => {
+  const arena = foldArena();
+  // long runs are split with the helper thread once it has started (on a machine with two cores)
+  for (let i = 0; i < 500 && availableParallelism() > 1 && arena.threads < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  if (availableParallelism() > 1) assert.equal(arena.threads, 2);
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  for (const n of [1, 7, 8, 9, 63, 1000, 4099, 200_003]) {
+    for (const k of [1, 2, 3, 5, 9]) {
+      const xs = Array.from({ length: k }, () => {
+        const x = arena.f32(n);
+        for (let i = 0; i < n; i++) x[i] = rnd() * 10;
+        return x;
+      });
+      const ws = xs.map((_, j) => 1 + j * 3.5);
+      const acc = arena.f64(n);
+      for (let i = 0; i < n; i++) acc[i] = rnd();
+      const before = Float64Array.from(acc);
+      const expect = (i: number, withAcc: boolean) => {
+        let s = withAcc ? before[i]! : 0;
+        for (let j = 0; j < k; j++) s += ws[j]! * xs[j]![i]!;
+        return s;
+      };
+      arena.accumulate(acc, true, xs, ws);
+      for (let i = 0; i < n; i++) assert.equal(acc[i], expect(i, true), `accumulate add n=${n} k=${k} i=${i}`);
+      arena.accumulate(acc, false, xs, ws);
+      for (let i = 0; i < n; i++) assert.equal(acc[i], expect(i, false), `accumulate first n=${n} k=${k} i=${i}`);
+      acc.set(before);
+      const snapshot = xs.map((x) => Float32Array.from(x));
+      const ref = (i: number) => {
+        let s = before[i]!;
+        for (let j = 0; j < k; j++) s += ws[j]! * snapshot[j]![i]!;
+        return Math.fround(s * 0.125);
+      };
+      arena.scaledSum(xs[0]!, acc, xs, ws, 0.125); // in place over the first update
+      for (let i = 0; i < n; i++) assert.equal(xs[0]![i], ref(i), `scaledSum n=${n} k=${k} i=${i}`);
+      for (const x of xs) arena.give(x);
+      arena.give(acc);
+    }
+  }
+  // blocks come back for reuse; views from before the memory grew stay valid
+  const a = arena.f32(1000);
+  a[999] = 42;
+  const big = arena.f64(3_000_000);
+  big[0] = 1;
+  assert.equal(a[999], 42);
+  assert.ok(arena.addressOf(a) >= 0 && arena.addressOf(new Float32Array(4)) === -1);
+  arena.give(big);
+  const again = arena.f64(3_000_000);
+  assert.equal(arena.addressOf(again), arena.addressOf(big));
+  arena.give(again);
+  arena.give(a);
+  assert.throws(() => arena.give(a), /not the start of an arena block/);
+});
+
+test('fold.wasm is what fold.wat compiles to', async () => {
+  const { compileFold } = await import('../server/scripts/wat2wasm.mjs');
+  const committed = readFileSync(new URL('../server/src/strategy/fold.wasm', import.meta.url));
+  assert.ok((await compileFold()).equals(committed), 'fold.wasm is stale: run npm run build:wasm');
+});
+
+test('FedAvg writes a new global into the buffer of one the coordinator gave back, never into a live one', () => {
+  const strategy = createStrategy({ name: 'fedavg' });
+  const layout = tinyDecoder(1);
+  const run = (round: number, seed: number) => {
+    const agg = strategy.beginRound(round, layout);
+    agg.add({ site: 'a', weights: tinyDecoder(seed), numExamples: 1 });
+    return agg.finish();
+  };
+  const bufferOf = (g: NamedTensors) => g.values().next().value!.data.buffer;
+  const g1 = run(1, 11);
+  const g2 = run(2, 12);
+  assert.notEqual(bufferOf(g2), bufferOf(g1), 'g1 is still the live global while round 2 runs');
+  const kept2 = [...g2].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)] as const);
+  strategy.recycle!(g1);
+  const g3 = run(3, 13);
+  assert.equal(bufferOf(g3), bufferOf(g1), 'round 3 reuses the given-back buffer');
+  for (const [n, v] of kept2) assert.deepEqual(g2.get(n)!.data, v, `g2 ${n} untouched`);
+  for (const [n, r] of referenceFedAvg([{ weights: tinyDecoder(13), numExamples: 1 }])) assertClose(g3.get(n)!.data as Float32Array, r, n);
+});
+
+test('an abandoned round releases what it holds; its sum takes no more updates', () => {
+  const arena = foldArena();
+  const strategy = createStrategy({ name: 'fedavg' });
+  const agg = strategy.beginRound(1, tinyDecoder(1));
+  const released: number[] = [];
+  for (let i = 0; i < FOLD_BATCH + 2; i++) {
+    const enc = encodeTransfer(tinyDecoder(20 + i));
+    const payload = arena.bytes(enc.payload.length);
+    payload.set(enc.payload);
+    agg.add({ site: `s${i}`, weights: decodePayload(enc.manifest, payload), numExamples: 1, release: () => released.push(i) });
+  }
+  assert.equal(released.length, FOLD_BATCH, 'one batch summed, two updates held');
+  agg.abandon();
+  assert.deepEqual(released.sort(), [...Array(FOLD_BATCH + 2).keys()]);
+  assert.throws(() => agg.add({ site: 'late', weights: tinyDecoder(3), numExamples: 1 }), /closed/);
+  assert.throws(() => agg.finish(), /discarded/);
 });
 
 test('FedAvg accumulates in float64 (no float32 cancellation)', () => {

@@ -112,7 +112,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   readonly config: ServerConfig;
   readonly baseModelHash: string;
   readonly layout: TensorLayout;
-  private readonly strategy: Strategy;
+  readonly strategy: Strategy;
   private readonly store: StateStore;
   private readonly registry: ClientRegistry;
   private readonly metrics: ServerMetrics;
@@ -176,9 +176,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   private setGlobal(g: Map<string, HostTensor>, version = tensorsVersion(g)): void {
+    const old = this.global;
     this.global = g;
     this.version = version;
-    this.encoded.clear();
+    this.encoded.clear(); // downloads in flight send pre-serialized frames (copies), not the old global
+    if (old !== g) this.strategy.recycle?.(old);
     this.emit('global', this.version);
   }
 
@@ -450,7 +452,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const p = this.openPhase('fit', round, attempt, sampled);
       this.log.info({ event: 'round_started', round, attempt, sampled, available: available.length, strategy: this.strategy.name }, 'fit round started');
       await this.runPhase(p, c.round_timeout_s * 1000, signal);
-      if (signal.aborted) throw signal.reason;
+      if (signal.aborted) {
+        p.aggregator!.abandon();
+        throw signal.reason;
+      }
       // The round's own work (mean, content hash, wire encoding, files) is ~50 ms of CPU for a sam-vit-base decoder.
       // It runs in steps with turns of the event loop in between, so that the RPC which completed the round gets
       // its answer out first (headers, message and trailers take a few turns) and heartbeats and downloads go on.
@@ -460,6 +465,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const accepted = [...p.slots.values()].filter((s) => s.status === 'accepted').map((s) => s.site);
       if (accepted.length < c.min_fit_clients || accepted.length === 0) {
         this.metrics.roundRetries.inc();
+        p.aggregator!.abandon();
         this.log.warn({ event: 'round_retry', round, attempt, accepted, failed: this.failedOf(p), min_fit_clients: c.min_fit_clients }, 'too few updates: retrying the round');
         if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) {
           throw new Error(`round ${round}: only ${accepted.length} of the ${c.min_fit_clients} required updates after ${attempt} attempts`);

@@ -15,6 +15,7 @@ import type { Coordinator, TaskSlot } from './coordinator.ts';
 import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { BufferPool } from './bufferPool.ts';
+import { foldArena, type FoldArena } from './strategy/foldArena.ts';
 import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
 
 export class Semaphore {
@@ -35,6 +36,9 @@ export class Semaphore {
   }
 }
 
+/** Receive buffers from the fold arena (which keeps given-back blocks for reuse itself). */
+const arenaPayloads = (arena: FoldArena) => ({ take: (n: number) => arena.bytes(n), give: (b: Uint8Array) => arena.give(b) });
+
 export interface ServiceDeps {
   config: ServerConfig;
   coordinator: Coordinator;
@@ -52,7 +56,10 @@ const waitWritable = (stream: NodeJS.EventEmitter): Promise<void> => onceAny(str
 export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation {
   const { config, coordinator, registry, auth, metrics, logger: log } = d;
   const uploads = new Semaphore(config.limits.max_concurrent_uploads);
-  const payloads = new BufferPool<Uint8Array>((n) => new Uint8Array(n), 2);
+  // Upload receive buffers. Streaming strategies read updates where they arrive, in the fold arena (FedAvg's
+  // kernel needs them there); strategies that keep every update of a round get ordinary buffers, because the
+  // arena never shrinks and K held updates would stay reserved after the round.
+  const payloads = coordinator.strategy.keepsAllUpdates ? new BufferPool<Uint8Array>((n) => new Uint8Array(n), 2) : arenaPayloads(foldArena());
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
   const frameCache = new WeakMap<object, PreEncoded[]>();

@@ -3,10 +3,9 @@
 import { z } from 'zod';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  coordinateMedian, fedOptStep, trimmedMean, WeightedSum,
+  coordinateMedian, fedOptStep, touchedF32, trimmedMean, WeightedSum,
   type FedOptMoments, type NamedTensors,
 } from './math.ts';
-import { BufferPool } from '../bufferPool.ts';
 
 export * from './math.ts';
 
@@ -45,12 +44,14 @@ export interface ClientUpdate {
 
 /** Aggregation of one round: updates are folded in as they arrive (validated beforehand). */
 export interface RoundAggregator {
-  /** Fold in one update. The aggregator may keep a reference to its arrays until the next add() or finish(). */
+  /** Fold in one update. The aggregator may keep its arrays until it calls the update's `release`. */
   add(update: ClientUpdate): void;
   readonly count: number;
   readonly totalExamples: number;
   /** The new global model. Called once. */
   finish(): NamedTensors;
+  /** The round is dropped (retried or stopped) without finish(): release every update still held. */
+  abandon(): void;
 }
 
 /** Persistable strategy state (FedOpt moments). */
@@ -66,6 +67,11 @@ export interface Strategy {
   /** Per-round parameters sent with each FitTask. */
   fitParams(round: number): { proximalMu: number; params: Record<string, number> };
   beginRound(round: number, global: NamedTensors): RoundAggregator;
+  /**
+   * The coordinator no longer reads `global` (an earlier finish() result it has replaced): a strategy may write
+   * a later result into its buffer.
+   */
+  recycle?(global: NamedTensors): void;
   saveState(): StrategyState;
   loadState(state: StrategyState): void;
 }
@@ -73,7 +79,7 @@ export interface Strategy {
 /** FedAvg (and FedProx, whose server side is FedAvg): streaming float64 weighted sum. */
 class FedAvgStrategy implements Strategy {
   readonly keepsAllUpdates = false;
-  private readonly pool = accumulatorPool();
+  private readonly outputs = new OutputBuffers();
   constructor(readonly name: 'fedavg' | 'fedprox', private readonly mu = 0) {}
 
   fitParams(): { proximalMu: number; params: Record<string, number> } {
@@ -81,7 +87,11 @@ class FedAvgStrategy implements Strategy {
   }
 
   beginRound(_round: number, global: NamedTensors): RoundAggregator {
-    return streamingMean(global, this.pool, (mean) => mean);
+    return streamingMean(global, this.outputs.take(global), (mean) => mean);
+  }
+
+  recycle(global: NamedTensors): void {
+    this.outputs.recycle(global);
   }
 
   saveState(): StrategyState {
@@ -91,11 +101,32 @@ class FedAvgStrategy implements Strategy {
   loadState(): void {}
 }
 
-/** FedAvg's float64 accumulator, kept from round to round by each strategy. */
-const accumulatorPool = () => new BufferPool((n) => new Float64Array(n));
+/**
+ * The buffers FedAvg writes each new global into: the one the coordinator has given back (recycle()) is reused,
+ * so a round pays no fresh 16 MB of page faults. At most two exist: the current global and the one being written.
+ */
+class OutputBuffers {
+  private readonly mine = new WeakMap<ArrayBufferLike, Float32Array>();
+  private spare: Float32Array | undefined;
 
-function streamingMean(global: NamedTensors, pool: BufferPool<Float64Array>, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
-  const sum = new WeightedSum(global, pool);
+  take(layout: NamedTensors): Float32Array {
+    let size = 0;
+    for (const t of layout.values()) size += t.data.length;
+    const b = this.spare?.length === size ? this.spare : touchedF32(size);
+    this.spare = undefined;
+    this.mine.set(b.buffer, b);
+    return b;
+  }
+
+  recycle(global: NamedTensors): void {
+    const first = global.values().next().value;
+    const b = first && this.mine.get(first.data.buffer);
+    if (b) this.spare = b;
+  }
+}
+
+function streamingMean(global: NamedTensors, out: Float32Array | undefined, then: (mean: NamedTensors) => NamedTensors): RoundAggregator {
+  const sum = new WeightedSum(global, out);
   return {
     add: (u) => sum.add(u.weights, u.numExamples, u.release),
     get count() {
@@ -105,6 +136,7 @@ function streamingMean(global: NamedTensors, pool: BufferPool<Float64Array>, the
       return sum.totalWeight;
     },
     finish: () => then(sum.mean()),
+    abandon: () => sum.discard(),
   };
 }
 
@@ -112,7 +144,8 @@ function streamingMean(global: NamedTensors, pool: BufferPool<Float64Array>, the
 class FedOptStrategy implements Strategy {
   readonly keepsAllUpdates = false;
   private moments: FedOptMoments | undefined;
-  private readonly pool = accumulatorPool();
+  /** The round's FedAvg mean: read by the optimizer step only, so one buffer serves every round. */
+  private meanOut: Float32Array | undefined;
   readonly name: 'fedadam' | 'fedyogi';
 
   constructor(private readonly cfg: Extract<StrategyConfig, { name: 'fedadam' | 'fedyogi' }>) {
@@ -125,7 +158,10 @@ class FedOptStrategy implements Strategy {
 
   beginRound(round: number, global: NamedTensors): RoundAggregator {
     // The coordinator replaces the global after finish() and never writes into it: no copy needed.
-    return streamingMean(global, this.pool, (mean) => {
+    let size = 0;
+    for (const t of global.values()) size += t.data.length;
+    if (this.meanOut?.length !== size) this.meanOut = touchedF32(size);
+    return streamingMean(global, this.meanOut, (mean) => {
       const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', global, mean, this.moments, this.cfg, round, { inPlaceMoments: true });
       this.moments = moments;
       return weights;
@@ -193,6 +229,10 @@ class RobustStrategy implements Strategy {
         const out = this.cfg.name === 'median' ? coordinateMedian(kept) : trimmedMean(kept, this.cfg.beta);
         for (const r of releases.splice(0)) r();
         return out;
+      },
+      abandon: () => {
+        kept.length = 0;
+        for (const r of releases.splice(0)) r();
       },
     };
   }

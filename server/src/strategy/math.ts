@@ -3,7 +3,7 @@
 // Accumulations run in float64 and round to float32 once at the end.
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { backToBack, sameShape } from '@fedsam/shared/transfer';
-import type { BufferPool } from '../bufferPool.ts';
+import { foldArena, type FoldArena } from './foldArena.ts';
 
 export type NamedTensors = Map<string, HostTensor>;
 
@@ -40,36 +40,6 @@ function checkLayout(layout: NamedTensors, update: NamedTensors, what: string): 
   }
 }
 
-// The hot loops of FedAvg, one small monomorphic function each. Measured on this machine's kind (4M parameters):
-// a pass costs ~4-5 ms and is bound by memory traffic, so the fold makes as few passes as it can (see WeightedSum).
-
-/** acc[i] = w * x[i] */
-function assignScaled(acc: Float64Array, x: Float32Array, w: number): void {
-  const n = x.length;
-  for (let i = 0; i < n; i++) acc[i] = w * x[i]!;
-}
-
-/** acc[i] += w * x[i] */
-function axpy(acc: Float64Array, x: Float32Array, w: number): void {
-  const n = x.length;
-  for (let i = 0; i < n; i++) acc[i] += w * x[i]!;
-}
-
-// The mean multiplies by 1 / total: a float64 division per value costs as much as the rest of the pass, and the
-// product differs from the quotient by at most 1 float64 ulp before the rounding to float32.
-
-/** out[i] = (acc[i] + w * x[i]) * inv, rounded to float32 (the last fold and the mean in one pass). */
-function foldAndScale(out: Float32Array, acc: Float64Array, x: Float32Array, w: number, inv: number): void {
-  const n = x.length;
-  for (let i = 0; i < n; i++) out[i] = (acc[i]! + w * x[i]!) * inv;
-}
-
-/** out[i] = w * x[i] * inv (a round with a single update). */
-function scale(out: Float32Array, x: Float32Array, w: number, inv: number): void {
-  const n = x.length;
-  for (let i = 0; i < n; i++) out[i] = w * x[i]! * inv;
-}
-
 interface Slot {
   name: string;
   shape: number[];
@@ -78,42 +48,59 @@ interface Slot {
 }
 
 /**
- * One update's float32 values in layout order: a single view when its tensors lie back to back in one buffer in
- * that order (what decodePayload gives for a payload in the server's order), else one array per tensor.
+ * A new float32 buffer with its pages touched: a fresh 16 MB buffer costs ~6-13 ms of page faults on this machine
+ * kind, better paid at round start than while an upload waits for its answer or after the last one.
  */
-type UpdateValues = { flat: Float32Array } | { parts: Float32Array[] };
+export function touchedF32(n: number): Float32Array {
+  const b = new Float32Array(n);
+  b.fill(0);
+  return b;
+}
+
+/** Updates held before a fold pass: one pass reads and writes the float64 accumulator once for all of them. */
+export const FOLD_BATCH = 4;
+
+/** An update as the fold kernel reads it: float32 values in the fold arena, whole (in layout order) or per tensor. */
+interface Held {
+  weight: number;
+  /** All values back to back in layout order, when they lie so. */
+  flat: Float32Array | undefined;
+  parts: Float32Array[];
+  release: () => void;
+}
 
 /**
- * Streaming weighted mean: fold updates in one at a time (one flat float64 accumulator, O(model) memory whatever
- * the number of updates), then `mean()` = sum_i w_i x_i * (1 / sum_i w_i) rounded to float32.
+ * Streaming weighted mean: sum_i w_i x_i * (1 / sum_i w_i), accumulated in float64 and rounded to float32 once.
+ * Memory is O(model) whatever the number of updates: one flat float64 accumulator, at most FOLD_BATCH held updates.
  *
- * Passes over memory, not arithmetic, set the cost, so: the first update is written, not added (no zeroing); the
- * newest update is held back and folded in by `mean()` in the same pass that divides and rounds (the step after
- * the last upload costs one pass). Contract: add() keeps a reference to the update's arrays until the next add()
- * or mean(); the caller must not modify them before then.
+ * Memory traffic, not arithmetic, sets the cost (the WebAssembly kernel in foldArena.ts), so updates are held
+ * until FOLD_BATCH of them are waiting and then summed into the accumulator in one pass; mean() sums the last held
+ * ones, scales and rounds in one more pass (what the step after the last upload costs). The first pass writes the
+ * accumulator instead of adding to it, so it is never zeroed; with at most FOLD_BATCH updates it is never used.
+ * Contract: add() may keep the update's arrays until it calls `release`; the caller must not modify them before.
  */
 export class WeightedSum {
   private readonly slots: Slot[] = [];
   private readonly size: number;
-  /** Taken (from the pool) by the first fold: until then nothing is summed. */
+  /** Taken from the arena by the first fold pass. */
   private acc: Float64Array | undefined;
-  private held: { values: UpdateValues; weight: number; release: (() => void) | undefined } | undefined;
+  private held: Held[] = [];
   private readonly out: Float32Array;
   private result: NamedTensors | undefined;
+  private discarded = false;
   private total = 0;
   private n = 0;
 
-  constructor(private readonly layout: NamedTensors, private readonly pool?: BufferPool<Float64Array>) {
+  /** @param out the buffer mean() writes (layout-sized); by default a new one. */
+  constructor(private readonly layout: NamedTensors, out?: Float32Array, private readonly arena: FoldArena = foldArena()) {
     let offset = 0;
     for (const [name, t] of layout) {
       this.slots.push({ name, shape: [...t.shape], offset, length: t.data.length });
       offset += t.data.length;
     }
     this.size = offset;
-    // The output buffer that mean() writes, allocated and touched now (at round start) so that its page faults
-    // (~6 ms for 16 MB here) are paid neither while an upload waits for its answer nor after the last one.
-    this.out = new Float32Array(this.size);
-    this.out.fill(0);
+    if (out && out.length !== this.size) throw new AggregationError(`output buffer has ${out.length} values, expected ${this.size}`);
+    this.out = out ?? touchedF32(this.size);
   }
 
   get count(): number {
@@ -124,67 +111,90 @@ export class WeightedSum {
     return this.total;
   }
 
-  /** Fold in one update; `release` is called once its arrays are no longer read. */
+  /**
+   * Add one update; `release` is called once its arrays are no longer read. Arrays that live in the fold arena
+   * (upload receive buffers) are the sum's until then: mean() writes over them.
+   */
   add(weights: NamedTensors, weight: number, release?: () => void): void {
     if (!(weight > 0) || !Number.isFinite(weight)) throw new AggregationError(`weight must be a positive finite number, got ${weight}`);
-    if (this.result) throw new AggregationError('this sum is closed: mean() was already taken');
+    if (this.result || this.discarded) throw new AggregationError('this sum is closed: mean() was already taken or the round dropped');
     checkLayout(this.layout, weights, 'update');
-    const values = this.valuesOf(weights);
-    if (this.held) {
-      this.fold(this.held.values, this.held.weight);
-      this.held.release?.();
-    }
-    this.held = { values, weight, release };
+    const held = this.hold(weights, weight, release);
+    if (this.held.length === FOLD_BATCH) this.fold();
+    this.held.push(held);
     this.total += weight;
     this.n++;
   }
 
-  /** The weighted mean as float32 tensors (views of one buffer). Closes the sum (its accumulator goes back to the pool); later calls return the same tensors. */
+  /** The weighted mean as float32 tensors (views of one buffer). Closes the sum; later calls return the same tensors. */
   mean(): NamedTensors {
     if (this.result) return this.result;
+    if (this.discarded) throw new AggregationError('this sum was discarded');
+    if (this.n === 0) throw new AggregationError('no update to average');
     const held = this.held;
-    if (this.n === 0 || !held) throw new AggregationError('no update to average');
-    const out = this.out;
-    const inv = 1 / this.total;
-    const acc = this.acc;
-    this.each(held.values, (x, o) => {
-      const y = out.subarray(o, o + x.length);
-      if (acc) foldAndScale(y, acc.subarray(o, o + x.length), x, held.weight, inv);
-      else scale(y, x, held.weight, inv);
-    });
-    this.held = undefined;
-    held.release?.();
-    if (acc) this.pool?.give(acc);
+    const ws = held.map((h) => h.weight);
+    // Written into the first held update's own arrays (each value is read before it is overwritten), then copied
+    // out: the arena's blocks go back to it, the new global must outlive them.
+    for (const seg of this.segments(held)) {
+      const dst = seg.xs[0]!;
+      this.arena.scaledSum(dst, this.acc?.subarray(seg.offset, seg.offset + seg.length), seg.xs, ws, 1 / this.total);
+      this.out.set(dst, seg.offset);
+    }
+    this.releaseHeld();
+    if (this.acc) this.arena.give(this.acc);
     this.acc = undefined;
     const result: NamedTensors = new Map();
-    for (const s of this.slots) result.set(s.name, { dtype: 'float32', shape: [...s.shape], data: out.subarray(s.offset, s.offset + s.length) });
+    for (const s of this.slots) result.set(s.name, { dtype: 'float32', shape: [...s.shape], data: this.out.subarray(s.offset, s.offset + s.length) });
     this.result = result;
     return result;
   }
 
-  private fold(values: UpdateValues, w: number): void {
+  /** Close the sum without a mean: release the held updates, give the accumulator back. */
+  discard(): void {
+    this.releaseHeld();
+    if (this.acc) this.arena.give(this.acc);
+    this.acc = undefined;
+    this.discarded = true;
+  }
+
+  /** Sum the held updates into the accumulator. */
+  private fold(): void {
     const first = !this.acc;
-    const acc = (this.acc ??= this.pool ? this.pool.take(this.size) : new Float64Array(this.size));
-    this.each(values, (x, o) => {
-      const a = acc.subarray(o, o + x.length);
-      if (first) assignScaled(a, x, w);
-      else axpy(a, x, w);
-    });
+    const acc = (this.acc ??= this.arena.f64(this.size));
+    const ws = this.held.map((h) => h.weight);
+    for (const seg of this.segments(this.held)) this.arena.accumulate(acc.subarray(seg.offset, seg.offset + seg.length), !first, seg.xs, ws);
+    this.releaseHeld();
   }
 
-  private each(values: UpdateValues, f: (x: Float32Array, offset: number) => void): void {
-    if ('flat' in values) f(values.flat, 0);
-    else for (let i = 0; i < this.slots.length; i++) f(values.parts[i]!, this.slots[i]!.offset);
+  private releaseHeld(): void {
+    for (const h of this.held.splice(0)) h.release();
   }
 
-  private valuesOf(weights: NamedTensors): UpdateValues {
+  /** One run over everything when every held update is flat, else one per tensor. */
+  private segments(held: Held[]): Array<{ offset: number; length: number; xs: Float32Array[] }> {
+    if (held.every((h) => h.flat)) return [{ offset: 0, length: this.size, xs: held.map((h) => h.flat!) }];
+    return this.slots.map((s, i) => ({ offset: s.offset, length: s.length, xs: held.map((h) => h.parts[i]!) }));
+  }
+
+  /** The update as the kernel reads it: in place when it is in the arena, else copied in (and released at once). */
+  private hold(weights: NamedTensors, weight: number, release: (() => void) | undefined): Held {
     const parts = this.slots.map((s) => {
       const x = weights.get(s.name)!.data as Float32Array;
       if (x.length !== s.length) throw new AggregationError(`update: tensor "${s.name}" has ${x.length} values, expected ${s.length}`);
       return x;
     });
-    const flat = backToBack(parts);
-    return flat ? { flat } : { parts };
+    if (parts.every((x) => this.arena.addressOf(x) >= 0)) {
+      return { weight, flat: backToBack(parts), parts, release: release ?? (() => {}) };
+    }
+    const copy = this.arena.f32(this.size);
+    this.slots.forEach((s, i) => copy.set(parts[i]!, s.offset));
+    release?.();
+    return {
+      weight,
+      flat: copy,
+      parts: this.slots.map((s) => copy.subarray(s.offset, s.offset + s.length)),
+      release: () => this.arena.give(copy),
+    };
   }
 }
 

@@ -1,0 +1,1 @@
+export function compileFold(): Promise<Buffer>;
