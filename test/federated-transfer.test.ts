@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '@fedsam/shared/safetensors';
 import {
   checkManifest, DEFAULT_CHUNK_BYTES, decodePayload, encodeTransfer, findNonFinite, frozenEncodersHash, layoutOf,
-  payloadChunks, tensorsVersion, trailerFor, trailerOf, TransferDecoder, TransferError, CHECKSUM_ALGORITHMS,
+  payloadChunks, tensorsVersion, trailerFor, trailerOf, TransferDecoder, TransferError, CHECKSUM_ALGORITHMS, firstNonFinite,
 } from '@fedsam/shared/transfer';
+import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { loadServerConfig, parseServerConfig, ServerConfigError } from '@fedsam/server/config';
 import { flagsToConfig } from '@fedsam/server/cli';
 import { hashToken, SiteAuthenticator } from '@fedsam/server/auth';
@@ -117,9 +118,16 @@ test('decoder finite check: NaN / Infinity refused as the chunk holding it arriv
     const manifest = { tensors: [...h.manifest.tensors, ...f.manifest.tensors], total_bytes: payload.length, checksum_algorithm: 'sha256' };
     return { manifest, payload };
   };
+  // the JS scan (sites) and the server's WebAssembly scan over its fold arena
+  const arena = foldArena();
+  const arenaScan = {
+    into: () => arena.bytes(2048),
+    scanFinite: (p: Uint8Array, at: number, count: number, dtype: 'F32' | 'F16') => arena.firstNonFinite(p, at, count, dtype),
+  };
+  for (const [scanner, opts] of [['js', () => ({})], ['wasm', () => ({ into: arenaScan.into(), scanFinite: arenaScan.scanFinite })]] as const)
   for (const chunk of [1, 3, 7, 64, 4096]) {
     const ok = encodeMixed(mk(undefined));
-    const d = new TransferDecoder(ok.manifest, { checkFinite: true });
+    const d = new TransferDecoder(ok.manifest, { checkFinite: true, ...opts() });
     for (const c of payloadChunks(ok.payload, chunk)) d.push(c);
     assert.equal(d.bytesReceived, ok.payload.length);
     for (const [bad, message] of [
@@ -129,7 +137,7 @@ test('decoder finite check: NaN / Infinity refused as the chunk holding it arriv
       [{ tensor: 'h', index: 2, value: 1e6 }, /"mask_decoder.h" has a non-finite value \(Infinity\) at index 2/], // overflows float16
     ] as const) {
       const enc = encodeMixed(mk(bad));
-      const dec = new TransferDecoder(enc.manifest, { checkFinite: true });
+      const dec = new TransferDecoder(enc.manifest, { checkFinite: true, ...opts() });
       const byteOfBad = bad.tensor === 'h' ? bad.index * 2 : 10 + bad.index * 4;
       let pushed = 0;
       assert.throws(
@@ -140,12 +148,55 @@ test('decoder finite check: NaN / Infinity refused as the chunk holding it arriv
           }
         },
         (e: TransferError) => e.kind === 'nonfinite' && message.test(e.message),
-        `chunk ${chunk} ${JSON.stringify(bad)}`,
+        `${scanner} chunk ${chunk} ${JSON.stringify(bad)}`,
       );
       // refused with the chunk that completed the bad value, not later
       assert.ok(pushed < byteOfBad + (bad.tensor === 'h' ? 2 : 4), `chunk ${chunk}: refused late (${pushed} bytes accepted)`);
     }
   }
+});
+
+test('the WebAssembly finite scan finds the first NaN / Infinity at every position, in float32 and float16', () => {
+  const arena = foldArena();
+  const n = 1000;
+  for (const dtype of ['F32', 'F16'] as const) {
+    const size = dtype === 'F32' ? 4 : 2;
+    const p = arena.bytes(n * size + 16);
+    for (const at of [0, 2, 4, 6]) {
+      for (const bad of [-1, 0, 1, 15, 16, 31, 32, 500, 998, 999]) {
+        p.fill(0);
+        const f = new DataView(p.buffer, p.byteOffset);
+        for (let i = 0; i < n; i++) dtype === 'F32' ? f.setFloat32(at + i * 4, i - 500.5, true) : f.setUint16(at + i * 2, float32ToFloat16Bits(i / 100 - 5), true);
+        if (bad >= 0) dtype === 'F32' ? f.setFloat32(at + bad * 4, bad % 2 ? NaN : -Infinity, true) : f.setUint16(at + bad * 2, bad % 2 ? 0x7e00 : 0xfc00, true);
+        if (bad >= 0 && bad + 3 < n) dtype === 'F32' ? f.setFloat32(at + (bad + 3) * 4, Infinity, true) : f.setUint16(at + (bad + 3) * 2, 0x7c00, true);
+        const js = firstNonFinite(p, at, n, dtype);
+        assert.equal(js, bad, `js ${dtype} at ${at} bad ${bad}`);
+        assert.equal(arena.firstNonFinite(p, at, n, dtype), bad, `wasm ${dtype} at ${at} bad ${bad}`);
+        assert.equal(arena.firstNonFinite(p, at, bad >= 0 ? bad : 7, dtype), -1, 'a range that ends before the bad value is clean');
+      }
+    }
+    arena.give(p);
+  }
+  assert.throws(() => arena.firstNonFinite(new Uint8Array(8), 0, 2, 'F32'), /not in the arena/);
+});
+
+test('a decoder receiving into shared memory copies chunk data that starts at any offset exactly', () => {
+  const w = bigDecoder();
+  const enc = encodeTransfer(w);
+  const arena = foldArena();
+  const into = arena.bytes(enc.payload.length);
+  const dec = new TransferDecoder(enc.manifest, { into, checkFinite: true });
+  let shift = 0;
+  for (const c of payloadChunks(enc.payload, 4093)) {
+    // as in a decoded protobuf message: the bytes sit at an odd place in a larger buffer
+    const host = new Uint8Array(c.data.length + 8);
+    shift = (shift + 3) % 8;
+    host.set(c.data, shift);
+    dec.push({ ...c, data: host.subarray(shift, shift + c.data.length) });
+  }
+  const out = dec.finish(trailerOf(enc));
+  for (const [n, t] of w) assert.deepEqual(out.get(n)!.data, t.data, n);
+  arena.give(into);
 });
 
 test('decoder receives into a given buffer (a pool\'s) and refuses one that is too small', () => {

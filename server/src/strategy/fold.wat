@@ -1,5 +1,7 @@
-;; FedAvg's hot loop in WebAssembly SIMD: a weighted sum of up to B float32 updates in float64, 8 values per step.
-;; The JS loop it replaces ran at ~1.7 ns per value and update; this runs at ~0.35 (bench/aggregate.ts).
+;; The server's hot loops in WebAssembly SIMD, over the fold arena (foldArena.ts):
+;; - reduce: FedAvg's weighted sum of up to B float32 updates in float64, 8 values per step (the JS loop it replaced
+;;   ran at ~1.7 ns per value and update, this at ~0.35);
+;; - first_nonfinite_f32 / _f16: the finite check of an upload as its chunks arrive (~8x the JS loop).
 ;; Compiled by `npm run build:wasm` (wabt) into fold.wasm; test/fold-kernel.test.ts checks the two agree.
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -59,4 +61,53 @@
           (v128.store offset=32 (local.get $a) (local.get $a2))
           (v128.store offset=48 (local.get $a) (local.get $a3))))
       (local.set $i (i32.add (local.get $i) (i32.const 8)))
-      (br $step)))))
+      (br $step))))
+  ;; Index of the first float32 among n at addr whose exponent bits are all ones (NaN, +-Infinity), or -1.
+  (func (export "first_nonfinite_f32") (param $addr i32) (param $n i32) (result i32)
+    (local $i i32) (local $m v128) (local $body i32)
+    (local.set $m (i32x4.splat (i32.const 0x7f800000)))
+    (local.set $body (i32.and (local.get $n) (i32.const -16)))
+    (block $done (loop $step
+      (br_if $done (i32.ge_u (local.get $i) (local.get $body)))
+      (if (v128.any_true (v128.or
+            (v128.or
+              (i32x4.eq (v128.and (v128.load (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 2)))) (local.get $m)) (local.get $m))
+              (i32x4.eq (v128.and (v128.load offset=16 (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 2)))) (local.get $m)) (local.get $m)))
+            (v128.or
+              (i32x4.eq (v128.and (v128.load offset=32 (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 2)))) (local.get $m)) (local.get $m))
+              (i32x4.eq (v128.and (v128.load offset=48 (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 2)))) (local.get $m)) (local.get $m)))))
+        (then (br $done)))
+      (local.set $i (i32.add (local.get $i) (i32.const 16)))
+      (br $step)))
+    ;; the rest, or the 16 values that hold the first hit, one by one
+    (block $none (loop $one
+      (br_if $none (i32.ge_u (local.get $i) (local.get $n)))
+      (if (i32.eq (i32.and (i32.load (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 2)))) (i32.const 0x7f800000)) (i32.const 0x7f800000))
+        (then (return (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $one)))
+    (i32.const -1))
+  ;; The same for float16 bits (exponent 0x7c00).
+  (func (export "first_nonfinite_f16") (param $addr i32) (param $n i32) (result i32)
+    (local $i i32) (local $m v128) (local $body i32)
+    (local.set $m (i16x8.splat (i32.const 0x7c00)))
+    (local.set $body (i32.and (local.get $n) (i32.const -32)))
+    (block $done (loop $step
+      (br_if $done (i32.ge_u (local.get $i) (local.get $body)))
+      (if (v128.any_true (v128.or
+            (v128.or
+              (i16x8.eq (v128.and (v128.load (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 1)))) (local.get $m)) (local.get $m))
+              (i16x8.eq (v128.and (v128.load offset=16 (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 1)))) (local.get $m)) (local.get $m)))
+            (v128.or
+              (i16x8.eq (v128.and (v128.load offset=32 (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 1)))) (local.get $m)) (local.get $m))
+              (i16x8.eq (v128.and (v128.load offset=48 (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 1)))) (local.get $m)) (local.get $m)))))
+        (then (br $done)))
+      (local.set $i (i32.add (local.get $i) (i32.const 32)))
+      (br $step)))
+    (block $none (loop $one
+      (br_if $none (i32.ge_u (local.get $i) (local.get $n)))
+      (if (i32.eq (i32.and (i32.load16_u (i32.add (local.get $addr) (i32.shl (local.get $i) (i32.const 1)))) (i32.const 0x7c00)) (i32.const 0x7c00))
+        (then (return (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $one)))
+    (i32.const -1)))

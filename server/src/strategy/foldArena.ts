@@ -56,10 +56,13 @@ for (;;) {
 `;
 
 type ReduceKernel = (dst: number, acc: number, n: number, ptab: number, wtab: number, k: number, add: number, out32: number, scale: number) => void;
+type ScanKernel = (addr: number, n: number) => number;
 
 export class FoldArena {
   private readonly memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
   private readonly kernel: ReduceKernel;
+  private readonly scanF32: ScanKernel;
+  private readonly scanF16: ScanKernel;
   /** Every SharedArrayBuffer object the memory has handed out (one per size it has had). */
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   private readonly blockBytes = new Map<number, number>();
@@ -76,6 +79,8 @@ export class FoldArena {
     const module = new WebAssembly.Module(readFileSync(new URL('./fold.wasm', import.meta.url)));
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.kernel = instance.exports['reduce'] as ReduceKernel;
+    this.scanF32 = instance.exports['first_nonfinite_f32'] as ScanKernel;
+    this.scanF16 = instance.exports['first_nonfinite_f16'] as ScanKernel;
     const buf = this.currentBuffer();
     this.addrTable = new Int32Array(buf, ADDRS, MAX_UPDATES_PER_CALL);
     this.helperAddrTable = new Int32Array(buf, HELPER_ADDRS, MAX_UPDATES_PER_CALL);
@@ -136,6 +141,17 @@ export class FoldArena {
   /** Byte address of a view's first element, or -1 when the view is not in the arena. */
   addressOf(view: ArrayBufferView): number {
     return this.buffers.has(view.buffer) ? view.byteOffset : -1;
+  }
+
+  /**
+   * Index of the first NaN / +-Infinity among `count` little-endian values of `dtype` at byte `at` of `view`
+   * (which must be in the arena), or -1.
+   */
+  firstNonFinite(view: Uint8Array, at: number, count: number, dtype: 'F32' | 'F16'): number {
+    const addr = this.addressOf(view);
+    if (addr < 0) throw new Error('FoldArena.firstNonFinite: the view is not in the arena');
+    if (at < 0 || at + count * (dtype === 'F32' ? 4 : 2) > view.length) throw new RangeError('FoldArena.firstNonFinite: range outside the view');
+    return (dtype === 'F32' ? this.scanF32 : this.scanF16)(addr + at, count);
   }
 
   /** acc[i] = (add ? acc[i] : 0) + sum_j ws[j] xs[j][i], in float64, left to right. */
