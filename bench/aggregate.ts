@@ -97,11 +97,12 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   let peak = rss0;
   const sample = () => void (peak = Math.max(peak, process.memoryUsage().rss));
   const strategy = createStrategy(spec.cfg);
-  // One round with the same K first: a server has done one before every round but its first, and the buffers it
-  // used (arena blocks for held updates and the float64 accumulator) are reused. The second round is timed.
+  // One round first: a server has done one before every round but its first, and FedAvg reuses the buffers it
+  // used (arena blocks for held updates, the float64 accumulator, the output). Same K for FedAvg; two updates for
+  // the strategies that keep every update (they reuse nothing). The second round is timed.
   {
     const warm = strategy.beginRound(1, global);
-    for (let i = 0; i < k; i++) {
+    for (let i = 0; i < (keeps ? 2 : k); i++) {
       const r = receive();
       fillUpdate(r.weights, global, i);
       warm.add({ site: `warm${i}`, weights: r.weights, numExamples: 1 + i, release: r.release });

@@ -109,6 +109,8 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
   assert.match(metricsText, /fedsam_bytes_received_total [1-9]/);
   assert.match(metricsText, /fedsam_bytes_sent_total [1-9]/);
   assert.match(metricsText, /fedsam_aggregation_seconds_count 1/);
+  // page 0 (the kernels' tables) is 64 KiB: more means the uploads were received into arena blocks
+  assert.ok(Number(/fedsam_fold_arena_bytes (\d+)/.exec(metricsText)?.[1]) > 65536, 'uploads were received into the fold arena');
 });
 
 test('runSimulation: per-round history with per-site dice/iou', async () => {

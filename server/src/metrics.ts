@@ -2,6 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { foldArena } from './strategy/foldArena.ts';
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -28,6 +29,14 @@ export class ServerMetrics {
     help: 'Updates by result (accepted/refused) and refusal reason',
     labelNames: ['result', 'reason'] as const,
     registers: [this.registry],
+  });
+  readonly foldArenaBytes = new Gauge({
+    name: 'fedsam_fold_arena_bytes',
+    help: 'Memory reserved by the fold arena (upload receive buffers, held updates, FedAvg accumulator); it never shrinks',
+    registers: [this.registry],
+    collect() {
+      this.set(foldArena().reservedBytes);
+    },
   });
   readonly globalMetric = new Gauge({
     name: 'fedsam_global_metric',
