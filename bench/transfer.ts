@@ -137,7 +137,8 @@ async function main(): Promise<void> {
   const rounds = 2 * (reps + 1);
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const { port, rawPort } = await new Promise<{ port: number; rawPort: number }>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', (l) => resolve(JSON.parse(l) as { port: number; rawPort: number }));
+    // the first JSON line (V8 flags such as --trace-gc may print before it)
+    createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('{') && resolve(JSON.parse(l) as { port: number; rawPort: number }));
     child.once('exit', (c) => reject(new Error(`bench server exited (${c})`)));
   });
   const conn = new Connection({ server: `127.0.0.1:${port}`, token: TOKEN });
