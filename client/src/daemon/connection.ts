@@ -70,9 +70,6 @@ export class Connection {
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 5000,
       'grpc-node.flow_control_window': 16 * 1024 * 1024,
-      // No retry buffering: grpc-js then asks for the next upload frame only once it has framed (copied) the
-      // previous one, which chunkFrameSerializer's reused buffer relies on. We retry at our level (backoff).
-      'grpc.per_rpc_retry_buffer_size': 0,
     }) as unknown as AnyClient;
     this.chunkBytes = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.transferTimeoutMs = o.transferTimeoutMs ?? 10 * 60_000;
