@@ -1,7 +1,7 @@
-// FedAvg's weighted sums in WebAssembly SIMD (fold.wat, compiled into fold.wasm) over one shared WebAssembly
-// memory, the fold arena. The server receives uploads straight into arena blocks and keeps its float64 accumulator
-// there, so the kernel reads updates where they arrived; an update anywhere else is copied in first (~1.8 ms per
-// 16 MB on this machine kind). A pass over a whole decoder is split with a helper thread when the machine has a
+// The server's hot loops in WebAssembly SIMD (fold.wat, compiled into fold.wasm): FedAvg's weighted sums and the
+// uploads' finite check, over one shared WebAssembly memory, the fold arena. The server receives uploads straight
+// into arena blocks and keeps its float64 accumulator there, so the kernels read updates where they arrived; an
+// update anywhere else is copied in first (~1.8 ms per 16 MB on this machine kind). A pass over a whole decoder is split with a helper thread when the machine has a
 // second core: the passes are bound by memory traffic, and two cores draw ~1.6x one core's (bench/aggregate.ts).
 //
 // The arena hands out whole blocks and takes them back for reuse; it never shrinks (a WebAssembly memory cannot),
@@ -27,13 +27,13 @@ const SPLIT_MIN = 1 << 16;
 const PICKUP_MS = 2;
 
 // Helper thread protocol, on an Int32Array `ctl` over a SharedArrayBuffer:
-//   ctl[0] state: IDLE -> POSTED (this thread) -> TAKEN (helper) -> DONE (helper) -> IDLE (this thread); QUIT ends it
+//   ctl[0] state: IDLE -> POSTED (this thread) -> TAKEN (helper) -> DONE (helper) -> IDLE (this thread), or
+//          POSTED -> IDLE when this thread takes a job back. The helper is unref'd and ends with the process.
 //   ctl[1] ready (helper started), ctl[2..9] the kernel's integer arguments, float64 slot 6 (bytes 48..56) the scale.
 const IDLE = 0;
 const POSTED = 1;
 const TAKEN = 2;
 const DONE = 3;
-const QUIT = -1;
 
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
@@ -44,7 +44,6 @@ const scale = new Float64Array(ctl);
 Atomics.store(c, 1, 1);
 for (;;) {
   const s = Atomics.load(c, 0);
-  if (s === ${QUIT}) break;
   if (s !== ${POSTED} || Atomics.compareExchange(c, 0, ${POSTED}, ${TAKEN}) !== ${POSTED}) {
     Atomics.wait(c, 0, s);
     continue;
@@ -71,11 +70,11 @@ export class FoldArena {
   private readonly addrTable: Int32Array;
   private readonly helperAddrTable: Int32Array;
   private readonly weightTable: Float64Array;
-  private readonly helper: { worker: Worker; ctl: Int32Array; scale: Float64Array } | undefined;
+  private readonly helper: { ctl: Int32Array; scale: Float64Array } | undefined;
 
   /** @param threads 2 to split long passes with a helper thread (default: when the machine has two cores). */
   constructor(threads = availableParallelism() > 1 ? 2 : 1) {
-    // Synchronous compilation is fine in Node for a module this small (499 bytes).
+    // Synchronous compilation is fine in Node for a module this small (under 1 KB).
     const module = new WebAssembly.Module(readFileSync(new URL('./fold.wasm', import.meta.url)));
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.kernel = instance.exports['reduce'] as ReduceKernel;
@@ -90,20 +89,13 @@ export class FoldArena {
       const worker = new Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory: this.memory, ctl } });
       worker.unref(); // idle in Atomics.wait; it must not keep the process alive
       worker.on('error', () => {}); // a helper that fails to start never reports ready: passes stay on this thread
-      this.helper = { worker, ctl: new Int32Array(ctl), scale: new Float64Array(ctl) };
+      this.helper = { ctl: new Int32Array(ctl), scale: new Float64Array(ctl) };
     }
   }
 
   /** Threads a long pass runs on (the helper counts once it has started). */
   get threads(): number {
     return this.helper && Atomics.load(this.helper.ctl, 1) === 1 ? 2 : 1;
-  }
-
-  /** Stop the helper thread (the arena keeps working on one thread). */
-  close(): void {
-    if (!this.helper) return;
-    Atomics.store(this.helper.ctl, 0, QUIT);
-    Atomics.notify(this.helper.ctl, 0);
   }
 
   /** Bytes the arena has taken from the system (it never gives them back). */
