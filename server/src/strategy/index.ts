@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  coordinateMedian, fedOptStep, touchedF32, trimmedMean, WeightedSum,
+  coordinateMedian, fedOptStep, touchedF32, trimmedMean, valueCount, WeightedSum,
   type FedOptMoments, type NamedTensors,
 } from './math.ts';
 
@@ -110,8 +110,7 @@ class OutputBuffers {
   private spare: Float32Array | undefined;
 
   take(layout: NamedTensors): Float32Array {
-    let size = 0;
-    for (const t of layout.values()) size += t.data.length;
+    const size = valueCount(layout);
     const b = this.spare?.length === size ? this.spare : touchedF32(size);
     this.spare = undefined;
     this.mine.set(b.buffer, b);
@@ -158,8 +157,7 @@ class FedOptStrategy implements Strategy {
 
   beginRound(round: number, global: NamedTensors): RoundAggregator {
     // The coordinator replaces the global after finish() and never writes into it: no copy needed.
-    let size = 0;
-    for (const t of global.values()) size += t.data.length;
+    const size = valueCount(global);
     if (this.meanOut?.length !== size) this.meanOut = touchedF32(size);
     return streamingMean(global, this.meanOut, (mean) => {
       const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', global, mean, this.moments, this.cfg, round, { inPlaceMoments: true });

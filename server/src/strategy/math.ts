@@ -47,6 +47,13 @@ interface Slot {
   length: number;
 }
 
+/** Number of values in all tensors together. */
+export function valueCount(tensors: NamedTensors): number {
+  let n = 0;
+  for (const t of tensors.values()) n += t.data.length;
+  return n;
+}
+
 /**
  * A new float32 buffer with its pages touched: a fresh 16 MB buffer costs ~6-13 ms of page faults on this machine
  * kind, better paid at round start than while an upload waits for its answer or after the last one.
