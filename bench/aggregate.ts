@@ -10,6 +10,7 @@
 // mean need all K updates at once (K float32 copies are part of their cost).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
 import { cloneTensors, FOLD_BATCH } from '@fedsam/server/strategy/math';
@@ -143,15 +144,17 @@ function measureOne(strategyLabel: string, k: number): Measurement {
 }
 
 function main(): void {
-  const args = process.argv.slice(2);
-  const one = args.indexOf('--one');
-  if (one >= 0) {
-    const [strategy, k] = args[one + 1]!.split(':');
+  const { values: args } = parseArgs({
+    options: { json: { type: 'boolean', default: false }, 'fedavg-only': { type: 'boolean', default: false }, one: { type: 'string' } },
+  });
+  if (args.one !== undefined) {
+    // a child: one strategy:K measurement
+    const [strategy, k] = args.one.split(':');
     process.stdout.write(JSON.stringify(measureOne(strategy!, Number(k))) + '\n');
     return;
   }
-  const json = args.includes('--json');
-  const only = args.includes('--fedavg-only') ? ['fedavg'] : STRATEGIES.map((s) => s.label);
+  const json = args.json;
+  const only = args['fedavg-only'] ? ['fedavg'] : STRATEGIES.map((s) => s.label);
   const self = fileURLToPath(import.meta.url);
   const results: Measurement[] = [];
   for (const strategy of only) {

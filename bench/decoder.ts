@@ -13,6 +13,7 @@
 // samples/s = B / median wall time per batch (first run of each row is a warm-up and not counted). Process CPU time
 // is shown too: other processes share this 2-core machine.
 import * as tf from '@tensorflow/tfjs';
+import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig } from '@fedsam/shared/config';
@@ -23,17 +24,17 @@ import { adamInit, adamStep, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/t
 import { median, tsWorker } from './common.ts';
 
 interface Args { reps: number; batches: number[]; parallel: boolean; json: boolean }
-function parseArgs(argv: string[]): Args {
-  const a: Args = { reps: 5, batches: [1, 2, 4], parallel: true, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    if (k === '--reps') a.reps = Number(argv[++i]);
-    else if (k === '--batches') a.batches = argv[++i].split(',').map(Number);
-    else if (k === '--no-parallel') a.parallel = false;
-    else if (k === '--json') a.json = true;
-    else throw new Error(`unknown argument ${k}`);
-  }
-  return a;
+function readArgs(argv: string[]): Args {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      reps: { type: 'string', default: '5' },
+      batches: { type: 'string', default: '1,2,4' },
+      'no-parallel': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  return { reps: Number(v.reps), batches: v.batches.split(',').map(Number), parallel: !v['no-parallel'], json: v.json };
 }
 
 
@@ -119,7 +120,7 @@ async function worker(): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = readArgs(process.argv.slice(2));
   const backend = await initBackend();
   const log = (s: string) => { if (!args.json) console.log(s); };
   log(`backend ${backend.name} (${backend.reason}); sam-vit-base prompt encoder + mask decoder, random weights (seed ${SEED}), ${args.reps} timed reps + 1 warm-up per row`);

@@ -9,6 +9,7 @@
 // SharedArrayBuffers), each encoding its own image at the same time: images/s with all cores.
 // Times are medians over reps; wall and process CPU time are both shown (other processes share this machine).
 import * as tf from '@tensorflow/tfjs';
+import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig, type SamConfig } from '@fedsam/shared/config';
@@ -19,18 +20,18 @@ import type { HostTensor } from '@fedsam/shared/safetensors';
 import { median, tsWorker } from './common.ts';
 
 interface Args { reps: number; workers: number; layers: boolean; cache: boolean; json: boolean }
-function parseArgs(argv: string[]): Args {
-  const a: Args = { reps: 2, workers: 2, layers: false, cache: true, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    if (k === '--reps') a.reps = Number(argv[++i]);
-    else if (k === '--workers') a.workers = Number(argv[++i]);
-    else if (k === '--layers') a.layers = true;
-    else if (k === '--no-cache') a.cache = false;
-    else if (k === '--json') a.json = true;
-    else throw new Error(`unknown argument ${k}`);
-  }
-  return a;
+function readArgs(argv: string[]): Args {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      reps: { type: 'string', default: '2' },
+      workers: { type: 'string', default: '2' },
+      layers: { type: 'boolean', default: false },
+      'no-cache': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  return { reps: Number(v.reps), workers: Number(v.workers), layers: v.layers, cache: !v['no-cache'], json: v.json };
 }
 
 
@@ -91,7 +92,7 @@ async function worker(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = readArgs(process.argv.slice(2));
   const backend = await initBackend();
   const config = samVitBaseConfig();
   const log = (s: string) => { if (!args.json) console.log(s); };

@@ -18,6 +18,7 @@ import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { destination, pino } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { buildManifest, CHECKSUM_ALGORITHM, type WireDtype } from '@fedsam/shared/transfer';
@@ -131,9 +132,11 @@ interface Row {
 
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const reps = Number(args[args.indexOf('--reps') + 1]) || 9;
-  if (args.includes('--serve')) return serve(Number(args[args.indexOf('--serve') + 1]));
+  const { values: args } = parseArgs({
+    options: { reps: { type: 'string', default: '9' }, json: { type: 'boolean', default: false }, serve: { type: 'string' } },
+  });
+  const reps = Number(args.reps);
+  if (args.serve !== undefined) return serve(Number(args.serve)); // the child: the server side
   const rounds = 2 * (reps + 1);
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const { port, rawPort } = await new Promise<{ port: number; rawPort: number }>((resolve, reject) => {
@@ -195,7 +198,7 @@ async function main(): Promise<void> {
   conn.close();
   const raw = await rawCeiling(rawPort, modelBytes, reps);
   child.kill('SIGTERM');
-  if (args.includes('--json')) {
+  if (args.json) {
     process.stdout.write(JSON.stringify({ rows, rawCeiling: raw }, null, 2) + '\n');
     return;
   }
