@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
   AggregationError, coordinateMedian, createStrategy, fedAvg, fedOptStep, trimmedMean, weightedMetrics, WeightedSum,
-  StrategyConfigSchema, FOLD_BATCH, type NamedTensors,
+  StrategyConfigSchema, FOLD_BATCH, type NamedTensors, type StrategyConfigInput,
 } from '@fedsam/server/strategy/index';
 import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { readFileSync } from 'node:fs';
@@ -142,24 +142,29 @@ test('fold.wasm is what fold.wat compiles to', async () => {
   assert.ok((await compileFold()).equals(committed), 'fold.wasm is stale: run npm run build:wasm');
 });
 
-test('FedAvg writes a new global into the buffer of one the coordinator gave back, never into a live one', () => {
-  const strategy = createStrategy({ name: 'fedavg' });
-  const layout = tinyDecoder(1);
-  const run = (round: number, seed: number) => {
-    const agg = strategy.beginRound(round, layout);
-    agg.add({ site: 'a', weights: tinyDecoder(seed), numExamples: 1 });
-    return agg.finish();
-  };
-  const bufferOf = (g: NamedTensors) => g.values().next().value!.data.buffer;
-  const g1 = run(1, 11);
-  const g2 = run(2, 12);
-  assert.notEqual(bufferOf(g2), bufferOf(g1), 'g1 is still the live global while round 2 runs');
-  const kept2 = [...g2].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)] as const);
-  strategy.recycle!(g1);
-  const g3 = run(3, 13);
-  assert.equal(bufferOf(g3), bufferOf(g1), 'round 3 reuses the given-back buffer');
-  for (const [n, v] of kept2) assert.deepEqual(g2.get(n)!.data, v, `g2 ${n} untouched`);
-  for (const [n, r] of referenceFedAvg([{ weights: tinyDecoder(13), numExamples: 1 }])) assertClose(g3.get(n)!.data as Float32Array, r, n);
+test('FedAvg and FedAdam write a new global into the buffer of one the coordinator gave back, never into a live one', () => {
+  for (const name of ['fedavg', 'fedadam'] as const) {
+    const strategy = createStrategy({ name } as StrategyConfigInput);
+    let global = tinyDecoder(1);
+    const run = (round: number, seed: number) => {
+      const agg = strategy.beginRound(round, global);
+      agg.add({ site: 'a', weights: tinyDecoder(seed), numExamples: 1 });
+      global = agg.finish();
+      return global;
+    };
+    const bufferOf = (g: NamedTensors) => g.values().next().value!.data.buffer;
+    const g1 = run(1, 11);
+    const g2 = run(2, 12);
+    assert.notEqual(bufferOf(g2), bufferOf(g1), `${name}: g1 is still the live global while round 2 runs`);
+    const kept2 = [...g2].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)] as const);
+    strategy.recycle!(g1);
+    const g3 = run(3, 13);
+    assert.equal(bufferOf(g3), bufferOf(g1), `${name}: round 3 reuses the given-back buffer`);
+    for (const [n, v] of kept2) assert.deepEqual(g2.get(n)!.data, v, `${name}: g2 ${n} untouched`);
+    if (name === 'fedavg') {
+      for (const [n, r] of referenceFedAvg([{ weights: tinyDecoder(13), numExamples: 1 }])) assertClose(g3.get(n)!.data as Float32Array, r, n);
+    }
+  }
 });
 
 test('an abandoned round releases what it holds; its sum takes no more updates', () => {

@@ -102,7 +102,7 @@ class FedAvgStrategy implements Strategy {
 }
 
 /**
- * The buffers FedAvg writes each new global into: the one the coordinator has given back (recycle()) is reused,
+ * The buffers FedAvg (and FedOpt) write each new global into: the one the coordinator has given back (recycle()) is reused,
  * so a round pays no fresh 16 MB of page faults. At most two exist: the current global and the one being written.
  */
 class OutputBuffers {
@@ -145,6 +145,7 @@ class FedOptStrategy implements Strategy {
   private moments: FedOptMoments | undefined;
   /** The round's FedAvg mean: read by the optimizer step only, so one buffer serves every round. */
   private meanOut: Float32Array | undefined;
+  private readonly outputs = new OutputBuffers();
   readonly name: 'fedadam' | 'fedyogi';
 
   constructor(private readonly cfg: Extract<StrategyConfig, { name: 'fedadam' | 'fedyogi' }>) {
@@ -159,11 +160,16 @@ class FedOptStrategy implements Strategy {
     // The coordinator replaces the global after finish() and never writes into it: no copy needed.
     const size = valueCount(global);
     if (this.meanOut?.length !== size) this.meanOut = touchedF32(size);
+    const out = this.outputs.take(global);
     return streamingMean(global, this.meanOut, (mean) => {
-      const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', global, mean, this.moments, this.cfg, round, { inPlaceMoments: true });
+      const { weights, moments } = fedOptStep(this.name === 'fedadam' ? 'adam' : 'yogi', global, mean, this.moments, this.cfg, round, { inPlaceMoments: true, out });
       this.moments = moments;
       return weights;
     });
+  }
+
+  recycle(global: NamedTensors): void {
+    this.outputs.recycle(global);
   }
 
   /** The live moments (valid until the next round finishes; the server writes them right away). */

@@ -244,7 +244,7 @@ export function fedOptStep(
   moments: FedOptMoments | undefined,
   p: FedOptParams,
   round: number,
-  opts: { inPlaceMoments?: boolean } = {},
+  opts: { inPlaceMoments?: boolean; out?: Float32Array } = {},
 ): { weights: NamedTensors; moments: FedOptMoments } {
   checkLayout(current, aggregated, 'aggregated weights');
   const fresh = !moments;
@@ -259,12 +259,16 @@ export function fedOptStep(
   const weights: NamedTensors = new Map();
   const m: NamedTensors = inPlace ? m0 : cloneTensors(m0);
   const v: NamedTensors = inPlace ? v0 : cloneTensors(v0);
+  // The new weights go into `out` (layout order) when given, else into new arrays.
+  if (opts.out && opts.out.length !== valueCount(current)) throw new AggregationError(`output buffer has ${opts.out.length} values, expected ${valueCount(current)}`);
+  let offset = 0;
   for (const [name, cur] of current) {
     const x = cur.data as Float32Array;
     const agg = aggregated.get(name)!.data as Float32Array;
     const mm = m.get(name)!.data as Float32Array;
     const vv = v.get(name)!.data as Float32Array;
-    const w = new Float32Array(x.length);
+    const w = opts.out ? opts.out.subarray(offset, offset + x.length) : new Float32Array(x.length);
+    offset += x.length;
     if (kind === 'adam') adamLoop(x, agg, mm, vv, w, b1, b2, etaNorm, tau);
     else yogiLoop(x, agg, mm, vv, w, b1, b2, etaNorm, tau);
     weights.set(name, { dtype: 'float32', shape: [...cur.shape], data: w });
