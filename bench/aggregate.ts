@@ -67,7 +67,7 @@ interface Measurement {
   foldMsPerUpdate: number;
   /** Time after the last update arrived: its fold + finish (what delays the next round). */
   criticalMs: number;
-  /** beginRound(): allocating (and touching) the round's output buffer. */
+  /** beginRound(): taking the round's output buffer (the recycled one after the first round). */
   beginMs: number;
   finishMs: number;
   rssGrowthMB: number;

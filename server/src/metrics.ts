@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { foldArena } from './strategy/foldArena.ts';
+import { foldArenaBytes } from './strategy/foldArena.ts';
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -35,7 +35,7 @@ export class ServerMetrics {
     help: 'Memory reserved by the fold arena (upload receive buffers, held updates, FedAvg accumulator); it never shrinks',
     registers: [this.registry],
     collect() {
-      this.set(foldArena().reservedBytes);
+      this.set(foldArenaBytes());
     },
   });
   readonly globalMetric = new Gauge({

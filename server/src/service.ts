@@ -4,7 +4,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, sameLayout,
-  firstNonFinite, trailerOf, TransferDecoder, TransferError, type EncodedTransfer, type WireDtype,
+  trailerOf, TransferDecoder, TransferError, type EncodedTransfer, type WireDtype,
   type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
   type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
 } from '@fedsam/shared/transfer';
@@ -59,11 +59,10 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
   // Upload receive buffers. Streaming strategies read updates where they arrive, in the fold arena (FedAvg's
   // kernel needs them there); strategies that keep every update of a round get ordinary buffers, because the
   // arena never shrinks and K held updates would stay reserved after the round.
-  const arena = foldArena();
-  const payloads = coordinator.strategy.keepsAllUpdates ? new BufferPool<Uint8Array>((n) => new Uint8Array(n), 2) : arenaPayloads(arena);
-  /** The finite check in WebAssembly where the receive buffer is in the arena (~8x the JS loop). */
-  const scanFinite = (p: Uint8Array, at: number, count: number, dtype: WireDtype): number =>
-    arena.addressOf(p) >= 0 ? arena.firstNonFinite(p, at, count, dtype) : firstNonFinite(p, at, count, dtype);
+  const arena = coordinator.strategy.keepsAllUpdates ? undefined : foldArena();
+  const payloads = arena ? arenaPayloads(arena) : new BufferPool<Uint8Array>((n) => new Uint8Array(n), 2);
+  /** The finite check in WebAssembly over arena receive buffers (~8x the decoder's JS loop, used otherwise). */
+  const scanFinite = arena ? (p: Uint8Array, at: number, count: number, dtype: WireDtype): number => arena.firstNonFinite(p, at, count, dtype) : undefined;
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
   const frameCache = new WeakMap<object, PreEncoded[]>();

@@ -201,7 +201,6 @@ export interface EncodedTransfer {
   checksum: Uint8Array;
 }
 
-/** Encode float32 tensors as one payload in `dtype` (F16: round to nearest even) plus its checksum. */
 /**
  * One float32 view over arrays that lie back to back in one buffer in this order (the tensors of a decoded payload
  * or of a FedAvg mean), else undefined.

@@ -245,3 +245,8 @@ let arena: FoldArena | undefined;
 export function foldArena(): FoldArena {
   return (arena ??= new FoldArena());
 }
+
+/** Bytes the process's fold arena has reserved, 0 when none was made (for /metrics; does not make one). */
+export function foldArenaBytes(): number {
+  return arena?.reservedBytes ?? 0;
+}
