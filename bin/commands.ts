@@ -130,7 +130,7 @@ export function registerFederationCommands(program: Command): void {
     .addOption(new Option('--tls-ca <pem>', 'CA certificate of the server (enables TLS)').env('FEDSAM_TLS_CA'))
     .addOption(new Option('--tls-cert <pem>', 'client certificate (mutual TLS)').env('FEDSAM_TLS_CLIENT_CERT'))
     .addOption(new Option('--tls-key <pem>', 'client key (mutual TLS)').env('FEDSAM_TLS_CLIENT_KEY'))
-    .addOption(new Option('--upload-dtype <dtype>', 'wire dtype of uploads (f16 halves the bytes)').choices(['F32', 'F16']).env('FEDSAM_UPLOAD_DTYPE'))
+    .addOption(new Option('--upload-dtype <dtype>', 'wire dtype of uploads (F16 halves the bytes but rounds away part of small updates: see the README)').choices(['F32', 'F16']).env('FEDSAM_UPLOAD_DTYPE'))
     .addOption(new Option('--download-dtype <dtype>', 'wire dtype of downloads').choices(['F32', 'F16']).env('FEDSAM_DOWNLOAD_DTYPE'))
     .option('--quiet', 'no progress bars')
     .action(async (o) => { await clientCommand(o); });
