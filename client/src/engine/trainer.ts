@@ -6,7 +6,7 @@ import type { LoadedModel } from '@fedsam/shared/model/presets';
 import { trainStep, trainableDecoderNames, type ProximalTerm, type TrainBatch, type StepResult } from '@fedsam/shared/train/step';
 import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
-import { postProcessMask, pixelValuesTensor } from '@fedsam/shared/processor';
+import { postProcessMask, pixelValuesTensor, rescaleBoxes } from '@fedsam/shared/processor';
 import type { Sample, Box } from '../data/types.ts';
 import { Rng } from '../data/rng.ts';
 import { boxPrompt, DEFAULT_BOX_JITTER } from '../data/prompts.ts';
@@ -53,11 +53,9 @@ export function lowResTarget(mask: Uint8Array, originalSize: [number, number], r
   return out;
 }
 
-/** Box in original pixels -> model-input frame (SamProcessor: x·w/W, y·h/H). */
+/** Box in original pixels -> model-input frame, as SamProcessor rescales it. */
 export function modelBox(box: Box, originalSize: [number, number], reshapedSize: [number, number]): number[] {
-  const sx = reshapedSize[1] / originalSize[1];
-  const sy = reshapedSize[0] / originalSize[0];
-  return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy];
+  return rescaleBoxes([box], originalSize, reshapedSize)[0]!;
 }
 
 export interface EmbedOptions {

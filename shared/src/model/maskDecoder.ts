@@ -225,6 +225,17 @@ export interface MaskDecoderOutputs {
   iouScores: tf.Tensor3D;
 }
 
+/**
+ * Sample b's image tokens [h·w, C]: its embedding plus its dense prompt embedding ([B, h, w, C], or [B | 1, 1, 1, C]
+ * when it is the same everywhere: broadcast).
+ */
+export function imageTokens(embeddingsNHWC: tf.Tensor4D, dense: tf.Tensor4D, b: number): tf.Tensor2D {
+  const [B, h, w, C] = embeddingsNHWC.shape;
+  const emb = tf.reshape(B === 1 ? embeddingsNHWC : tf.slice(embeddingsNHWC, [b, 0, 0, 0], [1, h, w, C]), [h * w, C]);
+  const d = dense.shape[0] === 1 ? dense : tf.slice(dense, [b, 0, 0, 0], [1, ...dense.shape.slice(1)]);
+  return tf.add(emb, tf.reshape(d, [-1, C])) as tf.Tensor2D;
+}
+
 /** HF SamMaskDecoder.forward, with multimask selection as HF does (k = 3 or 1). */
 export function maskDecoder(weights: Weights, config: SamConfig, inp: MaskDecoderInputs): MaskDecoderOutputs {
   return tf.tidy(() => {
@@ -240,9 +251,7 @@ export function maskDecoder(weights: Weights, config: SamConfig, inp: MaskDecode
     const masks: tf.Tensor[] = [];
     const ious: tf.Tensor[] = [];
     for (let bi = 0; bi < B; bi++) {
-      const emb = tf.reshape(B === 1 ? inp.imageEmbeddings : tf.slice(inp.imageEmbeddings, [bi, 0, 0, 0], [1, h, w, C]), [N, C]);
-      const dense = inp.dense.shape[0] === 1 ? inp.dense : tf.slice(inp.dense, [bi, 0, 0, 0], [1, ...inp.dense.shape.slice(1)]);
-      const image = tf.add(emb, tf.reshape(dense, [-1, C])) as tf.Tensor2D; // broadcast when dense is [1, 1, 1, C]
+      const image = imageTokens(inp.imageEmbeddings, inp.dense, bi);
       for (let pj = 0; pj < pb; pj++) {
         const sparse = sparseSum !== 0 ? tf.reshape(tf.slice(inp.sparse, [bi, pj, 0, 0], [1, 1, n, C]), [n, C]) as tf.Tensor2D : undefined;
         const out = decodeOne(weights, config, { image, pos, sparse, selected });

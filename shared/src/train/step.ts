@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SamModel } from '../model/sam.ts';
 import type { Weights } from '../model/ops.ts';
-import { decodeOne, spatialToBlocked } from '../model/maskDecoder.ts';
+import { decodeOne, imageTokens, spatialToBlocked } from '../model/maskDecoder.ts';
 import { diceCELossParts } from './loss.ts';
 import { adamStep, type AdamOptions, type AdamState } from './adam.ts';
 
@@ -52,10 +52,8 @@ function prepareSamples(model: SamModel, batch: TrainBatch): { pos: tf.Tensor2D;
     const samples: SampleInputs[] = [];
     for (let b = 0; b < B; b++) {
       const one = <T extends tf.Tensor>(t: T): T => (B === 1 ? t : tf.slice(t, b, 1) as T);
-      const emb = tf.reshape(one(batch.embeddingsNHWC), [N, C]);
-      const d = one(dense);
       samples.push({
-        image: tf.add(emb, tf.reshape(d, [-1, C])) as tf.Tensor2D,
+        image: imageTokens(batch.embeddingsNHWC, dense, b),
         sparse: tf.reshape(one(sparse), [n, C]) as tf.Tensor2D,
         target: tf.reshape(spatialToBlocked(one(batch.target), h, w), [1, 1, H, W]) as tf.Tensor4D,
       });
