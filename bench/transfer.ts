@@ -122,6 +122,9 @@ interface Row {
   direction: 'download' | 'upload';
   wireMB: number;
   ms: number;
+  /** Fastest and slowest single transfer (they are bimodal here: see bench/README). */
+  minMs: number;
+  maxMs: number;
   mbps: number;
   modelMbps: number;
   /** upload: the site's encoding before the stream (copy / f16 conversion + checksum). */
@@ -190,7 +193,7 @@ async function main(): Promise<void> {
     for (const [direction, times, cpu] of [['download', down, cpuDown], ['upload', up, cpuUp]] as const) {
       const ms = median(times);
       rows.push({
-        dtype, direction, wireMB: wire / 1e6, ms, mbps: wire / 1e6 / (ms / 1000), modelMbps: modelBytes / 1e6 / (ms / 1000),
+        dtype, direction, wireMB: wire / 1e6, ms, minMs: Math.min(...times), maxMs: Math.max(...times), mbps: wire / 1e6 / (ms / 1000), modelMbps: modelBytes / 1e6 / (ms / 1000),
         encodeMs: direction === 'upload' ? median(encode) : undefined, siteCpuMs: median([...cpu]),
       });
     }
@@ -205,11 +208,12 @@ async function main(): Promise<void> {
   const lines = [
     `One sam-vit-base mask decoder over loopback gRPC (1 MiB chunks, ${CHECKSUM_ALGORITHM} checksum), median of ${reps}; target >= 500 MB/s`,
     '',
-    '| wire dtype | direction | wire MB | ms    | MB/s (wire) | model MB/s (f32-equivalent) | site CPU ms | + site encode ms |',
-    '|------------|-----------|--------:|------:|------------:|----------------------------:|------------:|-----------------:|',
+    '| wire dtype | direction | wire MB | ms    | fastest–slowest ms | MB/s (wire) | model MB/s (f32-equivalent) | site CPU ms | + site encode ms |',
+    '|------------|-----------|--------:|------:|-------------------:|------------:|----------------------------:|------------:|-----------------:|',
     ...rows.map(
       (r) =>
         `| ${r.dtype.padEnd(10)} | ${r.direction.padEnd(9)} | ${r.wireMB.toFixed(1).padStart(7)} | ${r.ms.toFixed(1).padStart(5)} | ` +
+        `${`${r.minMs.toFixed(1)}–${r.maxMs.toFixed(1)}`.padStart(18)} | ` +
         `${r.mbps.toFixed(0).padStart(11)} | ${r.modelMbps.toFixed(0).padStart(27)} | ${r.siteCpuMs.toFixed(1).padStart(11)} | ${(r.encodeMs === undefined ? '' : r.encodeMs.toFixed(1)).padStart(16)} |`,
     ),
     '',
