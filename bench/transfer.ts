@@ -1,7 +1,7 @@
 // One sam-vit-base mask decoder (4,058,340 parameters) down and up over loopback gRPC, f32 and f16 on the wire.
 // The aggregation server runs in a child process (as on another machine); the site side runs here.
 //
-//   node --import tsx bench/transfer.ts [--reps N] [--json]
+//   node --import tsx bench/transfer.ts [--reps N] [--skip-gc] [--json]
 //
 // Both processes run with the V8 flag bin/fedsam.mjs uses (--initial-old-space-size=64; the script re-runs itself
 // with it), as the daemons do.
@@ -10,7 +10,9 @@
 // upload   = SubmitUpdate of an encoded update: stream out, and the server's reassembly into a reused buffer,
 //            finite check as chunks arrive, checksum, hand-over to the aggregator, answer. The site's encoding
 //            (copy or f16 conversion + checksum) is shown apart. Each upload completes a one-site round: the
-//            server aggregates and writes that round after it has answered.
+//            server aggregates and writes that round after it has answered. Before encoding, the site runs a full
+//            garbage collection, as the daemon does after training (client/src/daemon/heap.ts; shown apart; --skip-gc:
+//            without it, to see what it saves).
 // The server encodes and frames each new global once, when it is made (not per download).
 // MB/s = wire payload bytes / s (f32: 16.2 MB, f16: 8.1 MB); "model MB/s" = float32-equivalent bytes / s.
 // "site CPU ms" = this process's CPU time during the transfer (steadier than wall time on a shared machine).
@@ -27,6 +29,7 @@ import { hashToken } from '@fedsam/server/auth';
 import { runServer } from '@fedsam/server/server';
 import { raiseServerFlowControlWindow } from '@fedsam/server/http2-tuning';
 import { Connection } from '@fedsam/client/daemon/connection';
+import { collectGarbage } from '@fedsam/client/daemon/heap';
 import { lcgWeights, median, vitBaseDecoderShapes, withHeapFlag } from './common.ts';
 
 const TOKEN = 'bench-token';
@@ -129,6 +132,8 @@ interface Row {
   modelMbps: number;
   /** upload: the site's encoding before the stream (copy / f16 conversion + checksum). */
   encodeMs?: number;
+  /** upload: the site's full garbage collection before encoding (the daemon runs one after training). */
+  gcMs?: number;
   /** This (site) process's CPU time during the transfer: a steadier figure than wall time on a shared machine. */
   siteCpuMs: number;
 }
@@ -136,7 +141,7 @@ interface Row {
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
-    options: { reps: { type: 'string', default: '9' }, json: { type: 'boolean', default: false }, serve: { type: 'string' } },
+    options: { reps: { type: 'string', default: '9' }, 'skip-gc': { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, serve: { type: 'string' } },
   });
   const reps = Number(args.reps);
   if (args.serve !== undefined) return serve(Number(args.serve)); // the child: the server side
@@ -158,6 +163,7 @@ async function main(): Promise<void> {
     const down: number[] = [];
     const up: number[] = [];
     const encode: number[] = [];
+    const gcs: number[] = [];
     const cpuDown: number[] = [];
     const cpuUp: number[] = [];
     const cpuMs = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
@@ -173,6 +179,9 @@ async function main(): Promise<void> {
       const dCpu = cpuMs(process.cpuUsage(c0));
       wire = g.bytes;
       t = performance.now();
+      if (!args['skip-gc']) collectGarbage(); // as the site daemon does after training (client/src/daemon/heap.ts)
+      const gcMs = performance.now() - t;
+      t = performance.now();
       const enc = conn.encodeUpdate(g.weights, dtype);
       const eMs = performance.now() - t;
       t = performance.now();
@@ -186,6 +195,7 @@ async function main(): Promise<void> {
         down.push(dMs);
         up.push(uMs);
         encode.push(eMs);
+        gcs.push(gcMs);
         cpuDown.push(dCpu);
         cpuUp.push(uCpu);
       }
@@ -194,7 +204,7 @@ async function main(): Promise<void> {
       const ms = median(times);
       rows.push({
         dtype, direction, wireMB: wire / 1e6, ms, minMs: Math.min(...times), maxMs: Math.max(...times), mbps: wire / 1e6 / (ms / 1000), modelMbps: modelBytes / 1e6 / (ms / 1000),
-        encodeMs: direction === 'upload' ? median(encode) : undefined, siteCpuMs: median([...cpu]),
+        encodeMs: direction === 'upload' ? median(encode) : undefined, gcMs: direction === 'upload' ? median(gcs) : undefined, siteCpuMs: median([...cpu]),
       });
     }
   }
@@ -208,13 +218,13 @@ async function main(): Promise<void> {
   const lines = [
     `One sam-vit-base mask decoder over loopback gRPC (1 MiB chunks, ${CHECKSUM_ALGORITHM} checksum), median of ${reps}; target >= 500 MB/s`,
     '',
-    '| wire dtype | direction | wire MB | ms    | fastest–slowest ms | MB/s (wire) | model MB/s (f32-equivalent) | site CPU ms | + site encode ms |',
-    '|------------|-----------|--------:|------:|-------------------:|------------:|----------------------------:|------------:|-----------------:|',
+    '| wire dtype | direction | wire MB | ms    | fastest–slowest ms | MB/s (wire) | model MB/s (f32-equivalent) | site CPU ms | + site encode ms | + site GC ms |',
+    '|------------|-----------|--------:|------:|-------------------:|------------:|----------------------------:|------------:|-----------------:|-------------:|',
     ...rows.map(
       (r) =>
         `| ${r.dtype.padEnd(10)} | ${r.direction.padEnd(9)} | ${r.wireMB.toFixed(1).padStart(7)} | ${r.ms.toFixed(1).padStart(5)} | ` +
         `${`${r.minMs.toFixed(1)}–${r.maxMs.toFixed(1)}`.padStart(18)} | ` +
-        `${r.mbps.toFixed(0).padStart(11)} | ${r.modelMbps.toFixed(0).padStart(27)} | ${r.siteCpuMs.toFixed(1).padStart(11)} | ${(r.encodeMs === undefined ? '' : r.encodeMs.toFixed(1)).padStart(16)} |`,
+        `${r.mbps.toFixed(0).padStart(11)} | ${r.modelMbps.toFixed(0).padStart(27)} | ${r.siteCpuMs.toFixed(1).padStart(11)} | ${(r.encodeMs === undefined ? '' : r.encodeMs.toFixed(1)).padStart(16)} | ${(r.gcMs === undefined ? '' : r.gcMs.toFixed(1)).padStart(12)} |`,
     ),
     '',
     `transport ceiling on this machine (grpc-js, same 1 MiB messages, pass-through serializers, no checks): ` +

@@ -14,6 +14,9 @@ import { loadServerConfig, parseServerConfig, ServerConfigError } from '@fedsam/
 import { flagsToConfig } from '@fedsam/server/cli';
 import { hashToken, SiteAuthenticator } from '@fedsam/server/auth';
 import { Metadata } from '@grpc/grpc-js';
+import { collectGarbage } from '@fedsam/client/daemon/heap';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { runInNewContext } from 'node:vm';
 import { tinyDecoder } from './helpers/fake-engine.ts';
 import { tempDir } from './helpers/fed-harness.ts';
 
@@ -330,4 +333,24 @@ test('fedsam server flags and FEDSAM_* environment reach the config (errors exit
   const msg = writes.join('');
   assert.match(msg, /rounds: Number must be greater than 0/);
   assert.match(msg, /sites\.1\.token_sha256: must be a sha256/);
+});
+
+test('collectGarbage runs a full collection without leaving gc exposed', async () => {
+  const exposed = typeof (globalThis as { gc?: unknown }).gc === 'function'; // node --expose-gc
+  const kinds: number[] = [];
+  const obs = new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) kinds.push((e as unknown as { detail: { kind: number } }).detail.kind);
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  try {
+    assert.equal(collectGarbage(), true);
+    await new Promise((r) => setTimeout(r, 20)); // entries are delivered asynchronously
+    assert.ok(kinds.includes(perfConstants.NODE_PERFORMANCE_GC_MAJOR), `expected a major collection, saw kinds [${kinds.join(', ')}]`);
+  } finally {
+    obs.disconnect();
+  }
+  if (!exposed) {
+    assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
+    assert.equal(runInNewContext('typeof gc'), 'undefined'); // the flag was unset again
+  }
 });

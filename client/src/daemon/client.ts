@@ -7,6 +7,7 @@ import type { HostTensor } from '@fedsam/shared/safetensors';
 import { findNonFinite, manifestOfLayout, type EncodedTransfer, type Task, type WireDtype } from '@fedsam/shared/transfer';
 import type { FitConfig, LocalEngine } from '../engine-types.ts';
 import { Connection, type TlsOptions } from './connection.ts';
+import { collectGarbage } from './heap.ts';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -223,6 +224,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
         return;
       }
       emit({ type: 'fit_done', round: task.round, numExamples: res.numExamples, metrics: res.metrics, weights: res.weights });
+      collectGarbage(); // now, not during the upload (heap.ts)
       pending = { taskId: task.task_id, round: task.round, enc: c.encodeUpdate(res.weights, opts.uploadDtype ?? 'F32'), numExamples: res.numExamples, metrics: res.metrics };
     }
     const p = pending;
