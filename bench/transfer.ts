@@ -1,7 +1,7 @@
 // One sam-vit-base mask decoder (4,058,340 parameters) down and up over loopback gRPC, f32 and f16 on the wire.
 // The aggregation server runs in a child process (as on another machine); the site side runs here.
 //
-//   node --import tsx bench/transfer.ts [--reps N] [--skip-gc] [--json]
+//   node --import tsx bench/transfer.ts [--reps N] [--skip-gc] [--checksum xxh3|crc32|sha256] [--json]
 //
 // Both processes run with the V8 flag bin/fedsam.mjs uses (--initial-old-space-size=64; the script re-runs itself
 // with it), as the daemons do.
@@ -13,7 +13,8 @@
 //            server aggregates and writes that round after it has answered. Before encoding, the site runs a full
 //            garbage collection, as the daemon does after training (client/src/daemon/heap.ts; shown apart; --skip-gc:
 //            without it, to see what it saves).
-// The server encodes and frames each new global once, when it is made (not per download).
+// The server encodes and frames each new global once, when it is made (not per download). Checksum: the best both
+// sides have (xxh3 where @node-rs/xxhash installed); --checksum makes the site ask for and send only that one.
 // MB/s = wire payload bytes / s (f32: 16.2 MB, f16: 8.1 MB); "model MB/s" = float32-equivalent bytes / s.
 // "site CPU ms" = this process's CPU time during the transfer (steadier than wall time on a shared machine).
 import { spawn } from 'node:child_process';
@@ -23,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { destination, pino } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { buildManifest, CHECKSUM_ALGORITHM, type WireDtype } from '@fedsam/shared/transfer';
+import { buildManifest, CHECKSUM_ALGORITHMS, pickChecksum, type ChecksumAlgorithm, type WireDtype } from '@fedsam/shared/transfer';
 import { cpus, loadavg } from 'node:os';
 import { hashToken } from '@fedsam/server/auth';
 import { runServer } from '@fedsam/server/server';
@@ -141,7 +142,10 @@ interface Row {
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
-    options: { reps: { type: 'string', default: '9' }, 'skip-gc': { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, serve: { type: 'string' } },
+    options: {
+      reps: { type: 'string', default: '9' }, 'skip-gc': { type: 'boolean', default: false }, checksum: { type: 'string' },
+      json: { type: 'boolean', default: false }, serve: { type: 'string' },
+    },
   });
   const reps = Number(args.reps);
   if (args.serve !== undefined) return serve(Number(args.serve)); // the child: the server side
@@ -152,7 +156,11 @@ async function main(): Promise<void> {
     createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('{') && resolve(JSON.parse(l) as { port: number; rawPort: number }));
     child.once('exit', (c) => reject(new Error(`bench server exited (${c})`)));
   });
-  const conn = new Connection({ server: `127.0.0.1:${port}`, token: TOKEN });
+  if (args.checksum !== undefined && !(CHECKSUM_ALGORITHMS as readonly string[]).includes(args.checksum)) {
+    throw new Error(`--checksum ${args.checksum}: this build has ${CHECKSUM_ALGORITHMS.join(', ')}`);
+  }
+  const checksums = args.checksum ? [args.checksum as ChecksumAlgorithm] : CHECKSUM_ALGORITHMS;
+  const conn = new Connection({ server: `127.0.0.1:${port}`, token: TOKEN, checksums });
   const w = decoder();
   const manifest = buildManifest(w, 'F32');
   const modelBytes = manifest.total_bytes;
@@ -216,7 +224,7 @@ async function main(): Promise<void> {
     return;
   }
   const lines = [
-    `One sam-vit-base mask decoder over loopback gRPC (1 MiB chunks, ${CHECKSUM_ALGORITHM} checksum), median of ${reps}; target >= 500 MB/s`,
+    `One sam-vit-base mask decoder over loopback gRPC (1 MiB chunks, ${pickChecksum(CHECKSUM_ALGORITHMS, checksums)} checksum), median of ${reps}; target >= 500 MB/s`,
     '',
     '| wire dtype | direction | wire MB | ms    | fastest–slowest ms | MB/s (wire) | model MB/s (f32-equivalent) | site CPU ms | + site encode ms | + site GC ms |',
     '|------------|-----------|--------:|------:|-------------------:|------------:|----------------------------:|------------:|-----------------:|-------------:|',

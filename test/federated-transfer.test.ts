@@ -8,17 +8,21 @@ import { float16BitsToFloat32, float32ToFloat16Bits } from '@fedsam/shared/safet
 import {
   checkManifest, DEFAULT_CHUNK_BYTES, decodePayload, encodeTransfer, findNonFinite, frozenEncodersHash, layoutOf,
   payloadChunks, tensorsVersion, trailerFor, trailerOf, TransferDecoder, TransferError, CHECKSUM_ALGORITHMS, firstNonFinite,
+  createChecksum, pickChecksum, buildManifest, type DownloadFrame,
 } from '@fedsam/shared/transfer';
 import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { loadServerConfig, parseServerConfig, ServerConfigError } from '@fedsam/server/config';
 import { flagsToConfig } from '@fedsam/server/cli';
 import { hashToken, SiteAuthenticator } from '@fedsam/server/auth';
-import { Metadata } from '@grpc/grpc-js';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import { collectGarbage } from '@fedsam/client/daemon/heap';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { runInNewContext } from 'node:vm';
-import { tinyDecoder } from './helpers/fake-engine.ts';
-import { tempDir } from './helpers/fed-harness.ts';
+import { FAKE_BASE_HASH, tinyDecoder } from './helpers/fake-engine.ts';
+import { runServer } from '@fedsam/server/server';
+import { Connection } from '@fedsam/client/daemon/connection';
+import { fedsamClientConstructor } from '@fedsam/client/daemon/proto';
+import { quietLogger, sitesConfig, tempDir, tokenFor } from './helpers/fed-harness.ts';
 
 function bigDecoder(): Map<string, import('@fedsam/shared/safetensors').HostTensor> {
   const a = new Float32Array(700_000).map((_, i) => Math.sin(i));
@@ -62,16 +66,37 @@ test('f16 transfer: values rounded to nearest half', () => {
   for (let i = 0; i < a.length; i += 997) assert.equal(got[i], float16BitsToFloat32(float32ToFloat16Bits(a[i]!)));
 });
 
-test('checksums: crc32 (default where zlib has it) and sha256, announced in the manifest', () => {
+test('checksums: xxh3, crc32 and sha256, announced in the manifest, known values, corruption caught', () => {
+  // The optional native xxh3 installs on this platform (linux x64): its absence would be a broken install.
+  assert.deepEqual(CHECKSUM_ALGORITHMS, ['xxh3', 'crc32', 'sha256']);
+  const hex = (alg: string, text: string) => {
+    const h = createChecksum(alg);
+    for (const part of [text.slice(0, 4), text.slice(4)]) h.update(Buffer.from(part)); // streamed in two pieces
+    return Buffer.from(h.digest()).toString('hex');
+  };
+  assert.equal(hex('xxh3', ''), '2d06800538d394c2'); // XXH3-64 test vector
+  assert.equal(hex('crc32', '123456789'), 'cbf43926'); // CRC-32/IEEE check value
+  assert.equal(hex('sha256', 'abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
   const w = tinyDecoder(4);
   for (const alg of CHECKSUM_ALGORITHMS) {
     const enc = encodeTransfer(w, 'F32', alg);
     assert.equal(enc.manifest.checksum_algorithm, alg);
-    assert.equal(enc.checksum.length, alg === 'crc32' ? 4 : 32);
+    assert.equal(enc.checksum.length, { xxh3: 8, crc32: 4, sha256: 32 }[alg]);
     const dec = new TransferDecoder(enc.manifest);
     for (const c of payloadChunks(enc.payload, 100)) dec.push(c);
     assert.equal(dec.finish(trailerOf(enc)).size, w.size);
+    const bad = new TransferDecoder(enc.manifest);
+    const flipped = enc.payload.slice();
+    flipped[123]! ^= 0x10;
+    bad.push({ offset: 0, data: flipped });
+    assert.throws(() => bad.finish(trailerOf(enc)), /checksum mismatch/, alg);
   }
+  // A sender takes the receiver's first algorithm it can compute; a receiver that names none gets crc32.
+  assert.equal(pickChecksum(['xxh3', 'crc32', 'sha256']), 'xxh3');
+  assert.equal(pickChecksum(['blake3', 'crc32']), 'crc32');
+  assert.equal(pickChecksum(['sha256']), 'sha256');
+  assert.equal(pickChecksum([]), 'crc32');
+  assert.equal(pickChecksum(undefined), 'crc32');
   const enc = encodeTransfer(w, 'F32', 'sha256');
   const dec = new TransferDecoder(enc.manifest);
   dec.push({ offset: 0, data: enc.payload });
@@ -352,5 +377,41 @@ test('collectGarbage runs a full collection without leaving gc exposed', async (
   if (!exposed) {
     assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined');
     assert.equal(runInNewContext('typeof gc'), 'undefined'); // the flag was unset again
+  }
+});
+
+test('checksum negotiation over gRPC: Join lists the server\'s, uploads and downloads use the best common one', async () => {
+  const server = await runServer(
+    {
+      listen: '127.0.0.1:0', rounds: 1, min_available_clients: 1, min_fit_clients: 1, round_timeout_s: 30, long_poll_s: 1,
+      evaluate_every: 0, base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(), sites: sitesConfig(['site-a']), metrics: null, shutdown_grace_s: 1,
+    },
+    { logger: quietLogger(), initialDecoder: tinyDecoder(3) },
+  );
+  const conn = new Connection({ server: `127.0.0.1:${server.port}`, token: tokenFor('site-a') });
+  try {
+    const joined = await conn.join({ site: 'site-a', base_model_hash: FAKE_BASE_HASH, decoder: buildManifest(tinyDecoder(3)), client_version: 'test' });
+    assert.deepEqual(joined.checksum_algorithms, [...CHECKSUM_ALGORITHMS]);
+    assert.equal(conn.encodeUpdate(tinyDecoder(4)).manifest.checksum_algorithm, 'xxh3');
+    const g = await conn.downloadGlobal();
+    assert.equal(g.checksum, 'xxh3');
+    for (const [name, t] of tinyDecoder(3)) assert.deepEqual(g.weights.get(name)!.data, t.data, name);
+    // A site that names no checksums (older) gets crc32, which every release verifies.
+    const raw = new (fedsamClientConstructor())(`127.0.0.1:${server.port}`, credentials.createInsecure()) as unknown as {
+      DownloadGlobal(req: object, md: Metadata): AsyncIterable<DownloadFrame>; close(): void;
+    };
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${tokenFor('site-a')}`);
+    md.set('x-fedsam-session', joined.session_id);
+    const seen: string[] = [];
+    for await (const f of raw.DownloadGlobal({ dtype: 'F32', expected_version: '' }, md)) {
+      if (f.header) seen.push(f.header.manifest!.checksum_algorithm!);
+      if (f.trailer) seen.push(f.trailer.checksum_algorithm);
+    }
+    assert.deepEqual(seen, ['crc32', 'crc32']);
+    raw.close();
+  } finally {
+    conn.close();
+    await server.stop('test done');
   }
 });

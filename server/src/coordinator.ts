@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  checkManifest, encodeTransfer, layoutOf, tensorsVersion,
+  CHECKSUM_ALGORITHM, checkManifest, encodeTransfer, layoutOf, tensorsVersion, type ChecksumAlgorithm,
   type EncodedTransfer, type EvaluationResult, type Task, type TensorLayout, type UpdateHeader, type WireDtype,
 } from '@fedsam/shared/transfer';
 import type { ClientRegistry } from './clients.ts';
@@ -124,7 +124,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private completedRound = 0;
   private phase: Phase | undefined;
   private finished = false;
-  private readonly encoded = new Map<WireDtype, EncodedTransfer>();
+  /** The global encoded for the wire, per `${dtype}/${checksum}`. */
+  private readonly encoded = new Map<string, EncodedTransfer>();
   readonly history: RoundRecord[] = [];
 
   constructor(o: CoordinatorOptions) {
@@ -184,12 +185,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.emit('global', this.version);
   }
 
-  /** The current global decoder encoded for the wire (cached per dtype until the global changes). */
-  globalSnapshot(dtype: WireDtype): { round: number; version: string; encoded: EncodedTransfer } {
-    let e = this.encoded.get(dtype);
+  /** The current global decoder encoded for the wire (cached per dtype and checksum until the global changes). */
+  globalSnapshot(dtype: WireDtype, checksum: ChecksumAlgorithm = CHECKSUM_ALGORITHM): { round: number; version: string; encoded: EncodedTransfer } {
+    const key = `${dtype}/${checksum}`;
+    let e = this.encoded.get(key);
     if (!e) {
-      e = encodeTransfer(this.global, dtype, undefined, { view: true }); // the global is replaced, never written to
-      this.encoded.set(dtype, e);
+      e = encodeTransfer(this.global, dtype, checksum, { view: true }); // the global is replaced, never written to
+      this.encoded.set(key, e);
     }
     return { round: this.completedRound, version: this.version, encoded: e };
   }

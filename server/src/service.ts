@@ -3,7 +3,7 @@ import { onceAny } from '@fedsam/shared/fsutil';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
-  DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, sameLayout,
+  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, layoutFromManifest, pickChecksum, type ChecksumAlgorithm, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, sameLayout,
   trailerOf, TransferDecoder, TransferError, type EncodedTransfer, type WireDtype,
   type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
   type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
@@ -77,10 +77,10 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
   };
 
   // Encode and frame each new global for download as soon as it exists (not on the first site's request): in
-  // float32, and in every other wire dtype a site has asked for so far (float16 encoding costs ~20-40 ms).
-  const requestedDtypes = new Set<WireDtype>(['F32']);
+  // every wire dtype and checksum sites have asked for so far (float16 encoding costs ~20-40 ms).
+  const requested = new Map<string, [WireDtype, ChecksumAlgorithm]>([['F32/' + pickChecksum(CHECKSUM_ALGORITHMS), ['F32', pickChecksum(CHECKSUM_ALGORITHMS)]]]);
   const prepare = () => {
-    for (const dtype of requestedDtypes) framesOf(coordinator.globalSnapshot(dtype).encoded);
+    for (const [dtype, checksum] of requested.values()) framesOf(coordinator.globalSnapshot(dtype, checksum).encoded);
   };
   // Encode a new global for the wire on a later turn of the event loop (not inside the round's own steps).
   coordinator.on('global', () => setImmediate(prepare));
@@ -128,6 +128,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
           heartbeat_interval_ms: Math.round(config.heartbeat_interval_s * 1000),
           current_round: coordinator.currentRound,
           long_poll_ms: Math.round(config.long_poll_s * 1000),
+          checksum_algorithms: [...CHECKSUM_ALGORITHMS],
         });
       } catch (e) {
         cb(refused('Join', e, call.getPeer(), site));
@@ -177,8 +178,9 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         site = authed(call);
         const req = call.request;
         const dtype = req.dtype === 'F16' ? 'F16' : 'F32';
-        requestedDtypes.add(dtype);
-        const snap = coordinator.globalSnapshot(dtype);
+        const checksum = pickChecksum(req.checksum_algorithms);
+        requested.set(`${dtype}/${checksum}`, [dtype, checksum]);
+        const snap = coordinator.globalSnapshot(dtype, checksum);
         if (req.expected_version && req.expected_version !== snap.version) {
           throw failedPrecondition('stale_version', `the global decoder is at version ${snap.version} (round ${snap.round}), not ${req.expected_version}`);
         }

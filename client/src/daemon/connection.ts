@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  DEFAULT_CHUNK_BYTES, encodeTransfer, METADATA_AUTHORIZATION, METADATA_SESSION, payloadChunks, trailerOf, TransferDecoder,
+  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, encodeTransfer, METADATA_AUTHORIZATION, pickChecksum, type ChecksumAlgorithm, METADATA_SESSION, payloadChunks, trailerOf, TransferDecoder,
   type DownloadFrame, type EncodedTransfer, type EvaluationResult, type GetTaskRequest, type GlobalHeader, type HeartbeatResponse,
   type JoinRequest, type JoinResponse, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader, type WireDtype, type WireTrailer,
 } from '@fedsam/shared/transfer';
@@ -28,6 +28,8 @@ export interface ConnectionOptions {
   transferTimeoutMs?: number;
   /** Deadline of small calls. */
   rpcTimeoutMs?: number;
+  /** Checksums to use, preferred first (default: all this build has, fastest first; benchmarks compare them). */
+  checksums?: readonly ChecksumAlgorithm[];
 }
 
 const pem = (v: string | Buffer | undefined): Buffer | null => {
@@ -52,6 +54,8 @@ export interface DownloadedGlobal {
   version: string;
   weights: Map<string, HostTensor>;
   bytes: number;
+  /** The checksum the server used (the first of ours it can compute). */
+  checksum: string;
 }
 
 export class Connection {
@@ -60,6 +64,10 @@ export class Connection {
   private readonly chunkBytes: number;
   private readonly transferTimeoutMs: number;
   private readonly rpcTimeoutMs: number;
+  /** Checksums the server verifies (from Join; empty from a server that does not say: crc32). */
+  private serverChecksums: readonly string[] = [];
+  /** Checksums this site uses, preferred first. */
+  private readonly checksums: readonly ChecksumAlgorithm[];
   /** A buffer handed back with recycle(): the next download of that size is received into it. */
   private spare: Uint8Array | undefined;
 
@@ -72,6 +80,7 @@ export class Connection {
       'grpc-node.flow_control_window': 16 * 1024 * 1024,
     }) as unknown as AnyClient;
     this.chunkBytes = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    this.checksums = o.checksums ?? CHECKSUM_ALGORITHMS;
     this.transferTimeoutMs = o.transferTimeoutMs ?? 10 * 60_000;
     this.rpcTimeoutMs = o.rpcTimeoutMs ?? 15_000;
   }
@@ -104,6 +113,7 @@ export class Connection {
     this.sessionId = '';
     const res = await this.unary<JoinResponse>('Join', req);
     this.sessionId = res.session_id;
+    this.serverChecksums = res.checksum_algorithms ?? [];
     return res;
   }
 
@@ -131,7 +141,7 @@ export class Connection {
   /** Stream the global decoder in; verifies order, size and checksum. */
   async downloadGlobal(opts: { dtype?: WireDtype; expectedVersion?: string; signal?: AbortSignal } = {}): Promise<DownloadedGlobal> {
     const call = this.client.DownloadGlobal!(
-      { dtype: opts.dtype ?? 'F32', expected_version: opts.expectedVersion ?? '' },
+      { dtype: opts.dtype ?? 'F32', expected_version: opts.expectedVersion ?? '', checksum_algorithms: [...this.checksums] },
       this.md(),
       { deadline: Date.now() + this.transferTimeoutMs },
     ) as grpc.ClientReadableStream<DownloadFrame>;
@@ -158,7 +168,7 @@ export class Connection {
       }
       if (!header || !dec) throw new Error('DownloadGlobal: the server sent no header');
       const weights = dec.finish(trailer);
-      return { round: header.round, version: header.version, weights, bytes: dec.bytesReceived };
+      return { round: header.round, version: header.version, weights, bytes: dec.bytesReceived, checksum: dec.manifest.checksum_algorithm || 'sha256' };
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
     }
@@ -174,7 +184,7 @@ export class Connection {
 
   /** Encode (once) and stream an update: header, chunks (<= chunkBytes), trailer. */
   encodeUpdate(weights: Map<string, HostTensor>, dtype: WireDtype = 'F32'): EncodedTransfer {
-    return encodeTransfer(weights, dtype);
+    return encodeTransfer(weights, dtype, pickChecksum(this.serverChecksums, this.checksums));
   }
 
   submitUpdate(header: Omit<UpdateHeader, 'manifest'>, enc: EncodedTransfer, signal?: AbortSignal): Promise<SubmitResponse> {
