@@ -149,6 +149,10 @@ async function main(): Promise<void> {
   });
   const reps = Number(args.reps);
   if (args.serve !== undefined) return serve(Number(args.serve)); // the child: the server side
+  if (args.checksum !== undefined && !(CHECKSUM_ALGORITHMS as readonly string[]).includes(args.checksum)) {
+    throw new Error(`--checksum ${args.checksum}: this build has ${CHECKSUM_ALGORITHMS.join(', ')}`);
+  }
+  const checksums = args.checksum ? [args.checksum as ChecksumAlgorithm] : CHECKSUM_ALGORITHMS;
   const rounds = 2 * (reps + 1);
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const { port, rawPort } = await new Promise<{ port: number; rawPort: number }>((resolve, reject) => {
@@ -156,10 +160,6 @@ async function main(): Promise<void> {
     createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('{') && resolve(JSON.parse(l) as { port: number; rawPort: number }));
     child.once('exit', (c) => reject(new Error(`bench server exited (${c})`)));
   });
-  if (args.checksum !== undefined && !(CHECKSUM_ALGORITHMS as readonly string[]).includes(args.checksum)) {
-    throw new Error(`--checksum ${args.checksum}: this build has ${CHECKSUM_ALGORITHMS.join(', ')}`);
-  }
-  const checksums = args.checksum ? [args.checksum as ChecksumAlgorithm] : CHECKSUM_ALGORITHMS;
   const conn = new Connection({ server: `127.0.0.1:${port}`, token: TOKEN, checksums });
   const w = decoder();
   const manifest = buildManifest(w, 'F32');
