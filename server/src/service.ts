@@ -3,8 +3,8 @@ import { onceAny } from '@fedsam/shared/fsutil';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
-  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, layoutFromManifest, pickChecksum, type ChecksumAlgorithm, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, sameLayout,
-  trailerOf, TransferDecoder, TransferError, type EncodedTransfer, type WireDtype,
+  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, pickChecksum,
+  sameLayout, trailerOf, TransferDecoder, TransferError, type ChecksumAlgorithm, type EncodedTransfer, type WireDtype,
   type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
   type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
 } from '@fedsam/shared/transfer';
@@ -78,7 +78,8 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
 
   // Encode and frame each new global for download as soon as it exists (not on the first site's request): in
   // every wire dtype and checksum sites have asked for so far (float16 encoding costs ~20-40 ms).
-  const requested = new Map<string, [WireDtype, ChecksumAlgorithm]>([['F32/' + pickChecksum(CHECKSUM_ALGORITHMS), ['F32', pickChecksum(CHECKSUM_ALGORITHMS)]]]);
+  const best = CHECKSUM_ALGORITHMS[0]!; // what sites of this release ask for first
+  const requested = new Map<string, [WireDtype, ChecksumAlgorithm]>([[`F32/${best}`, ['F32', best]]]);
   const prepare = () => {
     for (const [dtype, checksum] of requested.values()) framesOf(coordinator.globalSnapshot(dtype, checksum).encoded);
   };

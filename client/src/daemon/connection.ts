@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, encodeTransfer, METADATA_AUTHORIZATION, pickChecksum, type ChecksumAlgorithm, METADATA_SESSION, payloadChunks, trailerOf, TransferDecoder,
-  type DownloadFrame, type EncodedTransfer, type EvaluationResult, type GetTaskRequest, type GlobalHeader, type HeartbeatResponse,
+  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, encodeTransfer, METADATA_AUTHORIZATION, METADATA_SESSION, payloadChunks, pickChecksum,
+  trailerOf, TransferDecoder, type ChecksumAlgorithm, type DownloadFrame, type EncodedTransfer, type EvaluationResult, type GetTaskRequest, type GlobalHeader, type HeartbeatResponse,
   type JoinRequest, type JoinResponse, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader, type WireDtype, type WireTrailer,
 } from '@fedsam/shared/transfer';
 import { fedsamClientConstructor } from './proto.ts';
