@@ -126,7 +126,7 @@ interface Row {
   direction: 'download' | 'upload';
   wireMB: number;
   ms: number;
-  /** Fastest and slowest single transfer (they are bimodal here: see bench/README). */
+  /** Fastest and slowest single transfer (they spread widely on a shared machine). */
   minMs: number;
   maxMs: number;
   mbps: number;

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
-  CHECKSUM_ALGORITHM, checkManifest, encodeTransfer, layoutOf, tensorsVersion, type ChecksumAlgorithm,
+  checkManifest, encodeTransfer, layoutOf, tensorsVersion, type ChecksumAlgorithm,
   type EncodedTransfer, type EvaluationResult, type Task, type TensorLayout, type UpdateHeader, type WireDtype,
 } from '@fedsam/shared/transfer';
 import type { ClientRegistry } from './clients.ts';
@@ -186,7 +186,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   /** The current global decoder encoded for the wire (cached per dtype and checksum until the global changes). */
-  globalSnapshot(dtype: WireDtype, checksum: ChecksumAlgorithm = CHECKSUM_ALGORITHM): { round: number; version: string; encoded: EncodedTransfer } {
+  globalSnapshot(dtype: WireDtype, checksum: ChecksumAlgorithm): { round: number; version: string; encoded: EncodedTransfer } {
     const key = `${dtype}/${checksum}`;
     let e = this.encoded.get(key);
     if (!e) {

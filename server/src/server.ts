@@ -59,7 +59,6 @@ interface InitialModel {
   samConfig: SamConfig | undefined;
 }
 
-
 function onlyDecoder(weights: Map<string, HostTensor>, source: string): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const [n, t] of weights) if (n.startsWith('mask_decoder.')) out.set(n, t);

@@ -10,8 +10,8 @@ import { logger } from '@fedsam/shared/log';
 import { synthesize } from '../data/synth.ts';
 import { prepareSite, type Site } from '../engine/site.ts';
 import { decoderToHost, setDecoderFromHost } from '../engine/samEngine.ts';
-import { trainDecoder, evaluateItems, startDataParallel } from '../engine/trainer.ts';
-import { dataParallelPays, type DataParallel } from '../engine/dataParallel.ts';
+import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel } from '../engine/trainer.ts';
+import type { DataParallel } from '../engine/dataParallel.ts';
 import { saveModelFolder } from './train.ts';
 import { WorkerEngine } from '../engine/workerEngine.ts';
 
@@ -147,7 +147,7 @@ async function compareBaselines(o: SimulateOptions, model: LoadedModel, initial:
   print: (s: string) => void) {
   const epochs = o.rounds * o.epochs;
   // one data-parallel worker for all the baseline runs (when it pays)
-  const dp = dataParallelPays(model, o.batchSize) ? await startDataParallel(model) : false;
+  const dp = usesDataParallel(model, { batchSize: o.batchSize }) ? await startDataParallel(model) : false;
   try {
     return await trainBaselines(o, model, initial, sites, names, lr, epochs, dp, print);
   } finally {

@@ -19,7 +19,6 @@ export type { LoadOptions } from './options.ts';
 
 const LOOKED_FOR = `images/ + masks/ folders with matching stems (${IMAGE_EXTS.join(' ')}), a manifest (${MANIFEST_EXTS.join(' ')} file, or manifest.csv / manifest.jsonl in the folder), or NIfTI pairs (imagesTr/ + labelsTr/, or <case>.nii.gz + <case>_seg.nii.gz)`;
 
-
 async function isFile(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isFile();

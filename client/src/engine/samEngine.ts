@@ -5,8 +5,8 @@ import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from '../engine-types.ts';
 import type { EmbeddingCache } from './cache.ts';
-import { trainDecoder, evaluateItems, startDataParallel, type EngineItem } from './trainer.ts';
-import { dataParallelPays, type DataParallel } from './dataParallel.ts';
+import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel, type EngineItem } from './trainer.ts';
+import type { DataParallel } from './dataParallel.ts';
 
 /** Copy the model's mask-decoder weights to host arrays (what travels). */
 export function decoderToHost(loaded: LoadedModel): Map<string, HostTensor> {
@@ -56,7 +56,7 @@ export class SamEngine implements LocalEngine {
     setDecoderFromHost(this.loaded, global);
     const t0 = performance.now();
     // One data-parallel worker for all rounds (starting one loads a second copy of the prompt encoder and decoder).
-    const wantDp = (this.opts.dataParallel ?? dataParallelPays(this.loaded, cfg.batchSize)) && !(cfg.proximalMu > 0) && cfg.batchSize >= 2;
+    const wantDp = usesDataParallel(this.loaded, { dataParallel: this.opts.dataParallel, batchSize: cfg.batchSize, proximalMu: cfg.proximalMu });
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
       dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,

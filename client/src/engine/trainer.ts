@@ -239,7 +239,6 @@ async function loadHostBatch(cache: EmbeddingCache, items: readonly EngineItem[]
   };
 }
 
-
 async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number): Promise<TrainBatch> {
   return hostToBatch(await loadHostBatch(cache, items, boxes, L));
 }
@@ -321,6 +320,15 @@ export function startDataParallel(loaded: LoadedModel): Promise<DataParallel> {
   return DataParallel.start(loaded, trainableDecoderNames(loaded.model.decoderParameterNames(), loaded.config.decoder.num_multimask_outputs));
 }
 
+/**
+ * Whether a training run splits its batches over two threads: as `dataParallel` says, by default when it pays;
+ * never for FedProx (its term is not split) nor batches of one.
+ */
+export function usesDataParallel(loaded: LoadedModel, o: Pick<TrainOptions, 'dataParallel' | 'batchSize' | 'proximalMu'>): boolean {
+  const asked = o.dataParallel === undefined ? dataParallelPays(loaded, o.batchSize) : o.dataParallel !== false;
+  return asked && !((o.proximalMu ?? 0) > 0) && o.batchSize >= 2;
+}
+
 /** Fine-tune the mask decoder in place. Returns per-epoch metrics. */
 export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, train: readonly EngineItem[], val: readonly EngineItem[], opts: TrainOptions): Promise<EpochMetrics[]> {
   if (train.length === 0) throw new Error('no training samples');
@@ -337,8 +345,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   const history: EpochMetrics[] = [];
   const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;
   const shared = opts.dataParallel instanceof DataParallel ? opts.dataParallel : undefined;
-  const wantDp = (opts.dataParallel === undefined ? dataParallelPays(loaded, opts.batchSize) : opts.dataParallel !== false) && !proximal && opts.batchSize >= 2;
-  const dp = wantDp ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
+  const dp = usesDataParallel(loaded, opts) ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
   try {
     for (let epoch = 1; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();

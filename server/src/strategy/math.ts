@@ -16,7 +16,6 @@ function f32(t: HostTensor, name: string): Float32Array {
   return t.data;
 }
 
-
 /** Deep copy (float32). */
 export function cloneTensors(src: NamedTensors): NamedTensors {
   const out: NamedTensors = new Map();
