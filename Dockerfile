@@ -17,12 +17,14 @@ COPY package.json package-lock.json ./
 COPY shared/package.json shared/package.json
 COPY server/package.json server/package.json
 COPY client/package.json client/package.json
+COPY cli/package.json cli/package.json
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY bin ./bin
 COPY proto ./proto
 COPY shared ./shared
 COPY server ./server
 COPY client ./client
+COPY cli ./cli
 
 # tfjs-node-gpu needs the CUDA 11.x runtime and cuDNN 8 at run time, which node:20-bookworm-slim lacks: for GPU
 # sites build with --build-arg RUNTIME_BASE=<an image with CUDA 11.2+/cuDNN 8 and Node.js 20>. Without them the

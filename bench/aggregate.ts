@@ -12,9 +12,9 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { createStrategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
-import { cloneTensors, FOLD_BATCH } from '@fedsam/server/strategy/math';
-import { foldArena } from '@fedsam/server/strategy/foldArena';
+import { createStrategy, type Strategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+import { cloneTensors } from '@fedsam/server/strategy/aggregate';
+import { FOLD_BATCH } from '@fedsam/server/strategy/weightedSum';
 import { decodePayload, encodeTransfer } from '@fedsam/shared/transfer';
 import { lcgWeights, NODE_HEAP_FLAG, vitBaseDecoderShapes } from './common.ts';
 
@@ -23,6 +23,7 @@ const FLOWER = { 2: { ms: 9.9, mb: 47 }, 8: { ms: 22.0, mb: 140 }, 32: { ms: 69.
 const STRATEGIES: Array<{ label: string; cfg: StrategyConfigInput }> = [
   { label: 'fedavg', cfg: { name: 'fedavg' } },
   { label: 'fedadam', cfg: { name: 'fedadam' } },
+  { label: 'fedavgm', cfg: { name: 'fedavgm', server_momentum: 0.9 } },
   { label: 'median', cfg: { name: 'median' } },
   { label: 'trimmed_mean', cfg: { name: 'trimmed_mean', beta: 0.2 } },
 ];
@@ -40,21 +41,23 @@ function fillUpdate(buf: Map<string, HostTensor>, base: Map<string, HostTensor>,
 }
 
 /**
- * Receive buffers as the server has them: streaming strategies get arena blocks (given back by `release`), the
- * others ordinary buffers. Two exist before the measurement starts (two uploads in flight).
+ * Receive buffers as the server has them, from the strategy's aggregator: streaming strategies get arena blocks
+ * (given back by `release`), the others ordinary buffers, all kept. Two exist before the measurement starts (two
+ * uploads in flight).
  */
-function receiver(global: Map<string, HostTensor>, keeps: boolean) {
+function receiver(global: Map<string, HostTensor>, strategy: Strategy) {
   const enc = encodeTransfer(global);
-  const arena = foldArena();
+  const aggregator = strategy.aggregator;
+  const keeps = aggregator.holding === 'kept';
   const take = () => {
-    const payload = keeps ? new Uint8Array(enc.payload.length) : arena.bytes(enc.payload.length);
+    const payload = keeps ? new Uint8Array(enc.payload.length) : aggregator.takeReceiveBuffer(enc.payload.length);
     payload.fill(0); // touched, like a received buffer
     return payload;
   };
-  if (!keeps) for (const b of [take(), take()]) arena.give(b);
+  if (!keeps) for (const b of [take(), take()]) aggregator.giveReceiveBuffer(b);
   return () => {
     const payload = take();
-    return { weights: decodePayload(enc.manifest, payload), release: keeps ? undefined : () => arena.give(payload) };
+    return { weights: decodePayload(enc.manifest, payload), release: keeps ? undefined : () => aggregator.giveReceiveBuffer(payload) };
   };
 }
 
@@ -67,7 +70,7 @@ interface Measurement {
   foldMsPerUpdate: number;
   /** Time after the last update arrived: its fold + finish (what delays the next round). */
   criticalMs: number;
-  /** beginRound(): taking the round's output buffer (the recycled one after the first round). */
+  /** aggregateFit(): taking the round's output buffer (the recycled one after the first round). */
   beginMs: number;
   finishMs: number;
   rssGrowthMB: number;
@@ -82,14 +85,15 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     const small = new Map([['mask_decoder.w', [4096]], ['mask_decoder.b', [16]]]);
     const g = lcgWeights(small, 1);
     for (let r = 0; r < 20; r++) {
-      const agg = createStrategy(spec.cfg).beginRound(r + 1, g);
-      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: cloneTensors(g), numExamples: 1 + i });
+      const agg = createStrategy(spec.cfg).aggregateFit(r + 1, g);
+      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: cloneTensors(g), numExamples: 1 + i, metrics: {} });
       agg.finish();
     }
   }
   const global = lcgWeights(shapes, 42);
-  const keeps = createStrategy(spec.cfg).keepsAllUpdates;
-  const receive = receiver(global, keeps);
+  const strategy = createStrategy(spec.cfg);
+  const keeps = strategy.aggregator.holding === 'kept';
+  const receive = receiver(global, strategy);
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   // Memory: RSS sampled after every step, from here (the global and the receive buffers exist; everything the
@@ -97,29 +101,28 @@ function measureOne(strategyLabel: string, k: number): Measurement {
   const rss0 = process.memoryUsage().rss;
   let peak = rss0;
   const sample = () => void (peak = Math.max(peak, process.memoryUsage().rss));
-  const strategy = createStrategy(spec.cfg);
   // One round first: a server has done one before every round but its first, and FedAvg reuses the buffers it
   // used (arena blocks for held updates, the float64 accumulator, the output). Same K for FedAvg; two updates for
   // the strategies that keep every update (they reuse nothing). The second round is timed.
   {
-    const warm = strategy.beginRound(1, global);
+    const warm = strategy.aggregateFit(1, global);
     for (let i = 0; i < (keeps ? 2 : k); i++) {
       const r = receive();
       fillUpdate(r.weights, global, i);
-      warm.add({ site: `warm${i}`, weights: r.weights, numExamples: 1 + i, release: r.release });
+      warm.add({ site: `warm${i}`, weights: r.weights, numExamples: 1 + i, metrics: {}, release: r.release });
       sample();
     }
-    const previous = warm.finish();
+    const previous = warm.finish().weights;
     sample();
     // the coordinator replaces that global with the next one and hands it back, as every round after the second
-    strategy.recycle?.(previous);
+    strategy.aggregator.recycle(previous);
   }
   gc?.(); // the warm-up round's output is garbage now
   let timed = 0;
   let foldTime = 0;
   let lastFold = 0;
   let t = performance.now();
-  const agg = strategy.beginRound(2, global);
+  const agg = strategy.aggregateFit(2, global);
   const beginMs = performance.now() - t;
   timed += beginMs;
   for (let i = 0; i < k; i++) {
@@ -127,7 +130,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     const r = receive();
     fillUpdate(r.weights, global, i);
     t = performance.now();
-    agg.add({ site: `s${i}`, weights: r.weights, numExamples: 10 + i, release: r.release });
+    agg.add({ site: `s${i}`, weights: r.weights, numExamples: 10 + i, metrics: {}, release: r.release });
     const dt = performance.now() - t;
     sample();
     timed += dt;
@@ -135,7 +138,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     lastFold = dt;
   }
   t = performance.now();
-  const out = agg.finish();
+  const out = agg.finish().weights;
   const finishMs = performance.now() - t;
   sample();
   timed += finishMs;

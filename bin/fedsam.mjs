@@ -7,4 +7,4 @@
 // scripts and the Docker image pass it too; `node bin/fedsam.mjs` without it works, only transfers are slower.
 import { register } from 'tsx/esm/api';
 register();
-await import('./cli.ts');
+await import('../cli/src/main.ts');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '@fedsam/shared/safetensors';
 import { runServer } from '@fedsam/server/server';
 import { runClient, type ClientEvent, type ClientHandle } from '@fedsam/client/daemon/client';
-import { fedAvg, fedOptStep } from '@fedsam/server/strategy/index';
+import { fedAvg, fedOptStep } from '@fedsam/server/strategy/aggregate';
 import { fakeEngine, FAKE_BASE_HASH, referenceFedAvg, tinyDecoder, type FakeEngine } from './helpers/fake-engine.ts';
 import { assertClose, captureLogs, quietLogger, sitesConfig, spawnHelper, tempDir, tokenFor, until } from './helpers/fed-harness.ts';
 

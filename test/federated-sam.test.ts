@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { initBackend } from '@fedsam/shared/backend';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { readSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
-import { runSimulation } from '@fedsam/server/simulation';
+import { runSimulation } from '@fedsam/cli/simulation';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite } from '@fedsam/client/engine/site';
 import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
-import type { LocalEngine, FitConfig, FitResult } from '@fedsam/client/engine-types';
+import type { LocalEngine, FitConfig, FitResult } from '@fedsam/client/engine/localEngine';
 import { quietLogger, tempDir } from './helpers/fed-harness.ts';
 
 class RecordingEngine implements LocalEngine {

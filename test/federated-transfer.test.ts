@@ -12,7 +12,7 @@ import {
 } from '@fedsam/shared/transfer';
 import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { loadServerConfig, parseServerConfig, ServerConfigError } from '@fedsam/server/config';
-import { flagsToConfig } from '@fedsam/server/cli';
+import { flagsToConfig } from '@fedsam/cli/commands/server';
 import { hashToken, SiteAuthenticator } from '@fedsam/server/auth';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { collectGarbage } from '@fedsam/client/daemon/heap';
@@ -318,6 +318,8 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
   assert.throws(() => parseServerConfig({ fit: { points_positive: -1 } }), ServerConfigError);
   assert.equal(cfg.out_dir, '/tmp/x');
   assert.equal(cfg.metrics, null);
+  const m = await loadServerConfig(undefined, flagsToConfig({ strategy: 'fedavgm', serverLr: 0.5, serverMomentum: 0.9 }));
+  assert.deepEqual(m.strategy, { name: 'fedavgm', server_learning_rate: 0.5, server_momentum: 0.9 });
   await writeFile(file, 'rounds: [1');
   await assert.rejects(loadServerConfig(file), /not valid YAML/);
   await assert.rejects(loadServerConfig(join(dir, 'missing.yaml')), /cannot read config file/);
@@ -338,7 +340,7 @@ test('token authentication maps tokens to sites', () => {
 
 test('fedsam server flags and FEDSAM_* environment reach the config (errors exit 2, listing the problems)', async () => {
   const { Command } = await import('commander');
-  const { registerServerCommand } = await import('@fedsam/server/cli');
+  const { registerServerCommand } = await import('@fedsam/cli/commands/server');
   const program = new Command().exitOverride();
   registerServerCommand(program);
   const saved = { ...process.env };

@@ -10,7 +10,7 @@ import { loadSamCheckpoint } from '@fedsam/shared/checkpoint';
 import { frozenEncodersHash } from '@fedsam/shared/transfer';
 import { runServer } from '@fedsam/server/server';
 import { runClient, type ClientHandle } from '@fedsam/client/daemon/client';
-import { runSimulation } from '@fedsam/server/simulation';
+import { runSimulation } from '@fedsam/cli/simulation';
 import { fakeEngine, FAKE_BASE_HASH, referenceFedAvg, tinyDecoder, type FakeEngine } from './helpers/fake-engine.ts';
 import { assertClose, captureLogs, quietLogger, sitesConfig, tempDir, tokenFor } from './helpers/fed-harness.ts';
 

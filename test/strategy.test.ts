@@ -2,10 +2,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { HostTensor } from '@fedsam/shared/safetensors';
+import { createStrategy, StrategyConfigSchema, STRATEGY_NAMES, type FitRes, type StrategyConfigInput } from '@fedsam/server/strategy/index';
 import {
-  AggregationError, coordinateMedian, createStrategy, fedAvg, fedOptStep, trimmedMean, weightedMetrics, WeightedSum,
-  StrategyConfigSchema, FOLD_BATCH, type NamedTensors, type StrategyConfigInput,
-} from '@fedsam/server/strategy/index';
+  AggregationError, coordinateMedian, fedAvg, fedAvgMStep, fedOptStep, trimmedMean, weightedMetrics, type NamedTensors,
+} from '@fedsam/server/strategy/aggregate';
+import { FOLD_BATCH, WeightedSum } from '@fedsam/server/strategy/weightedSum';
 import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -17,6 +18,9 @@ const t = (...v: number[]): HostTensor => ({ dtype: 'float32', shape: [v.length]
 const one = (...v: number[]): NamedTensors => new Map([['mask_decoder.w', t(...v)]]);
 const vals = (m: NamedTensors, name = 'mask_decoder.w') => [...(m.get(name)!.data as Float32Array)];
 const f32 = (x: number) => Math.fround(x);
+/** An update as the coordinator hands it to a strategy. */
+const res = (site: string, weights: NamedTensors, numExamples: number, release?: () => void, metrics: Record<string, number> = {}): FitRes =>
+  ({ site, weights, numExamples, metrics, release });
 
 test('FedAvg equals an independent float64 weighted mean', () => {
   const updates = [1, 2, 3, 4].map((s, i) => ({ weights: tinyDecoder(100 + s), numExamples: [3, 17, 1, 250][i]! }));
@@ -45,22 +49,19 @@ test('FedAvg as the server feeds it: uploads received into the fold arena, relea
         return { payload, weights: decodePayload(enc.manifest, payload), numExamples: u.numExamples };
       });
       const strategy = createStrategy({ name: strategyName });
-      const agg = strategy.beginRound(round, updates[0]!.weights);
+      const agg = strategy.aggregateFit(round, updates[0]!.weights);
       const released: number[] = [];
       received.forEach((r, i) => {
-        agg.add({
-          site: `s${i}`, weights: r.weights, numExamples: r.numExamples,
-          // the arena would hand the buffer to the next upload: scribble over it to catch any later read
-          release: () => {
-            released.push(i);
-            r.payload.fill(0xff);
-            if (strategyName === 'fedavg') arena.give(r.payload);
-          },
-        });
+        // the arena would hand the buffer to the next upload: scribble over it to catch any later read
+        agg.add(res(`s${i}`, r.weights, r.numExamples, () => {
+          released.push(i);
+          r.payload.fill(0xff);
+          if (strategyName === 'fedavg') arena.give(r.payload);
+        }));
         // held until FOLD_BATCH wait, then summed in one pass when the next arrives
         if (strategyName === 'fedavg') assert.deepEqual(released, i < FOLD_BATCH ? [] : [...Array(FOLD_BATCH).keys()], `after update ${i}`);
       });
-      const out = agg.finish();
+      const out = agg.finish().weights;
       assert.deepEqual(released.sort(), [0, 1, 2, 3, 4, 5]);
       if (strategyName === 'fedavg') for (const [n, r] of ref) assertClose(out.get(n)!.data as Float32Array, r, `round ${round} ${n}`);
       else for (const t of out.values()) assert.ok(!findNonFinite(new Map([['x', t]])), 'median read no released buffer');
@@ -147,9 +148,9 @@ test('FedAvg and FedAdam write a new global into the buffer of one the coordinat
     const strategy = createStrategy({ name } as StrategyConfigInput);
     let global = tinyDecoder(1);
     const run = (round: number, seed: number) => {
-      const agg = strategy.beginRound(round, global);
-      agg.add({ site: 'a', weights: tinyDecoder(seed), numExamples: 1 });
-      global = agg.finish();
+      const agg = strategy.aggregateFit(round, global);
+      agg.add(res('a', tinyDecoder(seed), 1));
+      global = agg.finish().weights;
       return global;
     };
     const bufferOf = (g: NamedTensors) => g.values().next().value!.data.buffer;
@@ -157,7 +158,7 @@ test('FedAvg and FedAdam write a new global into the buffer of one the coordinat
     const g2 = run(2, 12);
     assert.notEqual(bufferOf(g2), bufferOf(g1), `${name}: g1 is still the live global while round 2 runs`);
     const kept2 = [...g2].map(([n, t]) => [n, Float32Array.from(t.data as Float32Array)] as const);
-    strategy.recycle!(g1);
+    strategy.aggregator.recycle(g1);
     const g3 = run(3, 13);
     assert.equal(bufferOf(g3), bufferOf(g1), `${name}: round 3 reuses the given-back buffer`);
     for (const [n, v] of kept2) assert.deepEqual(g2.get(n)!.data, v, `${name}: g2 ${n} untouched`);
@@ -170,18 +171,18 @@ test('FedAvg and FedAdam write a new global into the buffer of one the coordinat
 test('an abandoned round releases what it holds; its sum takes no more updates', () => {
   const arena = foldArena();
   const strategy = createStrategy({ name: 'fedavg' });
-  const agg = strategy.beginRound(1, tinyDecoder(1));
+  const agg = strategy.aggregateFit(1, tinyDecoder(1));
   const released: number[] = [];
   for (let i = 0; i < FOLD_BATCH + 2; i++) {
     const enc = encodeTransfer(tinyDecoder(20 + i));
     const payload = arena.bytes(enc.payload.length);
     payload.set(enc.payload);
-    agg.add({ site: `s${i}`, weights: decodePayload(enc.manifest, payload), numExamples: 1, release: () => released.push(i) });
+    agg.add(res(`s${i}`, decodePayload(enc.manifest, payload), 1, () => released.push(i)));
   }
   assert.equal(released.length, FOLD_BATCH, 'one batch summed, two updates held');
   agg.abandon();
   assert.deepEqual(released.sort(), [...Array(FOLD_BATCH + 2).keys()]);
-  assert.throws(() => agg.add({ site: 'late', weights: tinyDecoder(3), numExamples: 1 }), /closed/);
+  assert.throws(() => agg.add(res('late', tinyDecoder(3), 1)), /closed/);
   assert.throws(() => agg.finish(), /discarded/);
 });
 
@@ -260,13 +261,13 @@ test('FedYogi: one and two steps match the hand computation (Flower semantics an
 
 test('FedAdam strategy: streaming FedAvg then the optimizer step; state survives save/load', () => {
   const global = tinyDecoder(5);
-  const rounds = [1, 2].map((r) => [1, 2, 3].map((k) => ({ site: `s${k}`, weights: tinyDecoder(10 * r + k), numExamples: k * 2 })));
+  const rounds = [1, 2].map((r) => [1, 2, 3].map((k) => res(`s${k}`, tinyDecoder(10 * r + k), k * 2)));
   const a = createStrategy({ name: 'fedadam', eta: 0.05 });
   let g = global;
   for (const [i, ups] of rounds.entries()) {
-    const agg = a.beginRound(i + 1, g);
+    const agg = a.aggregateFit(i + 1, g);
     for (const u of ups) agg.add(u);
-    const next = agg.finish();
+    const next = agg.finish().weights;
     if (i === 0) {
       const expected = fedOptStep('adam', g, fedAvg(ups), undefined, { eta: 0.05, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 }, 1);
       for (const [n, e] of expected.weights) assert.deepEqual(next.get(n)!.data, e.data);
@@ -275,25 +276,29 @@ test('FedAdam strategy: streaming FedAvg then the optimizer step; state survives
   }
   // resume: a fresh strategy restored from round 1's state reaches the same round-2 result
   const b = createStrategy({ name: 'fedadam', eta: 0.05 });
-  const r1 = b.beginRound(1, global);
+  const r1 = b.aggregateFit(1, global);
   for (const u of rounds[0]!) r1.add(u);
-  const g1 = r1.finish();
+  const g1 = r1.finish().weights;
   const c = createStrategy({ name: 'fedadam', eta: 0.05 });
   c.loadState(b.saveState());
-  const r2 = c.beginRound(2, g1);
+  const r2 = c.aggregateFit(2, g1);
   for (const u of rounds[1]!) r2.add(u);
-  const g2 = r2.finish();
+  const g2 = r2.finish().weights;
   for (const [n, tt] of g) assert.deepEqual(g2.get(n)!.data, tt.data, n);
 });
 
 test('FedProx sends proximal_mu; server side is FedAvg', () => {
   const s = createStrategy({ name: 'fedprox', proximal_mu: 0.3 });
-  assert.deepEqual(s.fitParams(1), { proximalMu: 0.3, params: { proximal_mu: 0.3 } });
-  const ups = [{ site: 'a', weights: one(1, 2), numExamples: 1 }, { site: 'b', weights: one(3, 6), numExamples: 3 }];
-  const agg = s.beginRound(1, one(0, 0));
+  const [ins] = s.configureFit(1, { available: ['a'], attempt: 1 });
+  assert.equal(ins!.ins.config.proximal_mu, 0.3);
+  assert.deepEqual(ins!.ins.config.params, { proximal_mu: 0.3 });
+  const ups = [res('a', one(1, 2), 1), res('b', one(3, 6), 3)];
+  const agg = s.aggregateFit(1, one(0, 0));
   for (const u of ups) agg.add(u);
-  assert.deepEqual(vals(agg.finish()), [2.5, 5]);
-  assert.equal(createStrategy({ name: 'fedavg' }).fitParams(1).proximalMu, 0);
+  assert.deepEqual(vals(agg.finish().weights), [2.5, 5]);
+  const plain = createStrategy({ name: 'fedavg' }).configureFit(1, { available: ['a'], attempt: 1 })[0]!.ins.config;
+  assert.equal(plain.proximal_mu, 0);
+  assert.deepEqual(plain.params, {});
 });
 
 test('coordinate-wise median (odd and even K) and trimmed mean', () => {
@@ -307,13 +312,14 @@ test('coordinate-wise median (odd and even K) and trimmed mean', () => {
   assert.deepEqual(vals(trimmedMean(five.slice(0, 4), 0.2)), [2.5, 0]);
   assert.throws(() => trimmedMean(five, 0.5), /beta/);
   const s = createStrategy({ name: 'median' });
-  assert.equal(s.keepsAllUpdates, true);
-  const agg = s.beginRound(1, one(0, 0, 0));
-  u.forEach((w, i) => agg.add({ site: `s${i}`, weights: w, numExamples: 100 * (i + 1) }));
-  assert.deepEqual(vals(agg.finish()), [3, 10, -2]); // unweighted
-  const tm = createStrategy({ name: 'trimmed_mean' }).beginRound(1, one(0, 0));
-  five.forEach((w, i) => tm.add({ site: `s${i}`, weights: w, numExamples: 1 }));
-  assert.deepEqual(vals(tm.finish()), [3, 0]);
+  assert.equal(s.aggregator.holding, 'kept');
+  assert.equal(createStrategy({ name: 'fedavg' }).aggregator.holding, 'streamed');
+  const agg = s.aggregateFit(1, one(0, 0, 0));
+  u.forEach((w, i) => agg.add(res(`s${i}`, w, 100 * (i + 1))));
+  assert.deepEqual(vals(agg.finish().weights), [3, 10, -2]); // unweighted
+  const tm = createStrategy({ name: 'trimmed_mean' }).aggregateFit(1, one(0, 0));
+  five.forEach((w, i) => tm.add(res(`s${i}`, w, 1)));
+  assert.deepEqual(vals(tm.finish().weights), [3, 0]);
 });
 
 test('median and trimmed mean agree with a sort-based reference for K = 1..40', () => {
@@ -348,4 +354,100 @@ test('strategy config errors are clear', () => {
   assert.throws(() => createStrategy({ name: 'fedavg', eta: 1 } as never), /Unrecognized key/);
   assert.throws(() => createStrategy({ name: 'krum' } as never), /Invalid discriminator/);
   assert.throws(() => createStrategy({ name: 'fedadam', beta_1: 1 }), /beta_1|less than 1/);
+});
+
+test('FedAvgM: Flower semantics by hand (server learning rate, momentum from round 2); state survives save/load', () => {
+  assert.ok(STRATEGY_NAMES.includes('fedavgm'));
+  assert.deepEqual(StrategyConfigSchema.parse({ name: 'fedavgm' }), { name: 'fedavgm', server_learning_rate: 1, server_momentum: 0 });
+  const p = { server_learning_rate: 0.5, server_momentum: 0.9 };
+  const x = [1, -2];
+  // round 1: g = x - agg; m = g; new = x - lr m
+  const s1 = fedAvgMStep(one(...x), one(2, -2), undefined, p);
+  const g1 = [f32(1 - 2), 0];
+  assert.deepEqual(vals(s1.momentum!), g1);
+  const w1 = x.map((xi, i) => f32(xi - 0.5 * g1[i]!));
+  assert.deepEqual(vals(s1.weights), w1);
+  // round 2: m = 0.9 m + g
+  const agg2 = [w1[0]! + 1, w1[1]! - 1];
+  const s2 = fedAvgMStep(s1.weights, one(...agg2), s1.momentum, p);
+  const g2 = agg2.map((a, i) => f32(w1[i]! - f32(a)));
+  const m2 = g1.map((m, i) => f32(0.9 * m + g2[i]!));
+  assert.deepEqual(vals(s2.momentum!), m2);
+  assert.deepEqual(vals(s2.weights), w1.map((wi, i) => f32(wi - 0.5 * m2[i]!)));
+  // without momentum: plain server SGD, no state
+  const plain = fedAvgMStep(one(...x), one(2, -2), undefined, { server_learning_rate: 2, server_momentum: 0 });
+  assert.equal(plain.momentum, undefined);
+  assert.deepEqual(vals(plain.weights), [3, -2]);
+
+  // the strategy: FedAvg, then the step; a restored strategy reaches the same round-2 global
+  const cfg = { name: 'fedavgm', server_learning_rate: 0.7, server_momentum: 0.5 } as const;
+  const global = tinyDecoder(5);
+  const rounds = [1, 2].map((r) => [1, 2].map((k) => res(`s${k}`, tinyDecoder(10 * r + k), k)));
+  const run = (s: ReturnType<typeof createStrategy>, round: number, g: NamedTensors) => {
+    const agg = s.aggregateFit(round, g);
+    for (const u of rounds[round - 1]!) agg.add(u);
+    return agg.finish().weights;
+  };
+  const a = createStrategy(cfg);
+  const a1 = run(a, 1, global);
+  const expected1 = fedAvgMStep(global, fedAvg(rounds[0]!), undefined, cfg).weights;
+  for (const [n, e] of expected1) assert.deepEqual(a1.get(n)!.data, e.data, n);
+  const saved = a.saveState(); // live until the next round: the server writes it at once
+  assert.equal(saved.scalars.has_momentum, 1);
+  const b = createStrategy(cfg);
+  b.loadState(saved);
+  const a2 = run(a, 2, a1);
+  const b2 = run(b, 2, a1);
+  for (const [n, t] of a2) assert.deepEqual(b2.get(n)!.data, t.data, n);
+  // defaults: exactly FedAvg
+  const d = createStrategy({ name: 'fedavgm' });
+  const d1 = run(d, 1, global);
+  for (const [n, e] of fedAvg(rounds[0]!)) assert.deepEqual(d1.get(n)!.data, e.data, n);
+});
+
+test('configureFit samples fraction_fit of the sites (at least min_fit_clients), the same for the same round and attempt', () => {
+  const options = { fraction_fit: 0.5, min_fit_clients: 2, fraction_evaluate: 0.25, min_evaluate_clients: 3, seed: 7, fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 1, points_negative: 0 } };
+  const s = createStrategy({ name: 'fedavg' }, options);
+  const available = Array.from({ length: 10 }, (_, i) => `site-${i}`);
+  const fit = s.configureFit(3, { available, attempt: 1 });
+  assert.equal(fit.length, 5);
+  assert.deepEqual(s.configureFit(3, { available, attempt: 1 }), fit);
+  assert.notDeepEqual(s.configureFit(3, { available, attempt: 2 }).map((i) => i.site), fit.map((i) => i.site));
+  assert.equal(s.configureFit(1, { available: available.slice(0, 3), attempt: 1 }).length, 2); // floor(1.5) < min 2
+  const c = fit[0]!.ins.config;
+  assert.deepEqual({ ...c, seed: 0 }, { epochs: 2, lr: 0.01, batch_size: 3, proximal_mu: 0, seed: 0, params: {}, points_positive: 1, points_negative: 0 });
+  assert.notEqual(fit[0]!.ins.config.seed, fit[1]!.ins.config.seed, 'each site trains with its own seed');
+  // evaluation: at least max(1, min_evaluate_clients) sites, none when fewer are connected or fraction_evaluate is 0
+  assert.equal(s.configureEvaluate(1, { available, attempt: 1 }).length, 3);
+  assert.deepEqual(s.configureEvaluate(1, { available: available.slice(0, 2), attempt: 1 }), []);
+  assert.deepEqual(createStrategy({ name: 'fedavg' }, { ...options, fraction_evaluate: 0 }).configureEvaluate(1, { available, attempt: 1 }), []);
+});
+
+test('fit and evaluation metrics are the example-weighted means of what the sites report', () => {
+  const s = createStrategy({ name: 'median' });
+  const agg = s.aggregateFit(1, one(0));
+  agg.add(res('a', one(1), 1, undefined, { loss: 1 }));
+  agg.add(res('b', one(2), 3, undefined, { loss: 2, extra: 5 }));
+  assert.deepEqual(agg.finish().metrics, { loss: 1.75, extra: 5 });
+  const ev = s.aggregateEvaluate(1, [{ site: 'a', numExamples: 1, metrics: { dice: 0.5 } }, { site: 'b', numExamples: 1, metrics: { dice: 0.7 } }]);
+  assert.ok(Math.abs(ev.metrics.dice! - 0.6) < 1e-15);
+  assert.equal(s.evaluate(1, one(0)), undefined);
+  assert.equal(s.initialize(), undefined);
+});
+
+test('FedOpt state in the format earlier releases wrote (m.<name>, v.<name>, has_moments) still loads', () => {
+  const name = 'mask_decoder.w';
+  const state = {
+    scalars: { has_moments: 1 },
+    tensors: new Map([[`m.${name}`, t(0.1, -0.1)], [`v.${name}`, t(0.01, 0.01)]]),
+  };
+  const s = createStrategy({ name: 'fedadam', eta: 0.1 });
+  s.loadState(state);
+  const agg = s.aggregateFit(3, one(1, 1));
+  agg.add(res('a', one(1.5, 0.5), 1));
+  const got = vals(agg.finish().weights);
+  const expected = fedOptStep('adam', one(1, 1), one(1.5, 0.5), { m: new Map([[name, t(0.1, -0.1)]]), v: new Map([[name, t(0.01, 0.01)]]) },
+    { eta: 0.1, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 }, 3);
+  assert.deepEqual(got, vals(expected.weights));
+  assert.deepEqual([...s.saveState().tensors.keys()].sort(), [`m.${name}`, `v.${name}`]);
 });

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { StrategyConfigSchema } from './strategy/index.ts';
+import { StrategyConfigSchema } from './strategy/config.ts';
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/i, 'must be a sha256 hex digest (64 hex characters)').transform((s) => s.toLowerCase());
 
@@ -133,7 +133,7 @@ export function mergeConfig(base: Obj, over: Obj): Obj {
   const out: Obj = { ...base };
   for (const [k, v] of Object.entries(over)) {
     if (v === undefined) continue;
-    out[k] = isObj(v) && isObj(out[k]) ? mergeConfig(out[k] as Obj, v) : v;
+    out[k] = isObj(v) ? mergeConfig(isObj(out[k]) ? (out[k] as Obj) : {}, v) : v;
   }
   return out;
 }

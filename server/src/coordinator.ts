@@ -1,7 +1,7 @@
 // The round driver: waits for sites, samples them, hands out fit/evaluate tasks, validates and folds in results,
 // aggregates, persists. gRPC-free: the service layer (service.ts) calls into it.
 import { EventEmitter } from 'node:events';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import {
@@ -13,7 +13,7 @@ import type { ServerConfig } from './config.ts';
 import { failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { RoundRecord, SiteResult, StateStore } from './state.ts';
-import { weightedMetrics, type RoundAggregator, type Strategy } from './strategy/index.ts';
+import type { FitAggregation, FitIns, Strategy } from './strategy/index.ts';
 
 type SlotStatus = 'open' | 'receiving' | 'accepted' | 'failed';
 
@@ -31,7 +31,8 @@ export interface TaskSlot {
   status: SlotStatus;
   refusals: number;
   reason?: string;
-  seed: number;
+  /** What the strategy sends this site with its FitTask (fit phases). */
+  fitIns?: FitIns;
 }
 
 interface Phase {
@@ -41,7 +42,7 @@ interface Phase {
   globalVersion: string;
   slots: Map<string, TaskSlot>; // by site
   byTaskId: Map<string, TaskSlot>;
-  aggregator?: RoundAggregator;
+  aggregation?: FitAggregation;
   results: Map<string, SiteResult>;
   aggSeconds: number;
   startedAt: number;
@@ -69,32 +70,6 @@ export interface CoordinatorOptions {
   logger: Logger;
   baseModelHash: string;
   initialGlobal: Map<string, HostTensor>;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function hashSeed(...parts: Array<string | number>): number {
-  return createHash('sha256').update(parts.join('\u0000')).digest().readUInt32LE(0);
-}
-
-/** k of the items, without replacement, deterministic for the seed. */
-export function sampleSites(items: readonly string[], k: number, seed: number): string[] {
-  const a = [...items].sort();
-  const rng = mulberry32(seed);
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
-  }
-  return a.slice(0, Math.min(k, a.length)).sort();
 }
 
 function finiteMetrics(m: Record<string, number> | undefined, what: string): Record<string, number> {
@@ -181,7 +156,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.global = g;
     this.version = version;
     this.encoded.clear(); // downloads in flight send pre-serialized frames (copies), not the old global
-    if (old !== g) this.strategy.recycle?.(old);
+    if (old !== g) this.strategy.aggregator.recycle(old);
     this.emit('global', this.version);
   }
 
@@ -208,18 +183,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (!slot || slot.status !== 'open') return undefined;
     const base = { task_id: slot.taskId, round: p.round, global_version: p.globalVersion };
     if (p.kind === 'evaluate') return { ...base, kind: 'evaluate', evaluate: {} };
-    const fp = this.strategy.fitParams(p.round);
-    const f = this.config.fit;
-    return {
-      ...base,
-      kind: 'fit',
-      fit: {
-        config: {
-          epochs: f.epochs, lr: f.lr, batch_size: f.batch_size, proximal_mu: fp.proximalMu, seed: slot.seed, params: fp.params,
-          points_positive: f.points_positive, points_negative: f.points_negative,
-        },
-      },
-    };
+    return { ...base, kind: 'fit', fit: slot.fitIns! };
   }
 
   /** Resolves on the next task change (or after ms). */
@@ -297,10 +261,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     }
     const numExamples = Number(header.num_examples);
     const t0 = performance.now();
-    p.aggregator!.add({ site: slot.site, weights, numExamples, release });
+    const metrics = finiteMetrics(header.metrics, 'update');
+    p.aggregation!.add({ site: slot.site, weights, numExamples, metrics, release });
     p.aggSeconds += (performance.now() - t0) / 1000;
     slot.status = 'accepted';
-    p.results.set(slot.site, { num_examples: numExamples, metrics: finiteMetrics(header.metrics, 'update') });
+    p.results.set(slot.site, { num_examples: numExamples, metrics });
     this.metrics.updates.inc({ result: 'accepted', reason: '' });
     this.log.info({ event: 'update_accepted', round: p.round, site: slot.site, num_examples: numExamples, metrics: header.metrics }, 'update accepted');
     this.checkDone(p);
@@ -382,21 +347,21 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   // ---------------------------------------------------------------------------------------------------------
   // rounds
 
-  private openPhase(kind: 'fit' | 'evaluate', round: number, attempt: number, sites: string[]): Phase {
+  private openPhase(kind: 'fit' | 'evaluate', round: number, attempt: number, sites: Array<{ site: string; ins?: FitIns }>): Phase {
     let resolveDone!: () => void;
     const done = new Promise<void>((r) => (resolveDone = r));
     const slots = new Map<string, TaskSlot>();
     const byTaskId = new Map<string, TaskSlot>();
-    for (const site of sites) {
+    for (const { site, ins } of sites) {
       const taskId = `${kind}-r${round}-a${attempt}-${site}-${randomBytes(4).toString('hex')}`;
-      const slot: TaskSlot = { site, taskId, status: 'open', refusals: 0, seed: hashSeed(this.config.fit.seed, round, site) % 2 ** 31 };
+      const slot: TaskSlot = { site, taskId, status: 'open', refusals: 0, fitIns: ins };
       slots.set(site, slot);
       byTaskId.set(taskId, slot);
     }
     const p: Phase = {
       kind, round, attempt, globalVersion: this.version, slots, byTaskId, results: new Map(), aggSeconds: 0,
       startedAt: performance.now(), closed: false, resolveDone, done,
-      aggregator: kind === 'fit' ? this.strategy.beginRound(round, this.global) : undefined,
+      aggregation: kind === 'fit' ? this.strategy.aggregateFit(round, this.global) : undefined,
     };
     this.phase = p;
     this.emit('change');
@@ -448,14 +413,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       await this.registry.waitForAvailable(c.min_available_clients, c.wait_for_clients_timeout_s === null ? null : c.wait_for_clients_timeout_s * 1000, signal);
       if (signal.aborted) throw signal.reason;
       const available = this.registry.available();
-      const k = Math.min(available.length, Math.max(c.min_fit_clients, Math.floor(available.length * c.fraction_fit)));
-      const sampled = sampleSites(available, k, hashSeed(c.seed, 'fit', round, attempt));
+      const instructions = this.strategy.configureFit(round, { available, attempt });
+      const sampled = instructions.map((i) => i.site);
       this.metrics.round.set(round);
-      const p = this.openPhase('fit', round, attempt, sampled);
+      const p = this.openPhase('fit', round, attempt, instructions);
       this.log.info({ event: 'round_started', round, attempt, sampled, available: available.length, strategy: this.strategy.name }, 'fit round started');
       await this.runPhase(p, c.round_timeout_s * 1000, signal);
       if (signal.aborted) {
-        p.aggregator!.abandon();
+        p.aggregation!.abandon();
         throw signal.reason;
       }
       // The round's own work (mean, content hash, wire encoding, files) is ~50 ms of CPU for a sam-vit-base decoder.
@@ -467,7 +432,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const accepted = [...p.slots.values()].filter((s) => s.status === 'accepted').map((s) => s.site);
       if (accepted.length < c.min_fit_clients || accepted.length === 0) {
         this.metrics.roundRetries.inc();
-        p.aggregator!.abandon();
+        p.aggregation!.abandon();
         this.log.warn({ event: 'round_retry', round, attempt, accepted, failed: this.failedOf(p), min_fit_clients: c.min_fit_clients }, 'too few updates: retrying the round');
         if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) {
           throw new Error(`round ${round}: only ${accepted.length} of the ${c.min_fit_clients} required updates after ${attempt} attempts`);
@@ -475,7 +440,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         continue;
       }
       const t0 = performance.now();
-      const next = p.aggregator!.finish();
+      const { weights: next, metrics: fitMetrics } = p.aggregation!.finish();
       const aggSeconds = p.aggSeconds + (performance.now() - t0) / 1000;
       this.metrics.aggregationSeconds.observe(aggSeconds);
       await loopTurns();
@@ -490,12 +455,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         accepted,
         failed: this.failedOf(p),
         num_examples: results.reduce((a, [, r]) => a + r.num_examples, 0),
-        metrics: weightedMetrics(results.map(([, r]) => ({ numExamples: r.num_examples, metrics: r.metrics }))),
+        metrics: fitMetrics,
         sites: Object.fromEntries(results),
         aggregation_seconds: aggSeconds,
         duration_seconds: duration,
         global_version: this.version,
       };
+      const central = this.strategy.evaluate(round, this.global);
+      if (central) rec.server_evaluate = central;
       await this.store.saveRound({
         round, global: this.global, globalVersion: this.version, baseModelHash: this.baseModelHash,
         strategyName: this.strategy.name, strategy: this.strategy.saveState(), history: this.history,
@@ -511,14 +478,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const c = this.config;
     const available = this.registry.available();
     const need = Math.max(1, c.min_evaluate_clients);
-    if (c.fraction_evaluate === 0) return;
-    if (available.length < need) {
-      this.log.warn({ event: 'evaluation_skipped', round, available: available.length, min_evaluate_clients: need }, 'too few sites to evaluate');
+    const instructions = this.strategy.configureEvaluate(round, { available, attempt: 1 });
+    if (instructions.length === 0) {
+      if (c.fraction_evaluate > 0) this.log.warn({ event: 'evaluation_skipped', round, available: available.length, min_evaluate_clients: need }, 'too few sites to evaluate');
       return;
     }
-    const k = Math.min(available.length, Math.max(need, Math.floor(available.length * c.fraction_evaluate)));
-    const sampled = sampleSites(available, k, hashSeed(c.seed, 'evaluate', round));
-    const p = this.openPhase('evaluate', round, 1, sampled);
+    const sampled = instructions.map((i) => i.site);
+    const p = this.openPhase('evaluate', round, 1, instructions.map((i) => ({ site: i.site })));
     this.log.info({ event: 'evaluation_started', round, sampled }, 'evaluation round started');
     await this.runPhase(p, c.evaluate_timeout_s * 1000, signal);
     this.phase = undefined;
@@ -529,7 +495,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       sampled,
       failed: this.failedOf(p),
       num_examples: results.reduce((a, [, r]) => a + r.num_examples, 0),
-      metrics: weightedMetrics(results.map(([, r]) => ({ numExamples: r.num_examples, metrics: r.metrics }))),
+      metrics: this.strategy.aggregateEvaluate(round, results.map(([site, r]) => ({ site, numExamples: r.num_examples, metrics: r.metrics }))).metrics,
       sites: Object.fromEntries(results),
       duration_seconds: (performance.now() - p.startedAt) / 1000,
       global_version: p.globalVersion,

@@ -3,8 +3,6 @@ export {
   ServerConfigSchema, parseServerConfig, loadServerConfig, mergeConfig, ServerConfigError,
   type ServerConfig, type ServerConfigInput,
 } from './config.ts';
-export { registerServerCommand, flagsToConfig } from './cli.ts';
-export { runSimulation, toSimulationRound, type SimulationOptions, type SimulationResult, type SimulationRound, type SimulationSite } from './simulation.ts';
 export { hashToken, SiteAuthenticator } from './auth.ts';
 export * from './strategy/index.ts';
 export type { RoundRecord, PersistedState } from './state.ts';

@@ -117,13 +117,13 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
   if (cfg.sites.length === 0) throw new ServerConfigError('no sites configured: add sites [{name, token_sha256}] (or --site NAME:SHA256)');
 
   const init = await loadInitialModel(cfg, opts, log);
-  const strategy = createStrategy(cfg.strategy);
+  const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);
   await mkdir(cfg.out_dir, { recursive: true });
   const store = new StateStore(cfg.out_dir, init.samConfig, cfg.keep_rounds);
   const coordinator = new Coordinator({
-    config: cfg, strategy, store, registry, metrics, logger: log, baseModelHash: init.baseModelHash, initialGlobal: init.decoder,
+    config: cfg, strategy, store, registry, metrics, logger: log, baseModelHash: init.baseModelHash, initialGlobal: strategy.initialize() ?? init.decoder,
   });
 
   if (await store.hasState()) {

@@ -14,8 +14,6 @@ import type { ServerConfig } from './config.ts';
 import type { Coordinator, TaskSlot } from './coordinator.ts';
 import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
-import { BufferPool } from './bufferPool.ts';
-import { foldArena, type FoldArena } from './strategy/foldArena.ts';
 import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
 
 export class Semaphore {
@@ -36,9 +34,6 @@ export class Semaphore {
   }
 }
 
-/** Receive buffers from the fold arena (which keeps given-back blocks for reuse itself). */
-const arenaPayloads = (arena: FoldArena) => ({ take: (n: number) => arena.bytes(n), give: (b: Uint8Array) => arena.give(b) });
-
 export interface ServiceDeps {
   config: ServerConfig;
   coordinator: Coordinator;
@@ -56,13 +51,8 @@ const waitWritable = (stream: NodeJS.EventEmitter): Promise<void> => onceAny(str
 export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation {
   const { config, coordinator, registry, auth, metrics, logger: log } = d;
   const uploads = new Semaphore(config.limits.max_concurrent_uploads);
-  // Upload receive buffers. Streaming strategies read updates where they arrive, in the fold arena (FedAvg's
-  // kernel needs them there); strategies that keep every update of a round get ordinary buffers, because the
-  // arena never shrinks and K held updates would stay reserved after the round.
-  const arena = coordinator.strategy.keepsAllUpdates ? undefined : foldArena();
-  const payloads = arena ? arenaPayloads(arena) : new BufferPool<Uint8Array>((n) => new Uint8Array(n), 2);
-  /** The finite check in WebAssembly over arena receive buffers (~8x the decoder's JS loop, used otherwise). */
-  const scanFinite = arena ? (p: Uint8Array, at: number, count: number, dtype: WireDtype): number => arena.firstNonFinite(p, at, count, dtype) : undefined;
+  // Uploads are received into the strategy's aggregator's buffers (the fold arena for streaming strategies).
+  const aggregator = coordinator.strategy.aggregator;
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
   const frameCache = new WeakMap<object, PreEncoded[]>();
@@ -217,8 +207,8 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         }
         header = first.value.header;
         slot = coordinator.beginUpdate(site, header);
-        receiveBuffer = payloads.take(Number(header.manifest!.total_bytes));
-        const dec = new TransferDecoder(header.manifest!, { checkFinite: true, into: receiveBuffer, scanFinite });
+        receiveBuffer = aggregator.takeReceiveBuffer(Number(header.manifest!.total_bytes));
+        const dec = new TransferDecoder(header.manifest!, { checkFinite: true, into: receiveBuffer, scanFinite: aggregator.scanFinite });
         let trailer;
         try {
           for (;;) {
@@ -233,7 +223,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
           metrics.bytesIn.inc(dec.bytesReceived);
           const weights = dec.finish(trailer);
           const buffer = receiveBuffer;
-          coordinator.acceptUpdate(slot, header, weights, () => payloads.give(buffer));
+          coordinator.acceptUpdate(slot, header, weights, () => aggregator.giveReceiveBuffer(buffer));
           receiveBuffer = undefined; // the aggregator gives it back
         } catch (e) {
           if (e instanceof TransferError) {
@@ -250,7 +240,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         },
         (e) => {
           release?.();
-          if (receiveBuffer) payloads.give(receiveBuffer);
+          if (receiveBuffer) aggregator.giveReceiveBuffer(receiveBuffer);
           const fe = asFedError(e);
           if (site) coordinator.refuseUpdate(site, slot, fe, header ? Number(header.round) : undefined);
           else log.warn({ event: 'request_refused', rpc: 'SubmitUpdate', peer: call.getPeer(), code: fe.code, reason: fe.reason, err: fe.message }, 'request refused');

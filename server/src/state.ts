@@ -34,6 +34,8 @@ export interface RoundRecord {
     duration_seconds: number;
     global_version: string;
   };
+  /** The strategy's own evaluation of the new global (Flower's Strategy.evaluate), when it has one. */
+  server_evaluate?: { loss: number; metrics: Record<string, number> };
   evaluate?: {
     sampled: string[];
     failed: Record<string, string>;

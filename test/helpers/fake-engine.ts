@@ -2,7 +2,7 @@
 //   fit:      w = g + 0.5 (target - g) + delta * ((i mod 5) - 2) / 1000      (per element i of each tensor)
 //   evaluate: err = mean |g - target|, dice = 1 / (1 + err), iou = dice / (2 - dice)
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { EvaluateResult, FitConfig, FitResult, LocalEngine } from '@fedsam/client/engine-types';
+import type { EvaluateResult, FitConfig, FitResult, LocalEngine } from '@fedsam/client/engine/localEngine';
 
 export const FAKE_BASE_HASH = 'f00dbabe'.repeat(8);
 

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { findNonFinite, manifestOfLayout, type EncodedTransfer, type Task, type WireDtype } from '@fedsam/shared/transfer';
-import type { FitConfig, LocalEngine } from '../engine-types.ts';
+import type { FitConfig, LocalEngine } from '../engine/localEngine.ts';
 import { Connection, type TlsOptions } from './connection.ts';
 import { collectGarbage } from './heap.ts';
 

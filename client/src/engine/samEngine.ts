@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
-import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from '../engine-types.ts';
+import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from './localEngine.ts';
 import type { EmbeddingCache } from './cache.ts';
 import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel, type EngineItem } from './trainer.ts';
 import type { DataParallel } from './dataParallel.ts';

@@ -1,5 +1,5 @@
-// What the site daemon needs from a local training engine. The SAM engine (client/src/engine.ts) implements it;
-// tests use a small deterministic engine (test/helpers/fake-engine.ts).
+// What the site daemon needs from a local training engine. SamEngine (samEngine.ts) and SiteWorkerEngine
+// (siteWorkerEngine.ts) implement it; tests use a small deterministic engine (test/helpers/fake-engine.ts).
 import type { HostTensor } from '@fedsam/shared/safetensors';
 
 /** One round's local training configuration, as sent by the server. */

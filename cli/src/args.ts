@@ -1,4 +1,4 @@
-// Parsers for command-line values; each error names the flag and the expected form.
+// Parsers for command-line values (every subcommand's): each error names the flag and the expected form.
 import { InvalidArgumentError } from 'commander';
 
 export function parseNumberList(flag: string, n: number) {
@@ -23,6 +23,7 @@ export function parseCounts(flag: string, n: number) {
   };
 }
 
+/** x,y,label (repeatable: collects into a list). */
 export function parsePoint(v: string, prev: number[][] = []): number[][] {
   const parts = v.split(',').map((s) => s.trim());
   const nums = parts.map(Number);
@@ -30,6 +31,24 @@ export function parsePoint(v: string, prev: number[][] = []): number[][] {
     throw new InvalidArgumentError(`--point expects x,y,label with label 1 (foreground) or 0 (background), got "${v}"`);
   }
   return [...prev, nums];
+}
+
+/** Any integer; the range is checked later (the server's config schema names the field in its error). */
+export function parseInteger(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} must be an integer`);
+    return n;
+  };
+}
+
+/** Any finite number; the range is checked later (the server's config schema). */
+export function parseNumber(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
+    return n;
+  };
 }
 
 export function parsePositiveInt(flag: string) {
@@ -62,4 +81,20 @@ export function parseFraction(flag: string) {
     if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`${flag} expects a number in [0, 1), got "${v}"`);
     return n;
   };
+}
+
+export interface SiteSpec {
+  name: string;
+  token_sha256: string;
+}
+
+/** NAME:SHA256 (or a comma-separated list of them, as in FEDSAM_SITES); repeatable. */
+export function parseSiteSpec(v: string, prev: SiteSpec[] = []): SiteSpec[] {
+  const out = [...prev];
+  for (const part of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const i = part.lastIndexOf(':');
+    if (i <= 0) throw new InvalidArgumentError(`--site expects NAME:SHA256_OF_TOKEN, got "${part}"`);
+    out.push({ name: part.slice(0, i), token_sha256: part.slice(i + 1) });
+  }
+  return out;
 }

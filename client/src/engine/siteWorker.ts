@@ -1,5 +1,5 @@
-// A site's training engine in its own worker thread (its own tfjs backend, model, cache), so that several
-// simulated sites use several cores. Messages: init -> ready {baseModelHash, names, sizes, boxDice}; fit / evaluate -> result.
+// The body of a site's worker thread, started by SiteWorkerEngine (siteWorkerEngine.ts): the site's SamEngine with
+// its own tfjs backend, model and cache. Messages: init -> ready {baseModelHash, names, sizes, boxDice}; fit / evaluate -> result.
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import type { HostTensor } from '@fedsam/shared/safetensors';

@@ -1,12 +1,13 @@
-// LocalEngine proxy whose SamEngine lives in a worker thread (see engineWorker.ts).
+// SiteWorkerEngine: the LocalEngine proxy of a site whose SamEngine lives in a worker thread (siteWorker.ts), so
+// that several simulated sites use several cores.
 import type { Worker } from 'node:worker_threads';
 import { tsWorker } from '@fedsam/shared/worker';
 import { currentBackend } from '@fedsam/shared/backend';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from '../engine-types.ts';
+import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from './localEngine.ts';
 import type { SiteOptions } from './site.ts';
 
-export class WorkerEngine implements LocalEngine {
+export class SiteWorkerEngine implements LocalEngine {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   private constructor(private readonly worker: Worker, readonly baseModelHash: string, private readonly names: Map<string, number[]>,
@@ -28,8 +29,8 @@ export class WorkerEngine implements LocalEngine {
   }
 
   /** Start a worker that prepares the site (model, dataset, embeddings) and waits for tasks. */
-  static async start(site: Omit<SiteOptions, 'model' | 'log'> & { model?: string }): Promise<WorkerEngine> {
-    const worker = tsWorker(new URL('./engineWorker.ts', import.meta.url), { site, backend: currentBackend()?.name });
+  static async start(site: Omit<SiteOptions, 'model' | 'log'> & { model?: string }): Promise<SiteWorkerEngine> {
+    const worker = tsWorker(new URL('./siteWorker.ts', import.meta.url), { site, backend: currentBackend()?.name });
     const ready = await new Promise<any>((resolve, reject) => {
       const onMsg = (m: any) => {
         if (m.op === 'ready') { worker.off('message', onMsg); resolve(m); }
@@ -39,7 +40,7 @@ export class WorkerEngine implements LocalEngine {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`engine worker for ${site.data} exited (code ${code}) before it was ready`)));
     });
-    return new WorkerEngine(worker, ready.baseModelHash, new Map(ready.names), ready.train, ready.val, ready.boxDice);
+    return new SiteWorkerEngine(worker, ready.baseModelHash, new Map(ready.names), ready.train, ready.val, ready.boxDice);
   }
 
   private call<T>(msg: Record<string, unknown>): Promise<T> {

@@ -1,11 +1,12 @@
-// fedsam client: the site daemon. Prepares the site's data and embeddings, then runs the federated loop.
+// The site daemon as `fedsam client` runs it: prepares the site's data and embeddings, then runs the federated loop
+// (runClient) until the server says the training is over.
 import { readFileSync } from 'node:fs';
-import { runClient, FatalClientError } from '../daemon/client.ts';
+import { runClient, FatalClientError } from './client.ts';
 import { prepareSite } from '../engine/site.ts';
 import { SamEngine } from '../engine/samEngine.ts';
 import { logger } from '@fedsam/shared/log';
 
-export interface ClientCommandOptions {
+export interface SiteDaemonOptions {
   server: string;
   site?: string;
   token?: string;
@@ -24,7 +25,7 @@ export interface ClientCommandOptions {
   quiet?: boolean;
 }
 
-export async function clientCommand(o: ClientCommandOptions): Promise<void> {
+export async function runSiteDaemon(o: SiteDaemonOptions): Promise<void> {
   let token = o.token;
   if (!token && o.tokenFile) {
     try {

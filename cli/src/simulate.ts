@@ -1,19 +1,18 @@
-// fedsam simulate: the aggregator and N site clients on loopback (real gRPC), on synthetic data by default, with a
+// What `fedsam simulate` runs: the aggregator and N site clients on loopback (real gRPC), on synthetic data by default, with a
 // per-round table; --compare adds the local-only and centralized baselines on the same split.
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { runSimulation, type SimulationRound } from '@fedsam/server/simulation';
-import { loadModel, type LoadedModel } from '@fedsam/shared/model/presets';
-import type { HostTensor } from '@fedsam/shared/safetensors';
+import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable } from '@fedsam/shared/table';
 import { logger } from '@fedsam/shared/log';
-import { synthesize } from '../data/synth.ts';
-import { prepareSite, type Site } from '../engine/site.ts';
-import { decoderToHost, setDecoderFromHost } from '../engine/samEngine.ts';
-import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel } from '../engine/trainer.ts';
-import type { DataParallel } from '../engine/dataParallel.ts';
-import { saveModelFolder } from './train.ts';
-import { WorkerEngine } from '../engine/workerEngine.ts';
+import type { StrategyName } from '@fedsam/server/strategy/config';
+import { synthesize } from '@fedsam/client/data/synth';
+import { prepareSite, type Site } from '@fedsam/client/engine/site';
+import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/samEngine';
+import { SiteWorkerEngine } from '@fedsam/client/engine/siteWorkerEngine';
+import { compareBaselines } from '@fedsam/client/local/baselines';
+import { saveModelFolder } from '@fedsam/client/modelFolder';
+import { runSimulation, type SimulationRound } from './simulation.ts';
 
 export interface SimulateOptions {
   sites: number;
@@ -24,7 +23,7 @@ export interface SimulateOptions {
   epochs: number;
   lr?: number;
   batchSize: number;
-  strategy: string;
+  strategy: StrategyName;
   proximalMu?: number;
   /** Point prompts per object in local training: [positive, negative]. */
   points?: number[];
@@ -55,7 +54,7 @@ async function siteFolders(data: string, n: number): Promise<string[]> {
 
 const f3 = (v: number | null | undefined) => (v === null || v === undefined ? undefined : v);
 
-export async function simulateCommand(o: SimulateOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
+export async function simulate(o: SimulateOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
   const t0 = performance.now();
   const out = resolve(o.out);
   await mkdir(out, { recursive: true });
@@ -72,7 +71,7 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
   // Each site in its own worker thread (own tfjs backend, model and cache): several sites use several cores.
   const siteOpts = (i: number) => ({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir,
     partition: single ? { sites: o.sites, index: i, seed: o.seed, nonIid: !!o.nonIid } : undefined });
-  const engines = await Promise.all(folders.map((_, i) => WorkerEngine.start(siteOpts(i))));
+  const engines = await Promise.all(folders.map((_, i) => SiteWorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
@@ -93,7 +92,7 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
     result = await runSimulation({
       sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
       rounds: o.rounds,
-      strategy: o.strategy === 'fedprox' ? { name: 'fedprox', proximal_mu: o.proximalMu ?? 0.01 } as any : { name: o.strategy } as any,
+      strategy: o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu } : { name: o.strategy },
       fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0 },
       initialDecoder,
       samConfig: base.config,
@@ -140,47 +139,4 @@ export async function simulateCommand(o: SimulateOptions, print: (s: string) => 
     await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
   }
   return { history, comparison };
-}
-
-/** Local-only (each site trains alone) and centralized (pooled) training with the same epochs budget. */
-async function compareBaselines(o: SimulateOptions, model: LoadedModel, initial: Map<string, HostTensor>, sites: Site[], names: string[], lr: number,
-  print: (s: string) => void) {
-  const epochs = o.rounds * o.epochs;
-  // one data-parallel worker for all the baseline runs (when it pays)
-  const dp = usesDataParallel(model, { batchSize: o.batchSize }) ? await startDataParallel(model) : false;
-  try {
-    return await trainBaselines(o, model, initial, sites, names, lr, epochs, dp, print);
-  } finally {
-    if (dp) await dp.close();
-  }
-}
-
-async function trainBaselines(o: SimulateOptions, model: LoadedModel, initial: Map<string, HostTensor>, sites: Site[], names: string[], lr: number,
-  epochs: number, dp: DataParallel | false, print: (s: string) => void) {
-  const local: Record<string, number> = {};
-  const central: Record<string, number> = {};
-  let ln = 0, ls = 0;
-  print(`\nbaselines with the same budget (${epochs} epochs): local-only per site, then centralized on the pooled training data`);
-  for (let i = 0; i < sites.length; i++) {
-    const s = sites[i];
-    setDecoderFromHost(model, initial);
-    await trainDecoder(model, s.cache, s.train, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true, dataParallel: dp });
-    const m = await evaluateItems(model, s.cache, s.val);
-    local[names[i]] = m.dice;
-    ls += m.dice * s.val.length;
-    ln += s.val.length;
-  }
-  // Centralized: one model trained on every site's training split (embeddings come from each site's cache).
-  const c = sites[0];
-  setDecoderFromHost(model, initial);
-  const pooled = sites.flatMap((s) => s.train);
-  await trainDecoder(model, c.cache, pooled, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true, dataParallel: dp });
-  let cn = 0, cs = 0;
-  for (let i = 0; i < sites.length; i++) {
-    const m = await evaluateItems(model, sites[i].cache, sites[i].val);
-    central[names[i]] = m.dice;
-    cs += m.dice * sites[i].val.length;
-    cn += sites[i].val.length;
-  }
-  return { local, localMean: ls / ln, central, centralMean: cs / cn, epochs };
 }

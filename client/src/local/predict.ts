@@ -1,5 +1,5 @@
-// fedsam predict: one image, a box (and optional points) -> binary mask PNG at the image's size, an overlay,
-// and the predicted IoU.
+// What `fedsam predict` runs: one image, a box (and optional points) -> binary mask PNG at the image's size, an
+// overlay, and the predicted IoU.
 import * as tf from '@tensorflow/tfjs';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { pixelValuesTensor, rescaleBoxes, rescalePoints, postProcessMask } from '@fedsam/shared/processor';

@@ -7,13 +7,13 @@ import { pino, type Logger } from 'pino';
 import type { SamConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { WireDtype } from '@fedsam/shared/transfer';
-import type { LocalEngine } from '@fedsam/client/engine-types';
+import type { LocalEngine } from '@fedsam/client/engine/localEngine';
 import { runClient, type ClientHandle, type ClientEvent } from '@fedsam/client/daemon/client';
-import { hashToken } from './auth.ts';
-import type { ServerConfig, ServerConfigInput } from './config.ts';
-import { runServer } from './server.ts';
-import type { RoundRecord } from './state.ts';
-import type { StrategyConfigInput } from './strategy/index.ts';
+import { hashToken } from '@fedsam/server/auth';
+import type { ServerConfig, ServerConfigInput } from '@fedsam/server/config';
+import { runServer } from '@fedsam/server/server';
+import type { RoundRecord } from '@fedsam/server/state';
+import type { StrategyConfigInput } from '@fedsam/server/strategy/index';
 
 export interface SimulationSite {
   name: string;

@@ -1,0 +1,37 @@
+// fedsam simulate: the whole federation on this machine (aggregator + N site clients over loopback gRPC).
+import { Option, type Command } from 'commander';
+import { resolve } from 'node:path';
+import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
+import { parseCounts, parseFraction, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
+import { MODEL_HELP, print, timestampedRun } from '../options.ts';
+import { simulate } from '../simulate.ts';
+
+/** Defaults of `fedsam simulate` (the main job: under 5 minutes on 2 cores). */
+export const SIMULATE_DEFAULTS = { rounds: 6, epochs: 2, imagesPerSite: 40 };
+
+export function registerSimulateCommand(program: Command): Command {
+  return program.command('simulate')
+    .description('run the whole federation on this machine: aggregator + N site clients over loopback gRPC; per-round Dice table')
+    .addOption(new Option('--sites <n>', 'number of sites').argParser(parsePositiveInt('--sites')).default(3))
+    .addOption(new Option('--rounds <n>', 'federated rounds').argParser(parsePositiveInt('--rounds')).default(SIMULATE_DEFAULTS.rounds))
+    .addOption(new Option('--data <dir>', 'one dataset per site (a folder of site-1/, site-2/, ...), or one dataset to split across the sites by group; default: synthetic data'))
+    .addOption(new Option('--non-iid', 'non-IID sites: synthetic sites differ in intensity, contrast, noise and object mix; a split dataset is cut by object size'))
+    .addOption(new Option('--images-per-site <n>', 'synthetic images per site').argParser(parsePositiveInt('--images-per-site')).default(SIMULATE_DEFAULTS.imagesPerSite))
+    .addOption(new Option('--model <dir>', MODEL_HELP))
+    .addOption(new Option('--epochs <n>', 'local epochs per round').argParser(parsePositiveInt('--epochs')).default(SIMULATE_DEFAULTS.epochs))
+    .addOption(new Option('--lr <lr>', 'local Adam learning rate (default: the model\'s: 1e-5 for SAM weights, 3e-3 for the built-in model)').argParser(parsePositiveFloat('--lr')))
+    .addOption(new Option('--batch-size <n>', 'local batch size').argParser(parsePositiveInt('--batch-size')).default(4))
+    .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(STRATEGY_NAMES).default('fedavg'))
+    .addOption(new Option('--proximal-mu <mu>', 'FedProx proximal weight').argParser(parsePositiveFloat('--proximal-mu')))
+    .addOption(new Option('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (e.g. 1,1; default boxes only)').argParser(parseCounts('--points', 2)))
+    .addOption(new Option('--val-split <fraction>', 'validation fraction per site').argParser(parseFraction('--val-split')).default(0.25))
+    .addOption(new Option('--seed <n>', 'seed for data, split and training').argParser(parseNonNegInt('--seed')).default(0))
+    .addOption(new Option('--out <dir>', 'output folder (data, server state, final model)').default(timestampedRun('simulate')))
+    .addOption(new Option('--history <file>', 'write the per-round history as JSON'))
+    .addOption(new Option('--cache-dir <dir>', 'embedding cache (default: <out>/cache)'))
+    .addOption(new Option('--compare', 'also train local-only (each site alone) and centralized (pooled) with the same epoch budget'))
+    .addOption(new Option('--quiet', 'no progress bars'))
+    .action(async (o) => {
+      await simulate({ ...o, cacheDir: o.cacheDir ?? resolve(o.out, 'cache') }, print);
+    });
+}

@@ -1,0 +1,47 @@
+// The fedsam program (commander): global flags, one subcommand per file in commands/, one-line errors.
+// bin/fedsam.mjs runs it.
+import { Command, Option, InvalidArgumentError } from 'commander';
+import { initBackend } from '@fedsam/shared/backend';
+import { logger, setLogLevel } from '@fedsam/shared/log';
+import { needsBackend } from './options.ts';
+import { registerVerifyReferenceCommand } from './commands/verify-reference.ts';
+import { registerPredictCommand } from './commands/predict.ts';
+import { registerTrainCommand } from './commands/train.ts';
+import { registerEvaluateCommand } from './commands/evaluate.ts';
+import { registerSynthCommand } from './commands/synth.ts';
+import { registerSaveDefaultModelCommand } from './commands/save-default-model.ts';
+import { registerServerCommand } from './commands/server.ts';
+import { registerClientCommand } from './commands/client.ts';
+import { registerSimulateCommand } from './commands/simulate.ts';
+
+function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('fedsam')
+    .description('Federated fine-tuning of Segment Anything (SAM) mask decoders: aggregation server, site clients, local training.')
+    .addOption(new Option('--backend <name>', 'compute backend: gpu (tfjs-node-gpu), node (tfjs-node), wasm, cpu; default: first that loads').env('FEDSAM_BACKEND'))
+    .addOption(new Option('--log-level <level>', 'log level for the JSON event log on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info').env('FEDSAM_LOG_LEVEL'))
+    .showHelpAfterError('(run with --help for usage)')
+    .hook('preAction', async (_this, action) => {
+      const opts = program.opts<{ backend?: string; logLevel: string }>();
+      setLogLevel(opts.logLevel);
+      if (!needsBackend(action)) return;
+      const choice = await initBackend(opts.backend);
+      logger('backend').info({ backend: choice.name, reason: choice.reason }, 'compute backend selected');
+    });
+  for (const register of [
+    registerVerifyReferenceCommand, registerPredictCommand, registerTrainCommand, registerEvaluateCommand, registerSynthCommand,
+    registerSaveDefaultModelCommand, registerServerCommand, registerClientCommand, registerSimulateCommand,
+  ]) register(program);
+  return program;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (e) {
+  // One line that says what to fix; never a stack trace through the wasm runtime for a user error.
+  const err = e as Error;
+  process.stderr.write(`fedsam: error: ${err.message}\n`);
+  if (process.env.FEDSAM_DEBUG) process.stderr.write(`${err.stack}\n`);
+  process.exitCode = err instanceof InvalidArgumentError ? 2 : 1;
+}

@@ -1,0 +1,48 @@
+// FedAvgM (Hsu et al. 2019), as Flower's FedAvgM: FedAvg, then an SGD step with server learning rate and momentum
+// on the pseudo-gradient (aggregate.ts fedAvgMStep). With the defaults (learning rate 1, momentum 0) it is FedAvg.
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import { fedAvgMStep, type NamedTensors } from './aggregate.ts';
+import type { StrategyConfigOf, StrategyName } from './config.ts';
+import { FedAvg, fitAggregation } from './fedAvg.ts';
+import type { FitAggregation, StrategyOptions, StrategyState } from './strategy.ts';
+
+export class FedAvgM extends FedAvg {
+  override readonly name: StrategyName = 'fedavgm';
+  private momentum: NamedTensors | undefined;
+  /** Flower's server_opt: a step is taken unless it would give the mean back unchanged. */
+  private readonly serverOpt: boolean;
+
+  constructor(private readonly cfg: Omit<StrategyConfigOf<'fedavgm'>, 'name'>, options?: StrategyOptions) {
+    super(options);
+    this.serverOpt = cfg.server_momentum !== 0 || cfg.server_learning_rate !== 1;
+  }
+
+  override aggregateFit(round: number, global: NamedTensors): FitAggregation {
+    if (!this.serverOpt) return super.aggregateFit(round, global);
+    const sum = this.aggregator.weightedMean(global, 'scratch');
+    const out = this.aggregator.globalBuffer(global);
+    return fitAggregation(sum, () => {
+      const r = fedAvgMStep(global, sum.mean(), this.momentum, this.cfg, { out });
+      this.momentum = r.momentum;
+      return r.weights;
+    });
+  }
+
+  override saveState(): StrategyState {
+    const tensors = new Map<string, HostTensor>();
+    for (const [n, t] of this.momentum ?? []) tensors.set(`momentum.${n}`, t);
+    return { scalars: { has_momentum: this.momentum ? 1 : 0 }, tensors };
+  }
+
+  override loadState(state: StrategyState): void {
+    if (!state.scalars.has_momentum) {
+      this.momentum = undefined;
+      return;
+    }
+    const m: NamedTensors = new Map();
+    for (const [n, t] of state.tensors) {
+      if (n.startsWith('momentum.')) m.set(n.slice('momentum.'.length), { dtype: t.dtype, shape: [...t.shape], data: (t.data as Float32Array).slice() });
+    }
+    this.momentum = m;
+  }
+}
