@@ -14,7 +14,7 @@
 // is shown too: other processes share this 2-core machine.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig } from '@fedsam/shared/config';
 import { initSamWeights } from '@fedsam/shared/model/init';

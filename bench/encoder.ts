@@ -10,7 +10,7 @@
 // Times are medians over reps; wall and process CPU time are both shown (other processes share this machine).
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig, type SamConfig } from '@fedsam/shared/config';
 import { initSamWeights } from '@fedsam/shared/model/init';

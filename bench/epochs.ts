@@ -33,7 +33,7 @@ import type { Sample } from '@fedsam/client/data/types';
 import { Rng } from '@fedsam/client/data/rng';
 import { boxPrompt, DEFAULT_BOX_JITTER } from '@fedsam/client/data/prompts';
 import { EmbeddingCache } from '@fedsam/client/engine/cache';
-import { embedImages, prepareItems, trainDecoder, lowResSize, lowResTarget, modelBox, type EngineItem } from '@fedsam/client/engine/trainer';
+import { embedImages, prepareItems, trainDecoder, lowResSize, modelBox, type EngineItem } from '@fedsam/client/engine/trainer';
 import { EmbedPool, defaultEmbedWorkers, encoderGflop } from '@fedsam/client/engine/embedPool';
 
 const { values: args } = parseArgs({

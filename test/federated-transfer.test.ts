@@ -101,7 +101,7 @@ test('checksums: xxh3, crc32 and sha256, announced in the manifest, known values
   const dec = new TransferDecoder(enc.manifest);
   dec.push({ offset: 0, data: enc.payload });
   assert.throws(() => dec.finish({ checksum_algorithm: 'crc32', checksum: new Uint8Array(4) }), /differs from the manifest/);
-  assert.match(checkManifest({ ...enc.manifest, checksum_algorithm: 'md5' }, layoutOf(w))!, /unsupported checksum algorithm "md5"/);
+  assert.match(checkManifest({ ...enc.manifest, checksum_algorithm: 'md5' }, layoutOf(w))!.message, /unsupported checksum algorithm "md5"/);
 });
 
 test('decoder refuses out-of-order, oversize, truncated and corrupted transfers', () => {
@@ -244,11 +244,16 @@ test('checkManifest: names, shapes, dtypes, totals and limits', () => {
   const layout = layoutOf(w);
   const m = encodeTransfer(w).manifest;
   assert.equal(checkManifest(m, layout), undefined);
-  assert.match(checkManifest({ ...m, total_bytes: 4 }, layout)!, /total_bytes/);
-  assert.match(checkManifest(m, layout, { maxBytes: 100 })!, /exceeds the limit/);
-  assert.match(checkManifest(m, layout, { allowedDtypes: ['F16'] })!, /dtype F32/);
-  assert.match(checkManifest({ ...m, tensors: [...m.tensors, m.tensors[0]!] }, layout)!, /twice/);
-  assert.match(checkManifest(null, layout)!, /missing manifest/);
+  const refused = (mm: Parameters<typeof checkManifest>[0], o?: Parameters<typeof checkManifest>[2]) => {
+    const p = checkManifest(mm, layout, o)!;
+    return `${p.reason}: ${p.message}`;
+  };
+  assert.match(refused({ ...m, total_bytes: 4 }), /^bad_manifest: total_bytes/);
+  assert.match(refused(m, { maxBytes: 100 }), /^too_large: .*exceeds the limit/);
+  assert.match(refused(m, { allowedDtypes: ['F16'] }), /^bad_dtype: .*dtype F32/);
+  assert.match(refused({ ...m, tensors: [...m.tensors, m.tensors[0]!] }), /^bad_manifest: .*twice/);
+  assert.match(refused(null), /^bad_manifest: missing manifest/);
+  assert.match(refused({ ...m, tensors: m.tensors.map((t, i) => (i ? t : { ...t, shape: [1] })) }), /^bad_shape: /);
   assert.equal(decodePayload(m, encodeTransfer(w).payload).size, w.size);
   const nan = tinyDecoder(2);
   (nan.get('mask_decoder.upscale_layer_norm.weight')!.data as Float32Array)[1] = -Infinity;

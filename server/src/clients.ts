@@ -4,6 +4,9 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { unauthenticated } from './errors.ts';
 
+/** Why a site's session ended: it left, joined again (a new session), or went silent. */
+export type SessionEnd = 'left' | 'replaced' | 'expired';
+
 export interface Session {
   id: string;
   site: string;
@@ -14,7 +17,7 @@ export interface Session {
 
 export interface RegistryEvents {
   change: [];
-  lost: [site: string, reason: string];
+  lost: [site: string, reason: string, end: SessionEnd];
   joined: [site: string, session: Session];
 }
 
@@ -31,7 +34,7 @@ export class ClientRegistry extends EventEmitter<RegistryEvents> {
     const previous = this.sessions.get(site);
     const s: Session = { id: randomUUID(), site, joinedAt: this.now(), lastSeen: this.now(), peer };
     this.sessions.set(site, s);
-    if (previous) this.emit('lost', site, 'session replaced by a new Join');
+    if (previous) this.emit('lost', site, 'session replaced by a new Join', 'replaced');
     this.emit('joined', site, s);
     this.emit('change');
     return s;
@@ -50,7 +53,7 @@ export class ClientRegistry extends EventEmitter<RegistryEvents> {
     const s = this.sessions.get(site);
     if (s && s.id === sessionId) {
       this.sessions.delete(site);
-      this.emit('lost', site, reason);
+      this.emit('lost', site, reason, 'left');
       this.emit('change');
     }
   }
@@ -75,7 +78,7 @@ export class ClientRegistry extends EventEmitter<RegistryEvents> {
     for (const [site, s] of this.sessions) {
       if (now - s.lastSeen > this.timeoutMs) {
         this.sessions.delete(site);
-        this.emit('lost', site, `no heartbeat for ${((now - s.lastSeen) / 1000).toFixed(1)} s`);
+        this.emit('lost', site, `no heartbeat for ${((now - s.lastSeen) / 1000).toFixed(1)} s`, 'expired');
         changed = true;
       }
     }

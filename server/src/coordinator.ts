@@ -1,19 +1,20 @@
-// The round driver: waits for sites, samples them, hands out fit/evaluate tasks, validates and folds in results,
-// aggregates, persists. gRPC-free: the service layer (service.ts) calls into it.
+// The round driver: the state machine of fit and evaluation rounds. It waits for sites, asks the strategy whom to
+// sample and what to send, hands the tasks out, takes validated results (validation.ts) into the strategy's
+// aggregation, installs each new global and has it persisted (state.ts); logs and metrics go through the
+// RoundReporter. gRPC-free: the service layer (service.ts) calls into it.
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import {
-  checkManifest, encodeTransfer, layoutOf, tensorsVersion, type ChecksumAlgorithm,
-  type EncodedTransfer, type EvaluationResult, type Task, type TensorLayout, type UpdateHeader, type WireDtype,
-} from '@fedsam/shared/transfer';
-import type { ClientRegistry } from './clients.ts';
+import { layoutOf, tensorsVersion, type EvaluationResult, type Task, type TensorLayout, type UpdateHeader } from '@fedsam/shared/transfer';
+import type { ClientRegistry, SessionEnd } from './clients.ts';
 import type { ServerConfig } from './config.ts';
-import { failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
+import { failedPrecondition, FedError, invalidArgument } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
+import { RoundReporter } from './roundReporter.ts';
 import type { RoundRecord, SiteResult, StateStore } from './state.ts';
 import type { FitAggregation, FitIns, Strategy } from './strategy/index.ts';
+import { checkEvaluation, checkSlot, checkUpdateHeader } from './validation.ts';
 
 type SlotStatus = 'open' | 'receiving' | 'accepted' | 'failed';
 
@@ -33,9 +34,11 @@ export interface TaskSlot {
   reason?: string;
   /** What the strategy sends this site with its FitTask (fit phases). */
   fitIns?: FitIns;
+  /** The header of the update being received (checked). */
+  update?: { numExamples: number; metrics: Record<string, number> };
 }
 
-interface Phase {
+export interface Phase {
   kind: 'fit' | 'evaluate';
   round: number;
   attempt: number;
@@ -72,17 +75,6 @@ export interface CoordinatorOptions {
   initialGlobal: Map<string, HostTensor>;
 }
 
-function finiteMetrics(m: Record<string, number> | undefined, what: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(m ?? {})) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidArgument('bad_metrics', `${what}: metric "${k}" is not a finite number (${v})`);
-    out[k] = v;
-  }
-  return out;
-}
-
-const MAX_EXAMPLES = 1e12;
-
 export class Coordinator extends EventEmitter<CoordinatorEvents> {
   readonly config: ServerConfig;
   readonly baseModelHash: string;
@@ -90,8 +82,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   readonly strategy: Strategy;
   private readonly store: StateStore;
   private readonly registry: ClientRegistry;
-  private readonly metrics: ServerMetrics;
-  private readonly log: Logger;
+  private readonly report: RoundReporter;
 
   private global: Map<string, HostTensor>;
   private version: string;
@@ -99,8 +90,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private completedRound = 0;
   private phase: Phase | undefined;
   private finished = false;
-  /** The global encoded for the wire, per `${dtype}/${checksum}`. */
-  private readonly encoded = new Map<string, EncodedTransfer>();
   readonly history: RoundRecord[] = [];
 
   constructor(o: CoordinatorOptions) {
@@ -110,13 +99,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.strategy = o.strategy;
     this.store = o.store;
     this.registry = o.registry;
-    this.metrics = o.metrics;
-    this.log = o.logger;
+    this.report = new RoundReporter(o.metrics, o.logger);
     this.baseModelHash = o.baseModelHash;
     this.global = o.initialGlobal;
     this.version = tensorsVersion(this.global);
     this.layout = layoutOf(this.global);
-    this.registry.on('lost', (site, reason) => this.siteLost(site, reason));
+    this.registry.on('lost', (site, reason, end) => this.siteLost(site, reason, end));
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -148,27 +136,15 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.setGlobal(global, version);
     this.completedRound = round;
     this.history.splice(0, this.history.length, ...history);
-    this.metrics.round.set(round);
+    this.report.restored(round);
   }
 
   private setGlobal(g: Map<string, HostTensor>, version = tensorsVersion(g)): void {
     const old = this.global;
     this.global = g;
     this.version = version;
-    this.encoded.clear(); // downloads in flight send pre-serialized frames (copies), not the old global
     if (old !== g) this.strategy.aggregator.recycle(old);
     this.emit('global', this.version);
-  }
-
-  /** The current global decoder encoded for the wire (cached per dtype and checksum until the global changes). */
-  globalSnapshot(dtype: WireDtype, checksum: ChecksumAlgorithm): { round: number; version: string; encoded: EncodedTransfer } {
-    const key = `${dtype}/${checksum}`;
-    let e = this.encoded.get(key);
-    if (!e) {
-      e = encodeTransfer(this.global, dtype, checksum, { view: true }); // the global is replaced, never written to
-      this.encoded.set(key, e);
-    }
-    return { round: this.completedRound, version: this.version, encoded: e };
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -201,49 +177,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     });
   }
 
-  private slotFor(site: string, kind: 'fit' | 'evaluate', round: number, taskId: string): TaskSlot {
-    const p = this.phase;
-    const what = kind === 'fit' ? 'update' : 'evaluation';
-    if (!p || p.closed || p.kind !== kind || p.round !== round) {
-      const open = p && !p.closed ? `${p.kind} round ${p.round} is open` : `no ${kind} round is open (last completed round: ${this.completedRound})`;
-      throw failedPrecondition('stale_round', `stale ${what}: it is for round ${round} but ${open}`);
-    }
-    const owner = p.byTaskId.get(taskId);
-    if (owner && owner.site !== site) {
-      throw permissionDenied('not_your_task', `task ${taskId} is assigned to another site, not to ${site}: a site can only answer its own tasks`);
-    }
-    const slot = p.slots.get(site);
-    if (!slot) throw permissionDenied('not_sampled', `site ${site} was not sampled for ${kind} round ${round}`);
-    if (slot.taskId !== taskId) throw failedPrecondition('stale_task', `stale ${what}: task ${taskId} is not the current task of site ${site} for round ${round} (${slot.taskId})`);
-    switch (slot.status) {
-      case 'accepted':
-        throw failedPrecondition('duplicate', `site ${site} already submitted an ${what} for round ${round} (one per site per round)`);
-      case 'failed':
-        throw failedPrecondition('dropped', `site ${site} was dropped from round ${round}: ${slot.reason ?? 'failed'}`);
-      case 'receiving':
-        throw failedPrecondition('duplicate', `an ${what} from site ${site} for round ${round} is already being received`);
-      default:
-        return slot;
-    }
-  }
-
   /**
    * Validate an update header before any payload is read. On success the slot is marked receiving (call
    * acceptUpdate or refuseUpdate next).
    */
   beginUpdate(site: string, header: UpdateHeader | null | undefined): TaskSlot {
     if (!header) throw invalidArgument('protocol', 'the first frame of SubmitUpdate must be an UpdateHeader');
-    const slot = this.slotFor(site, 'fit', Number(header.round), header.task_id);
-    const n = Number(header.num_examples);
-    if (!Number.isSafeInteger(n) || n <= 0 || n > MAX_EXAMPLES) {
-      throw invalidArgument('bad_num_examples', `num_examples must be a positive integer, got ${header.num_examples}`);
-    }
-    finiteMetrics(header.metrics, 'update');
-    const problem = checkManifest(header.manifest, this.layout, { maxBytes: this.config.limits.max_update_bytes });
-    if (problem) {
-      const reason = /shape/.test(problem) ? 'bad_shape' : /exceeds/.test(problem) ? 'too_large' : /dtype/.test(problem) ? 'bad_dtype' : 'bad_manifest';
-      throw invalidArgument(reason, `update manifest refused: ${problem}`);
-    }
+    const slot = checkSlot(this.phase, this.completedRound, site, 'fit', Number(header.round), header.task_id);
+    slot.update = checkUpdateHeader(header, this.layout, this.config.limits.max_update_bytes);
     slot.status = 'receiving';
     return slot;
   }
@@ -259,22 +200,19 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (slot.status === 'receiving') slot.status = 'failed';
       throw failedPrecondition('stale_round', `stale update: round ${header.round} closed while the update of site ${slot.site} was being received`);
     }
-    const numExamples = Number(header.num_examples);
+    const { numExamples, metrics } = slot.update!;
     const t0 = performance.now();
-    const metrics = finiteMetrics(header.metrics, 'update');
     p.aggregation!.add({ site: slot.site, weights, numExamples, metrics, release });
     p.aggSeconds += (performance.now() - t0) / 1000;
     slot.status = 'accepted';
     p.results.set(slot.site, { num_examples: numExamples, metrics });
-    this.metrics.updates.inc({ result: 'accepted', reason: '' });
-    this.log.info({ event: 'update_accepted', round: p.round, site: slot.site, num_examples: numExamples, metrics: header.metrics }, 'update accepted');
+    this.report.updateAccepted(p.round, slot.site, numExamples, metrics);
     this.checkDone(p);
   }
 
   /** Record a refused upload. The site may try again (up to max_refusals_per_round). */
   refuseUpdate(site: string, slot: TaskSlot | undefined, err: FedError, round?: number): void {
-    this.metrics.updates.inc({ result: 'refused', reason: err.reason });
-    this.log.warn({ event: 'update_refused', round: round ?? this.currentRound, site, code: err.code, reason: err.reason, err: err.message }, 'update refused');
+    this.report.updateRefused(round ?? this.currentRound, site, err);
     this.countRefusal(site, slot);
   }
 
@@ -291,21 +229,17 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   acceptEvaluation(site: string, r: EvaluationResult): void {
-    const slot = this.slotFor(site, 'evaluate', Number(r.round), r.task_id);
-    const n = Number(r.num_examples);
-    if (!Number.isSafeInteger(n) || n <= 0 || n > MAX_EXAMPLES) {
-      throw invalidArgument('bad_num_examples', `num_examples must be a positive integer, got ${r.num_examples}`);
-    }
-    const metrics = finiteMetrics(r.metrics, 'evaluation');
+    const slot = checkSlot(this.phase, this.completedRound, site, 'evaluate', Number(r.round), r.task_id);
+    const { numExamples, metrics } = checkEvaluation(r);
     const p = this.phase!;
     slot.status = 'accepted';
-    p.results.set(site, { num_examples: n, metrics });
-    this.log.info({ event: 'evaluation_accepted', round: p.round, site, num_examples: n, metrics }, 'evaluation accepted');
+    p.results.set(site, { num_examples: numExamples, metrics });
+    this.report.evaluationAccepted(p.round, site, numExamples, metrics);
     this.checkDone(p);
   }
 
   refuseEvaluation(site: string, err: FedError, round?: number): void {
-    this.log.warn({ event: 'evaluation_refused', round: round ?? this.currentRound, site, code: err.code, reason: err.reason, err: err.message }, 'evaluation refused');
+    this.report.evaluationRefused(round ?? this.currentRound, site, err);
     const p = this.phase;
     if (p?.kind === 'evaluate') this.countRefusal(site, undefined);
   }
@@ -315,15 +249,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const p = this.phase;
     const slot = p?.slots.get(site);
     if (!p || p.closed || !slot || slot.taskId !== taskId || (slot.status !== 'open' && slot.status !== 'receiving')) return false;
-    this.log.warn({ event: 'task_abandoned', round: p.round, site, kind: p.kind, reason }, 'site abandoned its task');
+    this.report.taskAbandoned(p.round, site, p.kind, reason);
     this.fail(p, slot, `abandoned: ${reason}`);
     return true;
   }
 
-  private siteLost(site: string, reason: string): void {
-    const level = reason.startsWith('left') || reason.startsWith('session replaced') ? 'info' : 'warn';
-    this.log[level]({ event: 'site_lost', round: this.currentRound, site, reason }, 'site session ended');
-    this.metrics.clientsConnected.set(this.registry.count);
+  private siteLost(site: string, reason: string, end: SessionEnd): void {
+    this.report.siteLost(this.currentRound, site, reason, end, this.registry.count);
     const p = this.phase;
     const slot = p?.slots.get(site);
     // A replaced session (the site re-joined) keeps its task: it is handed out again.
@@ -334,7 +266,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private fail(p: Phase, slot: TaskSlot, reason: string): void {
     slot.status = 'failed';
     slot.reason = reason;
-    this.log.warn({ event: 'site_dropped', round: p.round, site: slot.site, kind: p.kind, reason }, 'site dropped from round');
+    this.report.siteDropped(p.round, slot.site, p.kind, reason);
     this.checkDone(p);
   }
 
@@ -385,7 +317,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (s.status === 'open' || s.status === 'receiving') {
         s.status = 'failed';
         s.reason = signal.aborted ? 'server stopping' : `no answer within ${(timeoutMs / 1000).toFixed(1)} s`;
-        this.log.warn({ event: 'site_timeout', round: p.round, site: s.site, kind: p.kind, reason: s.reason }, 'site did not answer in time');
+        this.report.siteTimedOut(p.round, s.site, p.kind, s.reason);
       }
     }
     this.emit('change');
@@ -415,9 +347,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const available = this.registry.available();
       const instructions = this.strategy.configureFit(round, { available, attempt });
       const sampled = instructions.map((i) => i.site);
-      this.metrics.round.set(round);
       const p = this.openPhase('fit', round, attempt, instructions);
-      this.log.info({ event: 'round_started', round, attempt, sampled, available: available.length, strategy: this.strategy.name }, 'fit round started');
+      this.report.roundStarted(round, attempt, sampled, available.length, this.strategy.name);
       await this.runPhase(p, c.round_timeout_s * 1000, signal);
       if (signal.aborted) {
         p.aggregation!.abandon();
@@ -428,12 +359,11 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       // its answer out first (headers, message and trailers take a few turns) and heartbeats and downloads go on.
       await loopTurns();
       const duration = (performance.now() - p.startedAt) / 1000;
-      this.metrics.roundSeconds.observe(duration);
+      this.report.roundEnded(duration);
       const accepted = [...p.slots.values()].filter((s) => s.status === 'accepted').map((s) => s.site);
       if (accepted.length < c.min_fit_clients || accepted.length === 0) {
-        this.metrics.roundRetries.inc();
         p.aggregation!.abandon();
-        this.log.warn({ event: 'round_retry', round, attempt, accepted, failed: this.failedOf(p), min_fit_clients: c.min_fit_clients }, 'too few updates: retrying the round');
+        this.report.roundRetry(round, attempt, accepted, this.failedOf(p), c.min_fit_clients);
         if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) {
           throw new Error(`round ${round}: only ${accepted.length} of the ${c.min_fit_clients} required updates after ${attempt} attempts`);
         }
@@ -442,7 +372,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const t0 = performance.now();
       const { weights: next, metrics: fitMetrics } = p.aggregation!.finish();
       const aggSeconds = p.aggSeconds + (performance.now() - t0) / 1000;
-      this.metrics.aggregationSeconds.observe(aggSeconds);
+      this.report.aggregated(aggSeconds);
       await loopTurns();
       this.setGlobal(next);
       this.completedRound = round;
@@ -467,8 +397,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         round, global: this.global, globalVersion: this.version, baseModelHash: this.baseModelHash,
         strategyName: this.strategy.name, strategy: this.strategy.saveState(), history: this.history,
       });
-      this.metrics.roundsCompleted.inc();
-      this.log.info({ event: 'round_completed', round, accepted, failed: rec.fit.failed, aggregation_seconds: aggSeconds, global_version: this.version, metrics: rec.fit.metrics }, 'fit round aggregated');
+      this.report.roundCompleted(round, accepted, rec.fit.failed, aggSeconds, this.version, rec.fit.metrics);
       this.emit('round', rec);
       return;
     }
@@ -480,12 +409,12 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const need = Math.max(1, c.min_evaluate_clients);
     const instructions = this.strategy.configureEvaluate(round, { available, attempt: 1 });
     if (instructions.length === 0) {
-      if (c.fraction_evaluate > 0) this.log.warn({ event: 'evaluation_skipped', round, available: available.length, min_evaluate_clients: need }, 'too few sites to evaluate');
+      if (c.fraction_evaluate > 0) this.report.evaluationSkipped(round, available.length, need);
       return;
     }
     const sampled = instructions.map((i) => i.site);
     const p = this.openPhase('evaluate', round, 1, instructions.map((i) => ({ site: i.site })));
-    this.log.info({ event: 'evaluation_started', round, sampled }, 'evaluation round started');
+    this.report.evaluationStarted(round, sampled);
     await this.runPhase(p, c.evaluate_timeout_s * 1000, signal);
     this.phase = undefined;
     if (signal.aborted) throw signal.reason;
@@ -500,11 +429,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       duration_seconds: (performance.now() - p.startedAt) / 1000,
       global_version: p.globalVersion,
     };
-    for (const [k2, v] of Object.entries(rec.evaluate.metrics)) this.metrics.globalMetric.set({ metric: k2 }, v);
-    if (results.length < need) {
-      this.log.warn({ event: 'evaluation_incomplete', round, answered: results.length, min_evaluate_clients: need }, 'fewer evaluations than min_evaluate_clients');
-    }
-    this.log.info({ event: 'evaluation_completed', round, metrics: rec.evaluate.metrics, failed: rec.evaluate.failed }, 'evaluation round completed');
+    this.report.evaluationCompleted(round, results.length, need, rec.evaluate.metrics, rec.evaluate.failed);
     await this.store.updateHistory(this.history);
     this.emit('evaluated', rec);
   }
@@ -523,6 +448,6 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.finished = true;
     this.emit('change');
     this.emit('finished');
-    this.log.info({ event: 'training_finished', round: this.completedRound, global_version: this.version }, 'all rounds done');
+    this.report.trainingFinished(this.completedRound, this.version);
   }
 }

@@ -3,8 +3,8 @@ import { onceAny } from '@fedsam/shared/fsutil';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
-  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, payloadChunks, pickChecksum,
-  sameLayout, trailerOf, TransferDecoder, TransferError, type ChecksumAlgorithm, type EncodedTransfer, type WireDtype,
+  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, pickChecksum,
+  sameLayout, TransferDecoder, TransferError,
   type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
   type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
 } from '@fedsam/shared/transfer';
@@ -14,7 +14,8 @@ import type { ServerConfig } from './config.ts';
 import type { Coordinator, TaskSlot } from './coordinator.ts';
 import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
-import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
+import { GlobalDownloads } from './downloads.ts';
+import type { PreEncoded } from './proto.ts';
 
 export class Semaphore {
   private waiters: Array<() => void> = [];
@@ -54,28 +55,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
   // Uploads are received into the strategy's aggregator's buffers (the fold arena for streaming strategies).
   const aggregator = coordinator.strategy.aggregator;
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
-  /** Serialized chunk + trailer frames of each encoded global (one entry per version and dtype, dropped with it). */
-  const frameCache = new WeakMap<object, PreEncoded[]>();
-  const framesOf = (enc: EncodedTransfer): PreEncoded[] => {
-    let frames = frameCache.get(enc);
-    if (!frames) {
-      frames = [...payloadChunks(enc.payload, chunkBytes)].map((chunk) => preEncodeDownloadFrame({ chunk }));
-      frames.push(preEncodeDownloadFrame({ trailer: trailerOf(enc) }));
-      frameCache.set(enc, frames);
-    }
-    return frames;
-  };
-
-  // Encode and frame each new global for download as soon as it exists (not on the first site's request): in
-  // every wire dtype and checksum sites have asked for so far (float16 encoding costs ~20-40 ms).
-  const best = CHECKSUM_ALGORITHMS[0]!; // what sites of this release ask for first
-  const requested = new Map<string, [WireDtype, ChecksumAlgorithm]>([[`F32/${best}`, ['F32', best]]]);
-  const prepare = () => {
-    for (const [dtype, checksum] of requested.values()) framesOf(coordinator.globalSnapshot(dtype, checksum).encoded);
-  };
-  // Encode a new global for the wire on a later turn of the event loop (not inside the round's own steps).
-  coordinator.on('global', () => setImmediate(prepare));
-  prepare();
+  const downloads = new GlobalDownloads(coordinator, chunkBytes);
 
   /** Authenticated site with a live session. */
   const authed = (call: { metadata: grpc.Metadata }): string => {
@@ -109,7 +89,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         }
         if (!req.decoder) throw invalidArgument('bad_manifest', 'JoinRequest.decoder (the site decoder layout) is missing');
         const problem = sameLayout(layoutFromManifest(req.decoder), coordinator.layout);
-        if (problem) throw failedPrecondition('decoder_mismatch', `the site's mask decoder does not match the global decoder: ${problem}`);
+        if (problem) throw failedPrecondition('decoder_mismatch', `the site's mask decoder does not match the global decoder: ${problem.message}`);
         const s = registry.join(site, call.getPeer());
         metrics.clientsConnected.set(registry.count);
         log.info({ event: 'site_joined', site, round: coordinator.currentRound, peer: call.getPeer(), client_version: req.client_version }, 'site joined');
@@ -169,20 +149,17 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         site = authed(call);
         const req = call.request;
         const dtype = req.dtype === 'F16' ? 'F16' : 'F32';
-        const checksum = pickChecksum(req.checksum_algorithms);
-        requested.set(`${dtype}/${checksum}`, [dtype, checksum]);
-        const snap = coordinator.globalSnapshot(dtype, checksum);
+        const snap = downloads.get(dtype, pickChecksum(req.checksum_algorithms));
         if (req.expected_version && req.expected_version !== snap.version) {
           throw failedPrecondition('stale_version', `the global decoder is at version ${snap.version} (round ${snap.round}), not ${req.expected_version}`);
         }
-        const frames = framesOf(snap.encoded);
         const write = async (f: DownloadFrame | PreEncoded): Promise<boolean> => {
           if (call.cancelled) return false;
           if (!call.write(f as DownloadFrame)) await waitWritable(call);
           return !call.cancelled;
         };
         if (!(await write({ header: { round: snap.round, version: snap.version, manifest: snap.encoded.manifest } }))) return;
-        for (const f of frames) if (!(await write(f))) return;
+        for (const f of snap.frames) if (!(await write(f))) return;
         call.end();
         metrics.bytesOut.inc(snap.encoded.payload.length);
         log.debug({ event: 'global_sent', site, round: snap.round, version: snap.version, dtype, bytes: snap.encoded.payload.length }, 'global decoder sent');

@@ -194,41 +194,51 @@ export function layoutFromManifest(m: WireManifest): TensorLayout {
 
 export const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
+/** Why a manifest or a layout is refused (the server's refusal reason and metrics label). */
+export type ManifestProblemReason = 'bad_manifest' | 'bad_shape' | 'bad_dtype' | 'too_large';
+
+export interface ManifestProblem {
+  reason: ManifestProblemReason;
+  message: string;
+}
+
+const problem = (reason: ManifestProblemReason, message: string): ManifestProblem => ({ reason, message });
+
 /**
  * Check a received manifest against the expected layout: same names (no missing, no extra, no duplicates), same
  * shapes, an allowed dtype, a consistent total_bytes within `maxBytes`. Returns the problem or undefined.
  */
-export function checkManifest(m: WireManifest | null | undefined, expected: TensorLayout, opts: { allowedDtypes?: WireDtype[]; maxBytes?: number } = {}): string | undefined {
-  if (!m) return 'missing manifest';
+export function checkManifest(m: WireManifest | null | undefined, expected: TensorLayout, opts: { allowedDtypes?: WireDtype[]; maxBytes?: number } = {}): ManifestProblem | undefined {
+  if (!m) return problem('bad_manifest', 'missing manifest');
   const allowed = opts.allowedDtypes ?? ['F32', 'F16'];
   const seen = new Set<string>();
   let total = 0;
   for (const t of m.tensors) {
-    if (seen.has(t.name)) return `tensor "${t.name}" appears twice`;
+    if (seen.has(t.name)) return problem('bad_manifest', `tensor "${t.name}" appears twice`);
     seen.add(t.name);
     const want = expected.get(t.name);
-    if (!want) return `unexpected tensor "${t.name}" (not a tensor of the global mask decoder)`;
+    if (!want) return problem('bad_manifest', `unexpected tensor "${t.name}" (not a tensor of the global mask decoder)`);
     const shape = t.shape.map(Number);
-    if (!sameShape(shape, want)) return `tensor "${t.name}" has shape [${shape.join(', ')}], expected [${want.join(', ')}]`;
-    if (!allowed.includes(t.dtype as WireDtype)) return `tensor "${t.name}" has dtype ${t.dtype}, expected one of ${allowed.join(', ')}`;
+    if (!sameShape(shape, want)) return problem('bad_shape', `tensor "${t.name}" has shape [${shape.join(', ')}], expected [${want.join(', ')}]`);
+    if (!allowed.includes(t.dtype as WireDtype)) return problem('bad_dtype', `tensor "${t.name}" has dtype ${t.dtype}, expected one of ${allowed.join(', ')}`);
     total += numel(shape) * dtypeBytes(t.dtype as WireDtype);
   }
-  for (const name of expected.keys()) if (!seen.has(name)) return `tensor "${name}" is missing`;
-  if (Number(m.total_bytes) !== total) return `total_bytes ${m.total_bytes} does not match the tensors (${total} bytes)`;
+  for (const name of expected.keys()) if (!seen.has(name)) return problem('bad_manifest', `tensor "${name}" is missing`);
+  if (Number(m.total_bytes) !== total) return problem('bad_manifest', `total_bytes ${m.total_bytes} does not match the tensors (${total} bytes)`);
   const alg = m.checksum_algorithm || 'sha256';
-  if (!(CHECKSUM_ALGORITHMS as readonly string[]).includes(alg)) return `unsupported checksum algorithm "${alg}" (use ${CHECKSUM_ALGORITHMS.join(' or ')})`;
-  if (opts.maxBytes !== undefined && total > opts.maxBytes) return `payload of ${total} bytes exceeds the limit of ${opts.maxBytes} bytes`;
+  if (!(CHECKSUM_ALGORITHMS as readonly string[]).includes(alg)) return problem('bad_manifest', `unsupported checksum algorithm "${alg}" (use ${CHECKSUM_ALGORITHMS.join(' or ')})`);
+  if (opts.maxBytes !== undefined && total > opts.maxBytes) return problem('too_large', `payload of ${total} bytes exceeds the limit of ${opts.maxBytes} bytes`);
   return undefined;
 }
 
-/** Same names and shapes (in any order). */
-export function sameLayout(a: TensorLayout, b: TensorLayout): string | undefined {
+/** Same names and shapes (in any order), else the first difference. */
+export function sameLayout(a: TensorLayout, b: TensorLayout): ManifestProblem | undefined {
   for (const [name, shape] of b) {
     const s = a.get(name);
-    if (!s) return `tensor "${name}" is missing`;
-    if (!sameShape(s, shape)) return `tensor "${name}" has shape [${s.join(', ')}], expected [${shape.join(', ')}]`;
+    if (!s) return problem('bad_manifest', `tensor "${name}" is missing`);
+    if (!sameShape(s, shape)) return problem('bad_shape', `tensor "${name}" has shape [${s.join(', ')}], expected [${shape.join(', ')}]`);
   }
-  for (const name of a.keys()) if (!b.has(name)) return `unexpected tensor "${name}"`;
+  for (const name of a.keys()) if (!b.has(name)) return problem('bad_manifest', `unexpected tensor "${name}"`);
   return undefined;
 }
 
