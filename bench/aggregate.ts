@@ -15,7 +15,7 @@ import type { HostTensor } from '@fedsam/shared/safetensors';
 import { createStrategy, type Strategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
 import { cloneTensors } from '@fedsam/server/strategy/aggregate';
 import { FOLD_BATCH } from '@fedsam/server/strategy/weightedSum';
-import { decodePayload, encodeTransfer } from '@fedsam/shared/transfer';
+import { decodePayload, encodeTransfer } from '@fedsam/shared/transfer/codec';
 import { lcgWeights, NODE_HEAP_FLAG, vitBaseDecoderShapes } from './common.ts';
 
 const KS = [2, 8, 32];

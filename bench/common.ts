@@ -1,6 +1,6 @@
 // Helpers shared by the benchmark scripts.
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { expectedSamParameters } from '@fedsam/shared/checkpoint';
+import { expectedSamParameters } from '@fedsam/shared/checkpoint/keys';
 import { samVitBaseConfig } from '@fedsam/shared/config';
 export { tsWorker } from '@fedsam/shared/worker';
 

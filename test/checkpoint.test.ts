@@ -4,16 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  CheckpointError,
-  expectedSamParameters,
-  hashWeights,
-  loadSamCheckpoint,
-  saveSamCheckpoint,
-  SHARED_POS_EMBED_KEY,
-  TIED_POS_EMBED_KEY,
-  WeightsHasher,
-} from '../shared/src/checkpoint.ts';
+import { CheckpointError } from '@fedsam/shared/checkpoint/errors';
+import { hashWeights, WeightsHasher } from '@fedsam/shared/checkpoint/hash';
+import { expectedSamParameters, SHARED_POS_EMBED_KEY, TIED_POS_EMBED_KEY } from '@fedsam/shared/checkpoint/keys';
+import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
+import { saveSamCheckpoint } from '@fedsam/shared/checkpoint/save';
 import { parseSamConfig, type SamConfig } from '../shared/src/config.ts';
 import { float16BitsToFloat32, float32ToFloat16Bits, readSafetensors, readSafetensorsHeader, writeSafetensors, type HostTensor } from '../shared/src/safetensors.ts';
 

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import {
-  DatasetError, Rng, boxPrompt, dice, encodeNifti1, filledBox, iou, labelStats, loadDataset, readNifti,
+  DatasetError, Rng, boxPrompt, dice, filledBox, iou, labelStats, loadDataset, readNifti,
   samplePoints, splitByGroup, writePng, type Box,
 } from '../client/src/data/index.ts';
+import { encodeNifti1 } from './helpers/nifti.ts';
 import { intensityRule } from '../client/src/data/nifti.ts';
 
 const W = 24, H = 16;

@@ -1,15 +1,17 @@
-// Named-tensor transfer codec (shared/src/transfer.ts) and the server config.
+// Named-tensor transfer codec (shared/src/transfer/), checksums, base model hash, and the server config and flags.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '@fedsam/shared/safetensors';
-import {
-  checkManifest, DEFAULT_CHUNK_BYTES, decodePayload, encodeTransfer, findNonFinite, frozenEncodersHash, layoutOf,
-  payloadChunks, tensorsVersion, trailerFor, trailerOf, TransferDecoder, TransferError, CHECKSUM_ALGORITHMS, firstNonFinite,
-  createChecksum, pickChecksum, buildManifest, type DownloadFrame,
-} from '@fedsam/shared/transfer';
+import { frozenEncodersHash } from '@fedsam/shared/checkpoint/baseModelHash';
+import { tensorsVersion } from '@fedsam/shared/checkpoint/hash';
+import { CHECKSUM_ALGORITHMS, createChecksum, pickChecksum } from '@fedsam/shared/transfer/checksum';
+import { DEFAULT_CHUNK_BYTES, decodePayload, encodeTransfer, findNonFinite, payloadChunks, trailerFor, trailerOf, TransferDecoder, firstNonFinite } from '@fedsam/shared/transfer/codec';
+import { TransferError } from '@fedsam/shared/transfer/errors';
+import { checkManifest, layoutOf, buildManifest } from '@fedsam/shared/transfer/manifest';
+import type { DownloadFrame } from '@fedsam/shared/transfer/messages';
 import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { loadServerConfig, parseServerConfig, ServerConfigError } from '@fedsam/server/config';
 import { flagsToConfig } from '@fedsam/cli/commands/server';
@@ -279,7 +281,7 @@ test("frozenEncodersHash is the engines' base model hash (presets.frozenHashes)"
   const { frozenHashes, tinySamWeights } = await import('@fedsam/shared/model/presets');
   const { weights } = tinySamWeights();
   assert.equal(frozenEncodersHash(weights), frozenHashes(weights).baseModelHash);
-  const { loadSamCheckpoint } = await import('@fedsam/shared/checkpoint');
+  const { loadSamCheckpoint } = await import('@fedsam/shared/checkpoint/load');
   const ck = await loadSamCheckpoint(fileURLToPath(new URL('./fixtures/tiny-box', import.meta.url)));
   assert.equal(frozenEncodersHash(ck.weights), frozenHashes(ck.weights).baseModelHash);
 });

@@ -71,3 +71,16 @@ test('the import scanner sees every form, and the check catches each kind of vio
   ]);
   assert.throws(() => readWorkspaces(root, { '@fedsam/shared': [] }), /no import rule/);
 });
+
+test('each SAM part can be found by its HF class name (modeling_sam.py) in the model code and the key schema', async () => {
+  const { readFile, readdir } = await import('node:fs/promises');
+  const dir = join(ROOT, 'shared/src/model');
+  const files = [...(await readdir(dir)).map((f) => join(dir, f)), join(ROOT, 'shared/src/checkpoint/keys.ts')];
+  const text = (await Promise.all(files.map((f) => readFile(f, 'utf8')))).join('\n');
+  const missing = [
+    'SamModel', 'SamVisionEncoder', 'SamPatchEmbeddings', 'SamVisionLayer', 'SamVisionAttention', 'SamMLPBlock', 'SamVisionNeck',
+    'SamPromptEncoder', 'SamPositionalEmbedding', 'SamMaskEmbedding', 'SamMaskDecoder', 'SamTwoWayTransformer', 'SamTwoWayAttentionBlock',
+    'SamAttention', 'SamFeedForward',
+  ].filter((name) => !new RegExp(`\\b${name}\\b`).test(text));
+  assert.deepEqual(missing, []);
+});

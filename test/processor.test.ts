@@ -22,11 +22,11 @@ import {
   promptTensors,
   rescaleBoxes,
   rescalePoints,
-  resizeBilinearPillow,
-  resizeBilinearTorch,
   pixelValuesFromResized,
   type SizeHW,
 } from '../shared/src/processor.ts';
+import { resizeBilinearPillow } from '../shared/src/resample/pillowBilinear.ts';
+import { resizeBilinearTorch } from '../shared/src/resample/torchBilinear.ts';
 
 const FIX = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'processor');
 let expected: { sha256: Record<string, string>; images: Array<{ file: string; original_size: SizeHW; reshaped_input_size: SizeHW; pixel_values_stats_full: Stats; pixel_values_stats_valid: Stats }> };

@@ -10,7 +10,7 @@ import { FOLD_BATCH, WeightedSum } from '@fedsam/server/strategy/weightedSum';
 import { foldArena } from '@fedsam/server/strategy/foldArena';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { decodePayload, encodeTransfer, findNonFinite } from '@fedsam/shared/transfer';
+import { decodePayload, encodeTransfer, findNonFinite } from '@fedsam/shared/transfer/codec';
 import { referenceFedAvg, tinyDecoder } from './helpers/fake-engine.ts';
 import { assertClose } from './helpers/fed-harness.ts';
 

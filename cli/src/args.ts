@@ -33,55 +33,32 @@ export function parsePoint(v: string, prev: number[][] = []): number[][] {
   return [...prev, nums];
 }
 
-/** Any integer; the range is checked later (the server's config schema names the field in its error). */
-export function parseInteger(flag: string) {
+/** A number parser: `ok` says whether the value is acceptable, `refusal` what the error says otherwise. */
+function numberParser(ok: (n: number) => boolean, refusal: (v: string) => string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} must be an integer`);
+    if (!ok(n)) throw new InvalidArgumentError(refusal(v));
     return n;
   };
 }
+
+/** Any integer; the range is checked later (the server's config schema names the field in its error). */
+export const parseInteger = (flag: string) => numberParser(Number.isInteger, () => `${flag} must be an integer`);
 
 /** Any finite number; the range is checked later (the server's config schema). */
-export function parseNumber(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
-    return n;
-  };
-}
+export const parseNumber = (flag: string) => numberParser(Number.isFinite, () => `${flag} must be a number`);
 
-export function parsePositiveInt(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} expects a positive integer, got "${v}"`);
-    return n;
-  };
-}
+export const parsePositiveInt = (flag: string) =>
+  numberParser((n) => Number.isInteger(n) && n > 0, (v) => `${flag} expects a positive integer, got "${v}"`);
 
-export function parseNonNegInt(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} expects a non-negative integer, got "${v}"`);
-    return n;
-  };
-}
+export const parseNonNegInt = (flag: string) =>
+  numberParser((n) => Number.isInteger(n) && n >= 0, (v) => `${flag} expects a non-negative integer, got "${v}"`);
 
-export function parsePositiveFloat(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${flag} expects a positive number, got "${v}"`);
-    return n;
-  };
-}
+export const parsePositiveFloat = (flag: string) =>
+  numberParser((n) => Number.isFinite(n) && n > 0, (v) => `${flag} expects a positive number, got "${v}"`);
 
-export function parseFraction(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`${flag} expects a number in [0, 1), got "${v}"`);
-    return n;
-  };
-}
+export const parseFraction = (flag: string) =>
+  numberParser((n) => Number.isFinite(n) && n >= 0 && n < 1, (v) => `${flag} expects a number in [0, 1), got "${v}"`);
 
 export interface SiteSpec {
   name: string;

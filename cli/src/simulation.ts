@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { SamConfig } from '@fedsam/shared/config';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { WireDtype } from '@fedsam/shared/transfer';
+import type { WireDtype } from '@fedsam/shared/transfer/messages';
 import type { LocalEngine } from '@fedsam/client/engine/localEngine';
 import { runClient, type ClientHandle, type ClientEvent } from '@fedsam/client/daemon/client';
 import { hashToken } from '@fedsam/server/auth';

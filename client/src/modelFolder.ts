@@ -1,7 +1,7 @@
 // A SamModel as an HF SamModel folder (what `fedsam train`, `save-default-model` and `simulate` write).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { saveSamCheckpoint } from '@fedsam/shared/checkpoint';
+import { saveSamCheckpoint } from '@fedsam/shared/checkpoint/save';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 

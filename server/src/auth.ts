@@ -2,7 +2,7 @@
 // comparison is constant-time and always runs over every site (no early exit).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { METADATA_AUTHORIZATION } from '@fedsam/shared/transfer';
+import { METADATA_AUTHORIZATION } from '@fedsam/shared/transfer/messages';
 import { unauthenticated } from './errors.ts';
 
 export function hashToken(token: string): string {

@@ -2,9 +2,9 @@
 // trailer frames serialized once (proto.ts PreEncoded), so that each download only writes bytes. A new global is
 // encoded as soon as the coordinator installs it (not on the first site's request), in every dtype and checksum
 // sites have asked for so far (float16 encoding costs ~20-40 ms).
-import {
-  CHECKSUM_ALGORITHMS, encodeTransfer, payloadChunks, trailerOf, type ChecksumAlgorithm, type EncodedTransfer, type WireDtype,
-} from '@fedsam/shared/transfer';
+import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from '@fedsam/shared/transfer/checksum';
+import { encodeTransfer, payloadChunks, trailerOf, type EncodedTransfer } from '@fedsam/shared/transfer/codec';
+import type { WireDtype } from '@fedsam/shared/transfer/messages';
 import type { Coordinator } from './coordinator.ts';
 import { preEncodeDownloadFrame, type PreEncoded } from './proto.ts';
 

@@ -5,7 +5,7 @@
 // copy of 16 MB per site per round).
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { PROTO_LOADER_OPTIONS, PROTO_PATH, type DownloadFrame } from '@fedsam/shared/transfer';
+import { PROTO_LOADER_OPTIONS, PROTO_PATH, type DownloadFrame } from '@fedsam/shared/transfer/messages';
 
 export class PreEncoded {
   constructor(readonly bytes: Buffer) {}

@@ -2,12 +2,11 @@
 import { onceAny } from '@fedsam/shared/fsutil';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import {
-  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, layoutFromManifest, MAX_CHUNK_BYTES, METADATA_SESSION, pickChecksum,
-  sameLayout, TransferDecoder, TransferError,
-  type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest,
-  type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader,
-} from '@fedsam/shared/transfer';
+import { CHECKSUM_ALGORITHMS, pickChecksum } from '@fedsam/shared/transfer/checksum';
+import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, TransferDecoder } from '@fedsam/shared/transfer/codec';
+import { TransferError } from '@fedsam/shared/transfer/errors';
+import { layoutFromManifest, sameLayout } from '@fedsam/shared/transfer/manifest';
+import { METADATA_SESSION, type AbandonRequest, type DownloadFrame, type DownloadRequest, type EvaluationResult, type GetTaskRequest, type JoinRequest, type JoinResponse, type LeaveRequest, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader } from '@fedsam/shared/transfer/messages';
 import type { SiteAuthenticator } from './auth.ts';
 import type { ClientRegistry } from './clients.ts';
 import type { ServerConfig } from './config.ts';

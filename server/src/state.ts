@@ -9,10 +9,11 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SamConfig } from '@fedsam/shared/config';
-import { loadSamCheckpoint, saveSamCheckpoint } from '@fedsam/shared/checkpoint';
+import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
+import { saveSamCheckpoint } from '@fedsam/shared/checkpoint/save';
 import { readSafetensors, writeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
 import { pathExists, writeFileAtomic } from '@fedsam/shared/fsutil';
-import { tensorsVersion } from '@fedsam/shared/transfer';
+import { tensorsVersion } from '@fedsam/shared/checkpoint/hash';
 import type { StrategyState } from './strategy/index.ts';
 
 export interface SiteResult {

@@ -1,8 +1,9 @@
 // What the server checks before an update or an evaluation counts: that it answers the site's own open task
 // (round, task id, slot state), and its contents (manifest names / shapes / dtypes / size, num_examples, metrics).
 // Every refusal is a FedError with a machine-readable reason (the metrics label) and a message for the site.
-import type { EvaluationResult, TensorLayout, UpdateHeader } from '@fedsam/shared/transfer';
-import { checkManifest } from '@fedsam/shared/transfer';
+import type { TensorLayout } from '@fedsam/shared/transfer/manifest';
+import type { EvaluationResult, UpdateHeader } from '@fedsam/shared/transfer/messages';
+import { checkManifest } from '@fedsam/shared/transfer/manifest';
 import { failedPrecondition, invalidArgument, permissionDenied } from './errors.ts';
 import type { Phase, TaskSlot } from './coordinator.ts';
 

@@ -2,19 +2,20 @@
 //
 //  1. decode -> RGB uint8 HWC (image.ts, like PIL convert('RGB'))
 //  2. resize longest side to size.longest_edge: new = (int(H*s+0.5), int(W*s+0.5)), s = longest/max(H,W),
-//     with Pillow's BILINEAR ImagingResample reproduced bit-exactly (antialiased triangle filter, 22-bit fixed point,
-//     horizontal pass then vertical pass, each rounded to uint8)
+//     with Pillow's BILINEAR ImagingResample reproduced bit-exactly (resample/pillowBilinear.ts)
 //  3. rescale: float64(u8) * rescale_factor -> float32 (numpy semantics)
 //  4. normalize in float32: (x - mean) / std
 //  5. pad bottom/right with 0 to pad_size, HWC -> NCHW [1,3,padH,padW]
 //  prompts: x *= new_w/old_w, y *= new_h/old_h (float64, no +0.5); unequal point counts padded with -10 / label -10
-//  masks:   bilinear (PyTorch align_corners=False, no antialias) to pad size -> crop [:h,:w] -> bilinear to (H,W)
+//  masks:   bilinear (PyTorch align_corners=False, no antialias: resample/torchBilinear.ts) to pad size -> crop [:h,:w] -> bilinear to (H,W)
 //           -> optional > threshold; float32 arithmetic like torch.
 import * as tf from '@tensorflow/tfjs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readImageRGB, type DecodeInfo, type ReadImageOptions, type RGBImage } from './image.ts';
+import { resizeBilinearPillow } from './resample/pillowBilinear.ts';
+import { resizeBilinearTorch } from './resample/torchBilinear.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // config
@@ -86,199 +87,6 @@ export function getPreprocessShape(originalSize: SizeHW, longestEdge = 1024): Si
   const scale = (longestEdge * 1.0) / Math.max(h, w);
   // (HF would produce 0 for extremely thin images and fail; we keep at least one pixel)
   return [Math.max(1, Math.trunc(h * scale + 0.5)), Math.max(1, Math.trunc(w * scale + 0.5))];
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Pillow BILINEAR resample (libImaging/Resample.c, 8 bits per channel)
-
-const PRECISION_BITS = 32 - 8 - 2;
-const ONE_HALF = 1 << (PRECISION_BITS - 1);
-
-interface Coeffs {
-  ksize: number;
-  /** [xmin, count] per output index */
-  bounds: Int32Array;
-  /** fixed-point weights, ksize per output index */
-  kk: Int32Array;
-}
-
-function bilinearFilter(x: number): number {
-  if (x < 0.0) x = -x;
-  return x < 1.0 ? 1.0 - x : 0.0;
-}
-
-/** precompute_coeffs + normalize_coeffs_8bpc for the BILINEAR filter (support 1), box [0, inSize]. */
-function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
-  const scale = inSize / outSize;
-  const filterscale = scale < 1.0 ? 1.0 : scale;
-  const support = 1.0 * filterscale;
-  const ksize = Math.ceil(support) * 2 + 1;
-  const bounds = new Int32Array(outSize * 2);
-  const kk = new Int32Array(outSize * ksize);
-  const w = new Float64Array(ksize);
-  const ss = 1.0 / filterscale;
-  for (let xx = 0; xx < outSize; xx++) {
-    const center = 0.0 + (xx + 0.5) * scale;
-    let xmin = Math.trunc(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    let xmax = Math.trunc(center + support + 0.5);
-    if (xmax > inSize) xmax = inSize;
-    xmax -= xmin;
-    let ww = 0.0;
-    for (let x = 0; x < xmax; x++) {
-      const v = bilinearFilter((x + xmin - center + 0.5) * ss);
-      w[x] = v;
-      ww += v;
-    }
-    for (let x = 0; x < xmax; x++) {
-      const v = ww !== 0.0 ? w[x]! / ww : w[x]!;
-      kk[xx * ksize + x] = v < 0 ? Math.trunc(-0.5 + v * (1 << PRECISION_BITS)) : Math.trunc(0.5 + v * (1 << PRECISION_BITS));
-    }
-    bounds[xx * 2] = xmin;
-    bounds[xx * 2 + 1] = xmax;
-  }
-  return { ksize, bounds, kk };
-}
-
-/** clip8(ss) = clamp(ss >> 22, 0, 255); ss is always within int32 for the bilinear filter. */
-function clip8(ss: number): number {
-  const v = ss >> PRECISION_BITS;
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
-
-/**
- * Pillow `Image.resize((outW, outH), Image.BILINEAR)` on interleaved uint8 data with `channels` channels
- * (ImagingResampleInner: horizontal pass over only the rows the vertical pass needs, then the vertical pass;
- * a pass is skipped when its dimension does not change). Bit-exact with Pillow's C code.
- */
-export function resizeBilinearPillow(src: Uint8Array, width: number, height: number, channels: number, outW: number, outH: number): Uint8Array {
-  if (src.length !== width * height * channels) throw new Error(`resize: data has ${src.length} bytes, expected ${width}x${height}x${channels}`);
-  if (!(outW > 0 && outH > 0)) throw new Error(`resize: invalid output size ${outW}x${outH}`);
-  const needH = outW !== width;
-  const needV = outH !== height;
-  if (!needH && !needV) return new Uint8Array(src);
-  const C = channels;
-  const vert = precomputeCoeffs(height, outH);
-  const yFirst = vert.bounds[0]!;
-  const yLast = vert.bounds[outH * 2 - 2]! + vert.bounds[outH * 2 - 1]!;
-
-  let img = src;
-  let imgW = width;
-  let rowOffset = 0; // first source row held in `img`
-  if (needH) {
-    const { ksize, bounds, kk } = precomputeCoeffs(width, outW);
-    const rows = yLast - yFirst;
-    const tmp = new Uint8Array(rows * outW * C);
-    // Fixed tap count T per output pixel (zero weights added where a pixel has fewer taps; the start is moved left
-    // at the right border so reads stay inside the row). Adding zero terms leaves Pillow's integer sums unchanged.
-    let T = 0;
-    for (let xx = 0; xx < outW; xx++) T = Math.max(T, bounds[xx * 2 + 1]!);
-    T = Math.min(T, width);
-    const start = new Int32Array(outW);
-    const wt = new Int32Array(outW * T);
-    for (let xx = 0; xx < outW; xx++) {
-      const xmin = bounds[xx * 2]!;
-      const n = bounds[xx * 2 + 1]!;
-      const s0 = Math.min(xmin, width - T);
-      start[xx] = s0 * C;
-      for (let t = 0; t < n; t++) wt[xx * T + (xmin - s0) + t] = kk[xx * ksize + t]!;
-    }
-    const acc = new Int32Array(C);
-    for (let yy = 0; yy < rows; yy++) {
-      const inBase = (yy + yFirst) * width * C;
-      let o = yy * outW * C;
-      if (C === 3 && T === 4) {
-        for (let xx = 0, q = 0; xx < outW; xx++, q += 4) {
-          const p = inBase + start[xx]!;
-          const w0 = wt[q]!, w1 = wt[q + 1]!, w2 = wt[q + 2]!, w3 = wt[q + 3]!;
-          tmp[o++] = clip8((ONE_HALF + Math.imul(src[p]!, w0) + Math.imul(src[p + 3]!, w1) + Math.imul(src[p + 6]!, w2) + Math.imul(src[p + 9]!, w3)) | 0);
-          tmp[o++] = clip8((ONE_HALF + Math.imul(src[p + 1]!, w0) + Math.imul(src[p + 4]!, w1) + Math.imul(src[p + 7]!, w2) + Math.imul(src[p + 10]!, w3)) | 0);
-          tmp[o++] = clip8((ONE_HALF + Math.imul(src[p + 2]!, w0) + Math.imul(src[p + 5]!, w1) + Math.imul(src[p + 8]!, w2) + Math.imul(src[p + 11]!, w3)) | 0);
-        }
-      } else if (C === 3) {
-        for (let xx = 0, q = 0; xx < outW; xx++, q += T) {
-          let p = inBase + start[xx]!;
-          let s0 = ONE_HALF, s1 = ONE_HALF, s2 = ONE_HALF;
-          for (let t = 0; t < T; t++, p += 3) {
-            const w = wt[q + t]!;
-            s0 = (s0 + Math.imul(src[p]!, w)) | 0;
-            s1 = (s1 + Math.imul(src[p + 1]!, w)) | 0;
-            s2 = (s2 + Math.imul(src[p + 2]!, w)) | 0;
-          }
-          tmp[o++] = clip8(s0);
-          tmp[o++] = clip8(s1);
-          tmp[o++] = clip8(s2);
-        }
-      } else {
-        for (let xx = 0, q = 0; xx < outW; xx++, q += T) {
-          let p = inBase + start[xx]!;
-          acc.fill(ONE_HALF);
-          for (let t = 0; t < T; t++, p += C) {
-            const w = wt[q + t]!;
-            for (let c = 0; c < C; c++) acc[c] = (acc[c]! + Math.imul(src[p + c]!, w)) | 0;
-          }
-          for (let c = 0; c < C; c++) tmp[o++] = clip8(acc[c]!);
-        }
-      }
-    }
-    img = tmp;
-    imgW = outW;
-    rowOffset = yFirst;
-  }
-  if (!needV) return img;
-  const out = new Uint8Array(outH * imgW * C);
-  const rowLen = imgW * C;
-  const { ksize, bounds, kk } = vert;
-  const rowsUsed: number[] = [];
-  const weights: number[] = [];
-  let acc: Int32Array | undefined;
-  for (let yy = 0; yy < outH; yy++) {
-    const ymin = bounds[yy * 2]! - rowOffset;
-    const ymax = bounds[yy * 2 + 1]!;
-    rowsUsed.length = 0;
-    weights.length = 0;
-    for (let y = 0; y < ymax; y++) {
-      const w = kk[yy * ksize + y]!;
-      if (w !== 0) {
-        rowsUsed.push((ymin + y) * rowLen);
-        weights.push(w);
-      }
-    }
-    const o = yy * rowLen;
-    // Same integer sums as Pillow (zero-weight taps skipped), specialised by tap count.
-    const n = weights.length;
-    if (n === 2) {
-      const [b0, b1] = rowsUsed as [number, number];
-      const [w0, w1] = weights as [number, number];
-      for (let i = 0; i < rowLen; i++) {
-        out[o + i] = clip8((ONE_HALF + Math.imul(img[b0 + i]!, w0) + Math.imul(img[b1 + i]!, w1)) | 0);
-      }
-    } else if (n === 3) {
-      const [b0, b1, b2] = rowsUsed as [number, number, number];
-      const [w0, w1, w2] = weights as [number, number, number];
-      for (let i = 0; i < rowLen; i++) {
-        out[o + i] = clip8((ONE_HALF + Math.imul(img[b0 + i]!, w0) + Math.imul(img[b1 + i]!, w1) + Math.imul(img[b2 + i]!, w2)) | 0);
-      }
-    } else if (n === 4) {
-      const [b0, b1, b2, b3] = rowsUsed as [number, number, number, number];
-      const [w0, w1, w2, w3] = weights as [number, number, number, number];
-      for (let i = 0; i < rowLen; i++) {
-        out[o + i] = clip8(
-          (ONE_HALF + Math.imul(img[b0 + i]!, w0) + Math.imul(img[b1 + i]!, w1) + Math.imul(img[b2 + i]!, w2) + Math.imul(img[b3 + i]!, w3)) | 0,
-        );
-      }
-    } else {
-      acc ??= new Int32Array(rowLen);
-      acc.fill(ONE_HALF);
-      for (let t = 0; t < n; t++) {
-        const base = rowsUsed[t]!;
-        const w = weights[t]!;
-        for (let i = 0; i < rowLen; i++) acc[i] = (acc[i]! + Math.imul(img[base + i]!, w)) | 0;
-      }
-      for (let i = 0; i < rowLen; i++) out[o + i] = clip8(acc[i]!);
-    }
-  }
-  return out;
 }
 
 /** Resize an RGB image like SamImageProcessor.resize (longest side -> longestEdge, PIL BILINEAR). */
@@ -499,88 +307,6 @@ export function promptTensors(p: SamPromptArrays): { input_points?: tf.Tensor4D;
 
 // ---------------------------------------------------------------------------------------------------------------
 // post_process_masks
-
-interface LinearIdx {
-  i0: Int32Array;
-  i1: Int32Array;
-  l0: Float32Array;
-  l1: Float32Array;
-}
-
-/** PyTorch upsample_bilinear2d (align_corners=False) source indices/weights, float32 like torch. */
-function linearIndices(inSize: number, outSize: number, count = outSize): LinearIdx {
-  const i0 = new Int32Array(count), i1 = new Int32Array(count), l0 = new Float32Array(count), l1 = new Float32Array(count);
-  if (inSize === outSize) {
-    for (let o = 0; o < count; o++) {
-      i0[o] = o;
-      i1[o] = o;
-      l0[o] = 1;
-      l1[o] = 0;
-    }
-    return { i0, i1, l0, l1 };
-  }
-  // float32 scale, source index in double (torch's accumulate type on CPU), weights float32. Matches the
-  // torch 1.13 fixture to ~2e-6 (rounding the index to float32 instead gives ~2e-4).
-  const scale = Math.fround(inSize / outSize);
-  for (let o = 0; o < count; o++) {
-    let src = scale * (o + 0.5) - 0.5;
-    if (src < 0) src = 0;
-    const a = Math.trunc(src);
-    i0[o] = a;
-    i1[o] = a + (a < inSize - 1 ? 1 : 0);
-    const lam = Math.fround(Math.min(Math.max(src - a, 0), 1));
-    l1[o] = lam;
-    l0[o] = Math.fround(1 - lam);
-  }
-  return { i0, i1, l0, l1 };
-}
-
-/**
- * Bilinear resize (PyTorch F.interpolate bilinear, align_corners=False, no antialias) of a [inH, inW] float32 map
- * (rows of length `inStride`), computing only the top-left [outRows, outCols] of the [outH, outW] result.
- * float32 arithmetic: out = h0*(w0*x00 + w1*x01) + h1*(w0*x10 + w1*x11).
- */
-export function resizeBilinearTorch(
-  src: Float32Array,
-  inH: number,
-  inW: number,
-  outH: number,
-  outW: number,
-  opts: { inStride?: number; srcOffset?: number; outRows?: number; outCols?: number } = {},
-): Float32Array {
-  const stride = opts.inStride ?? inW;
-  const off = opts.srcOffset ?? 0;
-  const rows = opts.outRows ?? outH;
-  const cols = opts.outCols ?? outW;
-  const fr = Math.fround;
-  const cx = linearIndices(inW, outW, cols);
-  const cy = linearIndices(inH, outH, rows);
-  // horizontal interpolation of every source row that is used (same arithmetic as torch's nested evaluation)
-  const used = new Int32Array(inH).fill(-1);
-  let nUsed = 0;
-  for (let o = 0; o < rows; o++) {
-    for (const r of [cy.i0[o]!, cy.i1[o]!]) if (used[r] === -1) used[r] = nUsed++;
-  }
-  const hor = new Float32Array(nUsed * cols);
-  for (let r = 0; r < inH; r++) {
-    const slot = used[r]!;
-    if (slot < 0) continue;
-    const base = off + r * stride;
-    const ob = slot * cols;
-    for (let x = 0; x < cols; x++) {
-      hor[ob + x] = fr(fr(src[base + cx.i0[x]!]! * cx.l0[x]!) + fr(src[base + cx.i1[x]!]! * cx.l1[x]!));
-    }
-  }
-  const out = new Float32Array(rows * cols);
-  for (let y = 0; y < rows; y++) {
-    const a = used[cy.i0[y]!]! * cols;
-    const b = used[cy.i1[y]!]! * cols;
-    const h0 = cy.l0[y]!, h1 = cy.l1[y]!;
-    const ob = y * cols;
-    for (let x = 0; x < cols; x++) out[ob + x] = fr(fr(hor[a + x]! * h0) + fr(hor[b + x]! * h1));
-  }
-  return out;
-}
 
 export interface PostProcessOptions {
   /** Threshold the result at `threshold` (HF default true). */

@@ -11,11 +11,11 @@ import {
   pixelValuesFromResized,
   postProcessMasks,
   preparePrompts,
-  resizeBilinearPillow,
   getPreprocessShape,
-  resizeBilinearTorch,
   type SizeHW,
 } from './processor.ts';
+import { resizeBilinearPillow } from './resample/pillowBilinear.ts';
+import { resizeBilinearTorch } from './resample/torchBilinear.ts';
 import { readSafetensors, type HostTensor } from './safetensors.ts';
 
 export type ParityStage = 'decode' | 'resize' | 'normalize' | 'sizes' | 'prompts' | 'postprocess';

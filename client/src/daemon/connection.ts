@@ -3,11 +3,9 @@ import { onceAny } from '@fedsam/shared/fsutil';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import {
-  CHECKSUM_ALGORITHMS, DEFAULT_CHUNK_BYTES, encodeTransfer, METADATA_AUTHORIZATION, METADATA_SESSION, payloadChunks, pickChecksum,
-  trailerOf, TransferDecoder, type ChecksumAlgorithm, type DownloadFrame, type EncodedTransfer, type EvaluationResult, type GetTaskRequest, type GlobalHeader, type HeartbeatResponse,
-  type JoinRequest, type JoinResponse, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader, type WireDtype, type WireTrailer,
-} from '@fedsam/shared/transfer';
+import { CHECKSUM_ALGORITHMS, pickChecksum, type ChecksumAlgorithm } from '@fedsam/shared/transfer/checksum';
+import { DEFAULT_CHUNK_BYTES, encodeTransfer, payloadChunks, trailerOf, TransferDecoder, type EncodedTransfer } from '@fedsam/shared/transfer/codec';
+import { METADATA_AUTHORIZATION, METADATA_SESSION, type DownloadFrame, type EvaluationResult, type GetTaskRequest, type GlobalHeader, type HeartbeatResponse, type JoinRequest, type JoinResponse, type SubmitResponse, type Task, type UpdateFrame, type UpdateHeader, type WireDtype, type WireTrailer } from '@fedsam/shared/transfer/messages';
 import { fedsamClientConstructor } from './proto.ts';
 
 export interface TlsOptions {

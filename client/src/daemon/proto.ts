@@ -1,7 +1,7 @@
 // proto/fedsam.proto loaded with @grpc/proto-loader (same options as the server).
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { PROTO_LOADER_OPTIONS, PROTO_PATH } from '@fedsam/shared/transfer';
+import { PROTO_LOADER_OPTIONS, PROTO_PATH } from '@fedsam/shared/transfer/messages';
 
 let cached: grpc.ServiceClientConstructor | undefined;
 

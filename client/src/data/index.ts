@@ -8,4 +8,4 @@ export { dice, iou, overlapCounts, boxBaselineDice } from './metrics.ts';
 export { Rng, hashString } from './rng.ts';
 export { labelStats, binaryMask, maskBox, filledBox } from './mask.ts';
 export { readRGB, readGray, readLabels, writePng, hashFile } from './io.ts';
-export { readNifti, encodeNifti1, geometryMismatch, extractSlice } from './nifti.ts';
+export { readNifti, geometryMismatch, extractSlice } from './nifti.ts';

@@ -3,7 +3,7 @@
 // The server's FedAvg runs the same weighted mean streaming (weightedSum.ts, in WebAssembly); fedAvg() here is its
 // reference.
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { sameShape } from '@fedsam/shared/transfer';
+import { sameShape } from '@fedsam/shared/transfer/manifest';
 
 export type NamedTensors = Map<string, HostTensor>;
 

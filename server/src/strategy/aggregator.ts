@@ -2,7 +2,7 @@
 // received (fold-arena blocks for strategies that stream, plain pooled buffers for those that keep every update),
 // the streaming WeightedSum, how long an update is held (its `release`), and which buffer a new global is written
 // into (the one of the global the coordinator has replaced, so a round pays no fresh 16 MB of page faults).
-import type { WireDtype } from '@fedsam/shared/transfer';
+import type { WireDtype } from '@fedsam/shared/transfer/messages';
 import { BufferPool } from '../bufferPool.ts';
 import { valueCount, type NamedTensors } from './aggregate.ts';
 import { foldArena, type FoldArena } from './foldArena.ts';

@@ -1,7 +1,7 @@
 // FedAvg (McMahan et al. 2017), as Flower's FedAvg: sample a fraction of the connected sites (at least
 // min_fit_clients), send each the same local-training config, average the updates weighted by their numbers of
 // examples. The other strategies build on it, as in Flower.
-import type { WireFitConfig } from '@fedsam/shared/transfer';
+import type { WireFitConfig } from '@fedsam/shared/transfer/messages';
 import { ServerConfigSchema } from '../config.ts';
 import { weightedMetrics, type NamedTensors } from './aggregate.ts';
 import { Aggregator, type UpdateHolding, type UpdateSum } from './aggregator.ts';
@@ -70,6 +70,16 @@ export class FedAvg implements Strategy {
   aggregateFit(_round: number, global: NamedTensors): FitAggregation {
     const sum: UpdateSum = this.aggregator.weightedMean(global, 'global');
     return fitAggregation(sum, () => sum.mean());
+  }
+
+  /**
+   * A server step after the weighted mean (FedOpt, FedAvgM): the mean goes to a scratch buffer, `step` writes the
+   * next global into `out` (the buffer of a replaced global).
+   */
+  protected aggregateWithServerStep(global: NamedTensors, step: (mean: NamedTensors, out: Float32Array) => NamedTensors): FitAggregation {
+    const sum = this.aggregator.weightedMean(global, 'scratch');
+    const out = this.aggregator.globalBuffer(global);
+    return fitAggregation(sum, () => step(sum.mean(), out));
   }
 
   /** No evaluation when fraction_evaluate is 0 or fewer than max(1, min_evaluate_clients) sites are connected. */

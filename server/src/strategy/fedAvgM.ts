@@ -3,7 +3,7 @@
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { fedAvgMStep, type NamedTensors } from './aggregate.ts';
 import type { StrategyConfigOf, StrategyName } from './config.ts';
-import { FedAvg, fitAggregation } from './fedAvg.ts';
+import { FedAvg } from './fedAvg.ts';
 import type { FitAggregation, StrategyOptions, StrategyState } from './strategy.ts';
 
 export class FedAvgM extends FedAvg {
@@ -19,10 +19,8 @@ export class FedAvgM extends FedAvg {
 
   override aggregateFit(round: number, global: NamedTensors): FitAggregation {
     if (!this.serverOpt) return super.aggregateFit(round, global);
-    const sum = this.aggregator.weightedMean(global, 'scratch');
-    const out = this.aggregator.globalBuffer(global);
-    return fitAggregation(sum, () => {
-      const r = fedAvgMStep(global, sum.mean(), this.momentum, this.cfg, { out });
+    return this.aggregateWithServerStep(global, (mean, out) => {
+      const r = fedAvgMStep(global, mean, this.momentum, this.cfg, { out });
       this.momentum = r.momentum;
       return r.weights;
     });

@@ -2,7 +2,7 @@
 // pseudo-gradient (aggregated - current). FedAdam and FedYogi differ only in the step (aggregate.ts fedOptStep).
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { fedOptStep, type FedOptMoments, type FedOptParams, type NamedTensors } from './aggregate.ts';
-import { FedAvg, fitAggregation } from './fedAvg.ts';
+import { FedAvg } from './fedAvg.ts';
 import type { FitAggregation, StrategyOptions, StrategyState } from './strategy.ts';
 
 export abstract class FedOpt extends FedAvg {
@@ -13,12 +13,9 @@ export abstract class FedOpt extends FedAvg {
   }
 
   override aggregateFit(round: number, global: NamedTensors): FitAggregation {
-    // The mean is only read by the step: a scratch buffer. The coordinator replaces the global after finish() and
-    // never writes into it: no copy of `global` needed.
-    const sum = this.aggregator.weightedMean(global, 'scratch');
-    const out = this.aggregator.globalBuffer(global);
-    return fitAggregation(sum, () => {
-      const { weights, moments } = fedOptStep(this.kind, global, sum.mean(), this.moments, this.params, round, { inPlaceMoments: true, out });
+    // The coordinator replaces the global after finish() and never writes into it: no copy of `global` needed.
+    return this.aggregateWithServerStep(global, (mean, out) => {
+      const { weights, moments } = fedOptStep(this.kind, global, mean, this.moments, this.params, round, { inPlaceMoments: true, out });
       this.moments = moments;
       return weights;
     });

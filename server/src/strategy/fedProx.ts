@@ -1,6 +1,6 @@
 // FedProx (Li et al. 2020), as Flower's FedProx: FedAvg on the server; each site adds the proximal term
 // proximal_mu/2 ||w - w_global||^2 to its local loss (proximal_mu travels in the FitTask).
-import type { WireFitConfig } from '@fedsam/shared/transfer';
+import type { WireFitConfig } from '@fedsam/shared/transfer/messages';
 import type { StrategyConfigOf, StrategyName } from './config.ts';
 import { FedAvg } from './fedAvg.ts';
 import type { StrategyOptions } from './strategy.ts';

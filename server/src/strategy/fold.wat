@@ -2,7 +2,7 @@
 ;; - reduce: FedAvg's weighted sum of up to B float32 updates in float64, 8 values per step (the JS loop it replaced
 ;;   ran at ~1.7 ns per value and update, this at ~0.35);
 ;; - first_nonfinite_f32 / _f16: the finite check of an upload as its chunks arrive (~8x the JS loop).
-;; Compiled by `npm run build:wasm` (wabt) into fold.wasm; test/fold-kernel.test.ts checks the two agree.
+;; Compiled by `npm run build:wasm` (wabt) into fold.wasm; test/strategy.test.ts checks the two agree.
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; For i < n (n a multiple of 8), in float64, left to right:

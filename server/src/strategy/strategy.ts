@@ -14,7 +14,7 @@
 // finish() returns what aggregate_fit returns. Update buffers are the Aggregator's business (aggregator.ts); a
 // strategy asks it for a streaming weighted mean or for all updates, and for the buffer of the next global.
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { WireFitConfig } from '@fedsam/shared/transfer';
+import type { WireFitConfig } from '@fedsam/shared/transfer/messages';
 import type { ServerConfig } from '../config.ts';
 import type { Aggregator } from './aggregator.ts';
 import type { NamedTensors } from './aggregate.ts';

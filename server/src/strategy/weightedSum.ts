@@ -1,6 +1,6 @@
 // Streaming weighted mean over the fold arena: FedAvg's sum as the server runs it, updates folded in as they arrive,
 // float64 accumulation in WebAssembly SIMD (foldArena.ts). Strategies reach it through the Aggregator.
-import { backToBack } from '@fedsam/shared/transfer';
+import { backToBack } from '@fedsam/shared/transfer/codec';
 import { AggregationError, checkLayout, type NamedTensors } from './aggregate.ts';
 import { foldArena, type FoldArena } from './foldArena.ts';
 

@@ -1,5 +1,5 @@
 // Deterministic random SAM weights (for a model trained from scratch, benchmarks, and tests without a checkpoint).
-// Every parameter of expectedSamParameters(config) gets values from its own seeded stream (seed + parameter name),
+// Every parameter of samParameters(config) gets values from its own seeded stream (seed + parameter name),
 // so a tensor's values do not depend on which parts were requested or on map order.
 //
 // Scheme (PyTorch's default module init, the one the original segment-anything modules train from, with the
@@ -16,7 +16,7 @@
 //     prompt_encoder.shared_embedding.positional_embedding is the same object.
 //   - vision pos_embed and rel_pos_h / rel_pos_w: zeros (as both HF and the original initialise them).
 import type { SamConfig } from '../config.ts';
-import { expectedSamParameters, samPartOf, SHARED_POS_EMBED_KEY, TIED_POS_EMBED_KEY, type SamPart } from '../checkpoint.ts';
+import { SAM_PARTS, samParameters, samPartOf, SHARED_POS_EMBED_KEY, TIED_POS_EMBED_KEY, type SamParameter, type SamPart } from '../checkpoint/keys.ts';
 import type { HostTensor } from '../safetensors.ts';
 
 export interface InitSamWeightsOptions {
@@ -119,39 +119,38 @@ export class NormalRng {
 
 type Kind = 'ones' | 'zeros' | 'normal';
 
-/** How one parameter is initialised: kind and standard deviation. */
-export function samInitRule(name: string, shape: number[], residualScale = 1): { kind: Kind; std: number } {
-  const isWeight = name.endsWith('.weight');
-  if (name === SHARED_POS_EMBED_KEY || name === TIED_POS_EMBED_KEY) return { kind: 'normal', std: 1 };
-  if (name.includes('layer_norm')) return { kind: isWeight ? 'ones' : 'zeros', std: 0 };
-  if (name.endsWith('.bias')) return { kind: 'zeros', std: 0 };
-  if (name === 'vision_encoder.pos_embed' || name.endsWith('.rel_pos_h') || name.endsWith('.rel_pos_w')) return { kind: 'zeros', std: 0 };
-  // nn.Embedding tables: tokens and prompt embeddings.
-  if (/^mask_decoder\.(iou_token|mask_tokens)\.weight$/.test(name) ||
-    /^prompt_encoder\.(point_embed\.\d+|not_a_point_embed|no_mask_embed)\.weight$/.test(name)) {
-    return { kind: 'normal', std: 1 };
+/** How one parameter is initialised (kind and standard deviation), from its module kind in the key schema. */
+export function samInitRule(name: string, p: SamParameter, residualScale = 1): { kind: Kind; std: number } {
+  const isBias = name.endsWith('.bias');
+  switch (p.module) {
+    case 'Buffer': // SamPositionalEmbedding's Fourier features
+    case 'Embedding':
+      return { kind: 'normal', std: 1 };
+    case 'Parameter': // vision pos_embed, rel_pos_h / rel_pos_w
+      return { kind: 'zeros', std: 0 };
+    case 'LayerNorm':
+      return { kind: isBias ? 'zeros' : 'ones', std: 0 };
+    default: {
+      if (isBias) return { kind: 'zeros', std: 0 };
+      // torch's fan_in is size(1)·k·k: in for Linear [out, in], in·k·k for Conv2d [out, in, k, k], out·k·k for
+      // ConvTranspose2d [in, out, k, k].
+      const fanIn = p.shape.slice(1).reduce((a, b) => a * b, 1);
+      return { kind: 'normal', std: (p.residualOut ? residualScale : 1) / Math.sqrt(3 * fanIn) };
+    }
   }
-  if (!isWeight) throw new Error(`initSamWeights: no init rule for ${name}`);
-  let fanIn: number;
-  if (shape.length === 2) fanIn = shape[1]; // Linear [out, in]
-  else if (shape.length === 4) {
-    // torch's fan_in is size(1)·k·k: in·k·k for Conv2d [out, in, k, k], out·k·k for ConvTranspose2d [in, out, k, k].
-    fanIn = shape[1] * shape[2] * shape[3];
-  } else throw new Error(`initSamWeights: unexpected shape [${shape}] for ${name}`);
-  const rs = /^vision_encoder\.layers\.\d+\.(attn\.proj|mlp\.lin2)\.weight$/.test(name) ? residualScale : 1;
-  return { kind: 'normal', std: rs / Math.sqrt(3 * fanIn) };
 }
 
 /**
- * Fixed-seed random weights for every parameter of `expectedSamParameters(config)` (in that order), or of the
+ * Fixed-seed random weights for every parameter of `samParameters(config)` (in that order), or of the
  * requested parts. Same seed and config give the same values on every run.
  */
 export function initSamWeights(config: SamConfig, seed: number, opts: InitSamWeightsOptions = {}): Map<string, HostTensor> {
-  const parts = new Set<SamPart>(opts.parts ?? ['vision_encoder', 'prompt_encoder', 'mask_decoder', 'shared_image_embedding']);
+  const parts = new Set<SamPart>(opts.parts ?? SAM_PARTS);
   const residualScale = opts.residualScale ?? 1 / Math.sqrt(2 * config.vision.num_hidden_layers);
   const out = new Map<string, HostTensor>();
   let pos: HostTensor | undefined;
-  for (const [name, shape] of expectedSamParameters(config)) {
+  for (const [name, p] of samParameters(config)) {
+    const shape = p.shape;
     if (!parts.has(samPartOf(name)!)) continue;
     if (name === SHARED_POS_EMBED_KEY || name === TIED_POS_EMBED_KEY) {
       // HF ties the two: one tensor, drawn from the shared key's stream.
@@ -161,7 +160,7 @@ export function initSamWeights(config: SamConfig, seed: number, opts: InitSamWei
     }
     const size = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(size);
-    const rule = samInitRule(name, shape, residualScale);
+    const rule = samInitRule(name, p, residualScale);
     if (rule.kind === 'ones') data.fill(1);
     else if (rule.kind === 'normal') new NormalRng(seed, name).fillNormal(data, rule.std);
     out.set(name, { dtype: 'float32', shape: [...shape], data });

@@ -1,5 +1,6 @@
-// SAM mask decoder (HF SamMaskDecoder): IoU token + mask tokens, TwoWayTransformer with attention downsampling,
-// final token-to-image attention, 4x upscaling, hypernetwork MLPs and the IoU head. NHWC inside.
+// SAM mask decoder (HF SamMaskDecoder): IoU token + mask tokens, SamTwoWayTransformer (SamTwoWayAttentionBlock x N,
+// SamAttention with downsampling), final token-to-image attention, 4x upscaling, hypernetwork MLPs and the IoU head
+// (SamFeedForward). NHWC inside; names: checkpoint/keys.ts.
 // This is the only part FedSAM trains, so everything here is differentiable and wasm-friendly (ops.ts):
 //   - one (image, prompt) pair at a time, all 2-D: tfjs-wasm has no fast batched product, and the decoder's
 //     loss is a mean over samples, so a batch is a loop (the training step loops outside, see train/step.ts);
@@ -11,7 +12,10 @@
 //     one rearrangement at the end (blockedToSpatial), and the training loss skips it (the loss is a sum over pixels).
 import * as tf from '@tensorflow/tfjs';
 import type { SamConfig } from '../config.ts';
+import { attentionKeys, biasOf, DECODER_KEYS, feedForwardKeys, twoWayBlockKeys, weightOf } from '../checkpoint/keys.ts';
 import { type Weights, param, linearP, layerNormP, activation, gelu, matMul2d, biasAdd, convTranspose2x2Blocked, t2 } from './ops.ts';
+
+type AttentionKeys = ReturnType<typeof attentionKeys>;
 
 /** torch.nn.LayerNorm's default eps, used by HF for transformer.layer_norm_final_attn. */
 const TORCH_LN_EPS = 1e-5;
@@ -36,83 +40,83 @@ function blockCollect(y: tf.Tensor, heads: number): tf.Tensor2D {
   return tf.sum(tf.mul(tf.reshape(y, [heads, HT / heads, inner]), headMask(heads, inner)), 0) as tf.Tensor2D;
 }
 
-/** SamTwoWayTransformerAttention between token sets (all small): q [Tq, C], k/v [Tk, C] -> [Tq, C]. */
-function tokenAttention(weights: Weights, prefix: string, heads: number, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor2D {
+/** HF SamAttention between token sets (all small): q [Tq, C], k/v [Tk, C] -> [Tq, C]. */
+function tokenAttention(weights: Weights, K: AttentionKeys, heads: number, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor2D {
   return tf.tidy(() => {
-    const qp = linearP(weights, `${prefix}.q_proj`, q);
-    const kp = linearP(weights, `${prefix}.k_proj`, k);
-    const vp = linearP(weights, `${prefix}.v_proj`, v);
+    const qp = linearP(weights, K.q, q);
+    const kp = linearP(weights, K.k, k);
+    const vp = linearP(weights, K.v, v);
     const d = qp.shape[1]! / heads;
     const s = matMul2d(blockDiag(qp, heads, 1 / Math.sqrt(d)), kp, false, true); // [H·Tq, Tk]
     const o = matMul2d(tf.softmax(s), vp); // [H·Tq, inner]
-    return linearP(weights, `${prefix}.out_proj`, blockCollect(o, heads)) as tf.Tensor2D;
+    return linearP(weights, K.out, blockCollect(o, heads)) as tf.Tensor2D;
   });
 }
 
-/** Attention from tokens q [T, C] to the image: keys kImg [N, C], values vImg [N, C] -> [T, C]. */
-function tokenToImageAttention(weights: Weights, prefix: string, heads: number, q: tf.Tensor, kImg: tf.Tensor, vImg: tf.Tensor): tf.Tensor2D {
+/** HF SamAttention from tokens q [T, C] to the image: keys kImg [N, C], values vImg [N, C] -> [T, C]. */
+function tokenToImageAttention(weights: Weights, K: AttentionKeys, heads: number, q: tf.Tensor, kImg: tf.Tensor, vImg: tf.Tensor): tf.Tensor2D {
   return tf.tidy(() => {
-    const qp = linearP(weights, `${prefix}.q_proj`, q); // [T, inner]
+    const qp = linearP(weights, K.q, q); // [T, inner]
     const inner = qp.shape[1]!;
     const qbd = blockDiag(qp, heads, 1 / Math.sqrt(inner / heads)); // [H·T, inner]
-    const a = matMul2d(qbd, param(weights, `${prefix}.k_proj.weight`)); // [H·T, C]
-    const c = matMul2d(qbd, tf.reshape(param(weights, `${prefix}.k_proj.bias`), [inner, 1])); // [H·T, 1]
+    const a = matMul2d(qbd, param(weights, weightOf(K.k))); // [H·T, C]
+    const c = matMul2d(qbd, tf.reshape(param(weights, biasOf(K.k)), [inner, 1])); // [H·T, 1]
     const p = tf.softmax(tf.add(matMul2d(a, kImg, false, true), c)); // [H·T, N]
     const m = matMul2d(p, vImg); // [H·T, C]
-    const o = linearP(weights, `${prefix}.v_proj`, m); // [H·T, inner]
-    return linearP(weights, `${prefix}.out_proj`, blockCollect(o, heads)) as tf.Tensor2D;
+    const o = linearP(weights, K.v, m); // [H·T, inner]
+    return linearP(weights, K.out, blockCollect(o, heads)) as tf.Tensor2D;
   });
 }
 
-/** Attention from the image qImg [N, C] to tokens: keys k [T, C], values v [T, C] -> [N, C]. */
-function imageToTokenAttention(weights: Weights, prefix: string, heads: number, qImg: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor2D {
+/** HF SamAttention from the image qImg [N, C] to tokens: keys k [T, C], values v [T, C] -> [N, C]. */
+function imageToTokenAttention(weights: Weights, K: AttentionKeys, heads: number, qImg: tf.Tensor, k: tf.Tensor, v: tf.Tensor): tf.Tensor2D {
   return tf.tidy(() => {
-    const kp = linearP(weights, `${prefix}.k_proj`, k); // [T, inner]
-    const vp = linearP(weights, `${prefix}.v_proj`, v);
+    const kp = linearP(weights, K.k, k); // [T, inner]
+    const vp = linearP(weights, K.v, v);
     const [T, inner] = kp.shape as [number, number];
     const N = qImg.shape[0];
     const kbd = blockDiag(kp, heads, 1 / Math.sqrt(inner / heads)); // [H·T, inner]
-    const g = matMul2d(kbd, param(weights, `${prefix}.q_proj.weight`)); // [H·T, C]
-    const c = matMul2d(tf.reshape(param(weights, `${prefix}.q_proj.bias`), [1, inner]), kbd, false, true); // [1, H·T]
+    const g = matMul2d(kbd, param(weights, weightOf(K.q))); // [H·T, C]
+    const c = matMul2d(tf.reshape(param(weights, biasOf(K.q)), [1, inner]), kbd, false, true); // [1, H·T]
     const s = biasAdd(matMul2d(qImg, g, false, true), tf.reshape(c, [heads * T])); // [N, H·T]
     const p = tf.reshape(tf.softmax(tf.reshape(s, [N, heads, T])), [N, heads * T]);
-    const u = matMul2d(blockDiag(vp, heads), param(weights, `${prefix}.out_proj.weight`), false, true); // [H·T, C]
-    return biasAdd(matMul2d(p, u), param(weights, `${prefix}.out_proj.bias`)) as tf.Tensor2D;
+    const u = matMul2d(blockDiag(vp, heads), param(weights, weightOf(K.out)), false, true); // [H·T, C]
+    return biasAdd(matMul2d(p, u), param(weights, biasOf(K.out))) as tf.Tensor2D;
   });
 }
 
-/** SamTwoWayAttentionBlock: token self-attention, token->image, MLP, image->token. queries [T, C], keys [N, C]. */
+/** HF SamTwoWayAttentionBlock: token self-attention, token->image, MLP, image->token. queries [T, C], keys [N, C]. */
 function twoWayBlock(weights: Weights, config: SamConfig, i: number, queries: tf.Tensor, keys: tf.Tensor,
   queryPe: tf.Tensor, keyPe: tf.Tensor): [tf.Tensor2D, tf.Tensor2D] {
   return tf.tidy(() => {
     const d = config.decoder;
-    const p = `mask_decoder.transformer.layers.${i}`;
+    const B = twoWayBlockKeys(i);
     const eps = d.layer_norm_eps;
     const heads = d.num_attention_heads;
     if (i === 0) {
-      queries = tokenAttention(weights, `${p}.self_attn`, heads, queries, queries, queries); // skip_first_layer_pe: no residual
+      queries = tokenAttention(weights, B.selfAttn, heads, queries, queries, queries); // skip_first_layer_pe: no residual
     } else {
       const q = tf.add(queries, queryPe);
-      queries = tf.add(queries, tokenAttention(weights, `${p}.self_attn`, heads, q, q, queries));
+      queries = tf.add(queries, tokenAttention(weights, B.selfAttn, heads, q, q, queries));
     }
-    queries = layerNormP(weights, `${p}.layer_norm1`, queries, eps);
+    queries = layerNormP(weights, B.layerNorm1, queries, eps);
 
     let q = tf.add(queries, queryPe);
     const k = tf.add(keys, keyPe); // also the image->token queries below (keys do not change in between)
-    queries = tf.add(queries, tokenToImageAttention(weights, `${p}.cross_attn_token_to_image`, heads, q, k, keys));
-    queries = layerNormP(weights, `${p}.layer_norm2`, queries, eps);
+    queries = tf.add(queries, tokenToImageAttention(weights, B.crossAttnTokenToImage, heads, q, k, keys));
+    queries = layerNormP(weights, B.layerNorm2, queries, eps);
 
-    const mlp = linearP(weights, `${p}.mlp.lin2`, activation(d.hidden_act, linearP(weights, `${p}.mlp.lin1`, queries)));
-    queries = layerNormP(weights, `${p}.layer_norm3`, tf.add(queries, mlp), eps);
+    const mlp = linearP(weights, B.mlp.lin2, activation(d.hidden_act, linearP(weights, B.mlp.lin1, queries)));
+    queries = layerNormP(weights, B.layerNorm3, tf.add(queries, mlp), eps);
 
     q = tf.add(queries, queryPe);
-    keys = tf.add(keys, imageToTokenAttention(weights, `${p}.cross_attn_image_to_token`, heads, k, q, queries));
-    keys = layerNormP(weights, `${p}.layer_norm4`, keys, eps);
+    keys = tf.add(keys, imageToTokenAttention(weights, B.crossAttnImageToToken, heads, k, q, queries));
+    keys = layerNormP(weights, B.layerNorm4, keys, eps);
     return [queries as tf.Tensor2D, keys as tf.Tensor2D];
   });
 }
 
-/** SamTwoWayTransformer for one sample: tokens [T, C], image [N, C], image PE [N, C] -> (tokens, image). */
+/** HF SamTwoWayTransformer for one sample: tokens [T, C], image [N, C], image PE [N, C] -> (tokens, image). */
 export function twoWayTransformer2d(weights: Weights, config: SamConfig, tokens: tf.Tensor2D, image: tf.Tensor2D, imagePe: tf.Tensor2D): [tf.Tensor2D, tf.Tensor2D] {
   return tf.tidy(() => {
     let queries: tf.Tensor2D = tokens;
@@ -122,17 +126,18 @@ export function twoWayTransformer2d(weights: Weights, config: SamConfig, tokens:
     }
     const q = tf.add(queries, tokens);
     const k = tf.add(keys, imagePe);
-    const attn = tokenToImageAttention(weights, 'mask_decoder.transformer.final_attn_token_to_image', config.decoder.num_attention_heads, q, k, keys);
-    queries = layerNormP(weights, 'mask_decoder.transformer.layer_norm_final_attn', tf.add(queries, attn), TORCH_LN_EPS) as tf.Tensor2D;
+    const T = DECODER_KEYS.transformer;
+    const attn = tokenToImageAttention(weights, T.finalAttnTokenToImage, config.decoder.num_attention_heads, q, k, keys);
+    queries = layerNormP(weights, T.layerNormFinalAttn, tf.add(queries, attn), TORCH_LN_EPS) as tf.Tensor2D;
     return [queries, keys];
   });
 }
 
-/** SamFeedForward: proj_in, ReLU, (layers, ReLU)*, proj_out. */
-function feedForward(weights: Weights, prefix: string, depth: number, x: tf.Tensor): tf.Tensor {
-  let h = tf.relu(linearP(weights, `${prefix}.proj_in`, x));
-  for (let j = 0; j < depth - 2; j++) h = tf.relu(linearP(weights, `${prefix}.layers.${j}`, h));
-  return linearP(weights, `${prefix}.proj_out`, h);
+/** HF SamFeedForward: proj_in, ReLU, (layers, ReLU)*, proj_out. */
+function feedForward(weights: Weights, K: ReturnType<typeof feedForwardKeys>, x: tf.Tensor): tf.Tensor {
+  let h = tf.relu(linearP(weights, K.projIn, x));
+  for (const l of K.layers) h = tf.relu(linearP(weights, l, h));
+  return linearP(weights, K.projOut, h);
 }
 
 export interface DecodeOneInputs {
@@ -165,21 +170,22 @@ export function decodeOne(weights: Weights, config: SamConfig, inp: DecodeOneInp
   return tf.tidy(() => {
     const d = config.decoder;
     const C = d.hidden_size;
-    const outputTokens = tf.concat([param(weights, 'mask_decoder.iou_token.weight'), param(weights, 'mask_decoder.mask_tokens.weight')], 0);
+    const D = DECODER_KEYS;
+    const outputTokens = tf.concat([param(weights, weightOf(D.iouToken)), param(weights, weightOf(D.maskTokens))], 0);
     const tokens = (inp.sparse ? tf.concat([outputTokens, inp.sparse], 0) : outputTokens) as tf.Tensor2D;
     const [hs, keys] = twoWayTransformer2d(weights, config, tokens, inp.image, inp.pos);
 
     // Upscale (blocked order): two 2x2 stride-2 transposed convs with LayerNorm + GELU, then GELU.
-    let up = convTranspose2x2Blocked(keys, param(weights, 'mask_decoder.upscale_conv1.weight'), param(weights, 'mask_decoder.upscale_conv1.bias'));
-    up = gelu(layerNormP(weights, 'mask_decoder.upscale_layer_norm', up, d.layer_norm_eps)) as tf.Tensor2D;
-    up = gelu(convTranspose2x2Blocked(up, param(weights, 'mask_decoder.upscale_conv2.weight'), param(weights, 'mask_decoder.upscale_conv2.bias'))) as tf.Tensor2D;
+    let up = convTranspose2x2Blocked(keys, param(weights, weightOf(D.upscaleConv1)), param(weights, biasOf(D.upscaleConv1)));
+    up = gelu(layerNormP(weights, D.upscaleLayerNorm, up, d.layer_norm_eps)) as tf.Tensor2D;
+    up = gelu(convTranspose2x2Blocked(up, param(weights, weightOf(D.upscaleConv2)), param(weights, biasOf(D.upscaleConv2)))) as tf.Tensor2D;
 
     // Only the mask tokens that are returned run through their hypernetwork MLPs (same outputs as HF's slice).
-    const hyper = inp.selected.map((t) => feedForward(weights, `mask_decoder.output_hypernetworks_mlps.${t}`, 3, tf.slice(hs, [1 + t, 0], [1, C])));
+    const hyper = inp.selected.map((t) => feedForward(weights, D.hypernetworkMlp(t), tf.slice(hs, [1 + t, 0], [1, C])));
     const hyperIn = hyper.length === 1 ? hyper[0] : tf.concat(hyper, 0); // [k, C/8]
     const out: DecodeOneOutputs = { logitsBlocked: matMul2d(up, hyperIn, false, true) }; // [16N, k]
     if (inp.iou ?? true) {
-      const iouAll = feedForward(weights, 'mask_decoder.iou_prediction_head', d.iou_head_depth, tf.slice(hs, [0, 0], [1, C])); // [1, nMaskTokens]
+      const iouAll = feedForward(weights, D.iouPredictionHead(d.iou_head_depth), tf.slice(hs, [0, 0], [1, C])); // [1, nMaskTokens]
       out.iou = tf.slice(iouAll, [0, inp.selected[0]], [1, inp.selected.length]) as tf.Tensor2D;
     }
     return out as any;

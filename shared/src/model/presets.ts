@@ -3,7 +3,10 @@
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseSamConfig, type SamConfig } from '../config.ts';
-import { loadSamCheckpoint, hashWeights, type SamPart } from '../checkpoint.ts';
+import { frozenEncodersHash } from '../checkpoint/baseModelHash.ts';
+import { hashWeights } from '../checkpoint/hash.ts';
+import type { SamPart } from '../checkpoint/keys.ts';
+import { loadSamCheckpoint } from '../checkpoint/load.ts';
 import type { HostTensor } from '../safetensors.ts';
 import { SamProcessor, loadPreprocessorConfig } from '../processor.ts';
 import { initSamWeights } from './init.ts';
@@ -44,10 +47,9 @@ export interface LoadedModel {
   recommendedLr: number;
 }
 
+/** The vision encoder's hash (the embedding cache's key) and the base model hash (checkpoint/baseModelHash.ts). */
 export function frozenHashes(weights: Map<string, HostTensor>): { visionHash: string; baseModelHash: string } {
-  const visionHash = hashWeights(weights, 'vision_encoder.');
-  const frozen = new Map([...weights].filter(([n]) => !n.startsWith('mask_decoder.') && n !== 'prompt_encoder.shared_embedding.positional_embedding'));
-  return { visionHash, baseModelHash: hashWeights(frozen, '') };
+  return { visionHash: hashWeights(weights, 'vision_encoder.'), baseModelHash: frozenEncodersHash(weights) };
 }
 
 /** Processor for a model: the folder's preprocessor_config.json, else HF defaults sized to the model's input. */

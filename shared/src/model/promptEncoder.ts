@@ -1,18 +1,18 @@
 // SAM prompt encoder (HF SamPromptEncoder + SamPositionalEmbedding): random-Fourier positional encoding shared
-// with the image-wide positional embedding, point/box tokens, mask-prompt downscaling, no-mask embedding.
+// with the image-wide positional embedding, point/box tokens, mask-prompt downscaling (SamMaskEmbedding), no-mask
+// embedding. Names: checkpoint/keys.ts.
 import * as tf from '@tensorflow/tfjs';
 import type { SamConfig } from '../config.ts';
+import { biasOf, PROMPT_KEYS, SHARED_POS_EMBED_KEY, weightOf } from '../checkpoint/keys.ts';
 import { type Weights, param, layerNormP, activation, convPatchify, linear } from './ops.ts';
-
-const POS_KEY = 'shared_image_embedding.positional_embedding';
 
 /** Labels a point may carry: 1 positive, 0 negative, -1 not-a-point (padding appended without a box), -10 HF processor padding. */
 export const POINT_LABELS = [1, 0, -1, -10] as const;
 
-/** Random-Fourier encoding of coordinates already normalised to [0,1]: [..., 2] -> [..., C]. */
+/** HF SamPositionalEmbedding: random-Fourier encoding of coordinates already normalised to [0,1]: [..., 2] -> [..., C]. */
 export function positionalEncoding(weights: Weights, coords01: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const g = param(weights, POS_KEY); // [2, C/2]
+    const g = param(weights, SHARED_POS_EMBED_KEY); // [2, C/2]
     const lead = coords01.shape.slice(0, -1) as number[];
     const c = tf.sub(tf.mul(tf.reshape(coords01, [-1, 2]), 2), 1);
     const proj = tf.mul(tf.matMul(c as tf.Tensor2D, g as tf.Tensor2D), 2 * Math.PI);
@@ -95,9 +95,9 @@ function embedPoints(weights: Weights, config: SamConfig, points: tf.Tensor, lab
     const pe = positionalEncoding(weights, tf.div(pts, size)); // [B, pb, nTok, C]
     const C = pe.shape[3]!;
     const table = tf.concat([
-      tf.reshape(param(weights, 'prompt_encoder.not_a_point_embed.weight'), [1, C]),
-      tf.reshape(param(weights, 'prompt_encoder.point_embed.0.weight'), [1, C]),
-      tf.reshape(param(weights, 'prompt_encoder.point_embed.1.weight'), [1, C]),
+      tf.reshape(param(weights, weightOf(PROMPT_KEYS.notAPointEmbed)), [1, C]),
+      tf.reshape(param(weights, weightOf(PROMPT_KEYS.pointEmbed(0))), [1, C]),
+      tf.reshape(param(weights, weightOf(PROMPT_KEYS.pointEmbed(1))), [1, C]),
     ], 0);
     const added = tf.matMul(tf.tensor2d(coef, [B * pb * nTok, 3]), table);
     const out = tf.add(tf.mul(tf.reshape(pe, [-1, C]), tf.tensor2d(keep, [B * pb * nTok, 1])), added);
@@ -112,8 +112,8 @@ function embedBoxes(weights: Weights, config: SamConfig, boxes: tf.Tensor): tf.T
     const pe = positionalEncoding(weights, coords); // [B, nb, 2, C]
     const C = pe.shape[3]!;
     const corners = tf.reshape(tf.concat([
-      tf.reshape(param(weights, 'prompt_encoder.point_embed.2.weight'), [1, C]),
-      tf.reshape(param(weights, 'prompt_encoder.point_embed.3.weight'), [1, C]),
+      tf.reshape(param(weights, weightOf(PROMPT_KEYS.pointEmbed(2))), [1, C]),
+      tf.reshape(param(weights, weightOf(PROMPT_KEYS.pointEmbed(3))), [1, C]),
     ], 0), [1, 1, 2, C]);
     return tf.add(pe, corners) as tf.Tensor4D;
   });
@@ -122,17 +122,17 @@ function embedBoxes(weights: Weights, config: SamConfig, boxes: tf.Tensor): tf.T
 /** SamMaskEmbedding: [B, 1, 4h, 4w] mask logits -> [B, h, w, C]. */
 function embedMask(weights: Weights, config: SamConfig, masks: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => {
-    const p = 'prompt_encoder.mask_embed';
+    const K = PROMPT_KEYS.maskEmbed;
     const eps = config.prompt.layer_norm_eps;
     const act = config.prompt.hidden_act;
     let x = tf.transpose(masks, [0, 2, 3, 1]) as tf.Tensor4D;
-    x = convPatchify(x, param(weights, `${p}.conv1.weight`), param(weights, `${p}.conv1.bias`), 2);
-    x = activation(act, layerNormP(weights, `${p}.layer_norm1`, x, eps)) as tf.Tensor4D;
-    x = convPatchify(x, param(weights, `${p}.conv2.weight`), param(weights, `${p}.conv2.bias`), 2);
-    x = activation(act, layerNormP(weights, `${p}.layer_norm2`, x, eps)) as tf.Tensor4D;
-    const w3 = param(weights, `${p}.conv3.weight`);
+    x = convPatchify(x, param(weights, weightOf(K.conv1)), param(weights, biasOf(K.conv1)), 2);
+    x = activation(act, layerNormP(weights, K.layerNorm1, x, eps)) as tf.Tensor4D;
+    x = convPatchify(x, param(weights, weightOf(K.conv2)), param(weights, biasOf(K.conv2)), 2);
+    x = activation(act, layerNormP(weights, K.layerNorm2, x, eps)) as tf.Tensor4D;
+    const w3 = param(weights, weightOf(K.conv3));
     const [B, h, w, c] = x.shape;
-    const y = linear(tf.reshape(x, [B * h * w, c]), tf.reshape(w3, [w3.shape[0], c]), param(weights, `${p}.conv3.bias`));
+    const y = linear(tf.reshape(x, [B * h * w, c]), tf.reshape(w3, [w3.shape[0], c]), param(weights, biasOf(K.conv3)));
     return tf.reshape(y, [B, h, w, w3.shape[0]]) as tf.Tensor4D;
   });
 }
@@ -166,6 +166,6 @@ export function promptEncoder(weights: Weights, config: SamConfig, batchSize: nu
   // broadcast where it is added (tf.tile is slow on wasm). denseEmbeddingsFull() expands it for HF's shape.
   const dense = inputs.inputMasks
     ? embedMask(weights, config, inputs.inputMasks)
-    : tf.tidy(() => tf.add(tf.zeros([batchSize, 1, 1, C]), tf.reshape(param(weights, 'prompt_encoder.no_mask_embed.weight'), [1, 1, 1, C])) as tf.Tensor4D);
+    : tf.tidy(() => tf.add(tf.zeros([batchSize, 1, 1, C]), tf.reshape(param(weights, weightOf(PROMPT_KEYS.noMaskEmbed)), [1, 1, 1, C])) as tf.Tensor4D);
   return { sparse, dense };
 }

@@ -1,6 +1,7 @@
-// SAM's ViT image encoder (HF SamVisionEncoder): patch embedding, absolute position embedding, windowed and global
-// attention blocks with decomposed relative positions, and the convolutional neck. Frozen in FedSAM, so forward only
-// (plain tf ops, no custom gradients).
+// SAM's ViT image encoder (HF SamVisionEncoder): patch embedding (SamPatchEmbeddings), absolute position embedding,
+// windowed and global attention blocks (SamVisionLayer: SamVisionAttention with decomposed relative positions +
+// SamMLPBlock), and the convolutional neck (SamVisionNeck). Frozen in FedSAM, so forward only (plain tf ops, no
+// custom gradients). The parts are functions over the weights map, in NHWC (HF: NCHW); names: checkpoint/keys.ts.
 // Shaped for tfjs-wasm (see ops.ts): every product is 2-D (one per window and head; tfjs-wasm's batched product is a
 // naive loop), the q/k/v of a window/head are sliced out of one qkv product, the relative-position terms of all
 // windows and heads come from one small product per query row (or column), and only copies with long contiguous
@@ -8,9 +9,13 @@
 // weights across images.
 import * as tf from '@tensorflow/tfjs';
 import type { SamConfig } from '../config.ts';
-import { type Weights, type FrozenWeightCache, param, layerNorm, activation, linearFrozen, product, ensureFastKernels } from './ops.ts';
+import { biasOf, VISION_KEYS, visionLayerKeys, weightOf } from '../checkpoint/keys.ts';
+import { ensureFastKernels } from './kernels.ts';
+import { type Weights, type FrozenWeightCache, param, layerNormP, activation, linearFrozen, product } from './ops.ts';
 
-/** HF get_rel_pos: relative position table [q, k, C] for query/key lengths, interpolating the table if needed. */
+type VisionAttentionKeys = ReturnType<typeof visionLayerKeys>['attn'];
+
+/** HF SamVisionAttention.get_rel_pos: relative position table [q, k, C] for query/key lengths, interpolating the table if needed. */
 export function getRelPos(qSize: number, kSize: number, relPos: tf.Tensor2D): tf.Tensor3D {
   return tf.tidy(() => {
     const maxRelDist = 2 * Math.max(qSize, kSize) - 1;
@@ -34,7 +39,7 @@ export function getRelPos(qSize: number, kSize: number, relPos: tf.Tensor2D): tf
  * Multi-head self-attention with decomposed relative positions inside windows of one image.
  * qkv: [nW, wh, ww, 3C] (q | k | v, each heads × d; qkv bias included). Returns [nW, wh, ww, C] before out-projection.
  */
-function windowAttention(weights: Weights, prefix: string, qkv: tf.Tensor4D, heads: number, useRelPos: boolean): tf.Tensor4D {
+function windowAttention(weights: Weights, keys: VisionAttentionKeys, qkv: tf.Tensor4D, heads: number, useRelPos: boolean): tf.Tensor4D {
   return tf.tidy(() => {
     const [nW, wh, ww, C3] = qkv.shape;
     const C = C3 / 3;
@@ -46,8 +51,8 @@ function windowAttention(weights: Weights, prefix: string, qkv: tf.Tensor4D, hea
     let relH: tf.Tensor | undefined;
     let relW: tf.Tensor | undefined;
     if (useRelPos) {
-      const RhT = tf.transpose(getRelPos(wh, wh, param(weights, `${prefix}.rel_pos_h`) as tf.Tensor2D), [0, 2, 1]); // [qy, d, ky]
-      const RwT = tf.transpose(getRelPos(ww, ww, param(weights, `${prefix}.rel_pos_w`) as tf.Tensor2D), [0, 2, 1]); // [qx, d, kx]
+      const RhT = tf.transpose(getRelPos(wh, wh, param(weights, keys.relPosH) as tf.Tensor2D), [0, 2, 1]); // [qy, d, ky]
+      const RwT = tf.transpose(getRelPos(ww, ww, param(weights, keys.relPosW) as tf.Tensor2D), [0, 2, 1]); // [qx, d, kx]
       const hs: tf.Tensor[] = [];
       for (let y = 0; y < wh; y++) {
         const qy = tf.reshape(tf.slice(qkv, [0, y, 0, 0], [nW, 1, ww, C]), [nW * ww * heads, d]);
@@ -81,14 +86,17 @@ function windowAttention(weights: Weights, prefix: string, qkv: tf.Tensor4D, hea
   });
 }
 
-/** Attention of one layer on one image x [H, W, C] (layer_norm1 output) -> [H·W, C] after the output projection. */
-function imageAttention(weights: Weights, config: SamConfig, prefix: string, x: tf.Tensor, win: number, cache?: FrozenWeightCache): tf.Tensor2D {
+/**
+ * HF SamVisionAttention of one layer on one image x [H, W, C] (layer_norm1 output) -> [H·W, C] after the output
+ * projection; windowed (HF's window_partition / window_unpartition of SamVisionLayer) unless `win` is 0 (global).
+ */
+function visionAttention(weights: Weights, config: SamConfig, keys: VisionAttentionKeys, x: tf.Tensor, win: number, cache?: FrozenWeightCache): tf.Tensor2D {
   return tf.tidy(() => {
     const v = config.vision;
     const [H, W, C] = x.shape as [number, number, number];
     // q/k/v of the real tokens only; padded tokens (zeros in HF) have q/k/v = the qkv bias.
-    const qkv = linearFrozen(tf.reshape(x, [H * W, C]), param(weights, `${prefix}.qkv.weight`), undefined, cache);
-    const qkvBias = weights.get(`${prefix}.qkv.bias`);
+    const qkv = linearFrozen(tf.reshape(x, [H * W, C]), param(weights, weightOf(keys.qkv)), undefined, cache);
+    const qkvBias = weights.get(biasOf(keys.qkv));
     let windows: tf.Tensor4D;
     let Hp = H, Wp = W;
     if (win > 0) {
@@ -104,81 +112,98 @@ function imageAttention(weights: Weights, config: SamConfig, prefix: string, x: 
     } else {
       windows = tf.reshape(qkvBias ? tf.add(qkv, qkvBias) : qkv, [1, H, W, 3 * C]) as tf.Tensor4D;
     }
-    const o = windowAttention(weights, `${prefix}`, windows, v.num_attention_heads, v.use_rel_pos); // [nW, wh, ww, C]
+    const o = windowAttention(weights, keys, windows, v.num_attention_heads, v.use_rel_pos); // [nW, wh, ww, C]
     let merged: tf.Tensor = o;
     if (win > 0) {
       // (wy, wx, y, x·C) -> (wy, y, wx, x·C)
       merged = tf.reshape(tf.transpose(tf.reshape(o, [Hp / win, Wp / win, win, win * C]), [0, 2, 1, 3]), [Hp, Wp, C]);
       if (Hp > H || Wp > W) merged = tf.slice(merged, [0, 0, 0], [H, W, C]);
     }
-    return linearFrozen(tf.reshape(merged, [H * W, C]), param(weights, `${prefix}.proj.weight`), weights.get(`${prefix}.proj.bias`), cache);
+    return linearFrozen(tf.reshape(merged, [H * W, C]), param(weights, weightOf(keys.proj)), weights.get(biasOf(keys.proj)), cache);
   });
 }
 
-/** One ViT block: x + attn(norm1(x)) (windowed unless global), then x + mlp(norm2(x)). */
+/** HF SamVisionLayer: x + attn(norm1(x)) (windowed unless global), then x + mlp(norm2(x)) (SamMLPBlock). */
 export function visionLayer(weights: Weights, config: SamConfig, i: number, x: tf.Tensor4D, cache?: FrozenWeightCache): tf.Tensor4D {
   ensureFastKernels();
   return tf.tidy(() => {
     const v = config.vision;
-    const prefix = `vision_encoder.layers.${i}`;
+    const K = visionLayerKeys(i);
     const win = v.global_attn_indexes.includes(i) ? 0 : v.window_size;
     const [B, H, W, C] = x.shape;
     const x2 = tf.reshape(x, [B * H * W, C]);
-    const n1 = layerNorm(x2, param(weights, `${prefix}.layer_norm1.weight`), param(weights, `${prefix}.layer_norm1.bias`), v.layer_norm_eps);
+    const n1 = layerNormP(weights, K.layerNorm1, x2, v.layer_norm_eps);
     const attn: tf.Tensor[] = [];
     for (let b = 0; b < B; b++) {
       const img = tf.reshape(B === 1 ? n1 : tf.slice(n1, [b * H * W, 0], [H * W, C]), [H, W, C]);
-      attn.push(imageAttention(weights, config, `${prefix}.attn`, img, win, cache));
+      attn.push(visionAttention(weights, config, K.attn, img, win, cache));
     }
     const x1 = tf.add(x2, attn.length === 1 ? attn[0] : tf.concat(attn, 0));
-    const n2 = layerNorm(x1, param(weights, `${prefix}.layer_norm2.weight`), param(weights, `${prefix}.layer_norm2.bias`), v.layer_norm_eps);
-    const h = activation(v.hidden_act, linearFrozen(n2, param(weights, `${prefix}.mlp.lin1.weight`), weights.get(`${prefix}.mlp.lin1.bias`), cache));
-    const mlp = linearFrozen(h, param(weights, `${prefix}.mlp.lin2.weight`), weights.get(`${prefix}.mlp.lin2.bias`), cache);
+    const n2 = layerNormP(weights, K.layerNorm2, x1, v.layer_norm_eps);
+    const h = activation(v.hidden_act, linearFrozen(n2, param(weights, weightOf(K.mlp.lin1)), weights.get(biasOf(K.mlp.lin1)), cache));
+    const mlp = linearFrozen(h, param(weights, weightOf(K.mlp.lin2)), weights.get(biasOf(K.mlp.lin2)), cache);
     return tf.reshape(tf.add(x1, mlp), [B, H, W, C]) as tf.Tensor4D;
   });
 }
 
 /**
- * Vision encoder: pixel_values [B, 3, S, S] (NCHW, as HF) -> image embeddings NHWC [B, h, w, C_out].
+ * HF SamPatchEmbeddings + the absolute position embedding: pixel_values [B, C, S, S] (NCHW) -> [B, h, w, hidden] NHWC.
+ * The stride-k convolution runs as one product straight from NCHW: rows (b, y, x), columns (c, ky, kx), the HF
+ * weight's [out, in, ky, kx] order.
+ */
+export function patchEmbeddings(weights: Weights, config: SamConfig, pixelValues: tf.Tensor4D): tf.Tensor4D {
+  const v = config.vision;
+  const [B, ch, H, W] = pixelValues.shape;
+  const k = v.patch_size;
+  const h = Math.floor(H / k);
+  const w = Math.floor(W / k);
+  return tf.tidy(() => {
+    const pv = H === h * k && W === w * k ? pixelValues : tf.slice(pixelValues, [0, 0, 0, 0], [B, ch, h * k, w * k]);
+    const a = tf.transpose(tf.reshape(pv, [B * ch * h, k, w, k]), [0, 2, 1, 3]); // (b, c, y, x, ky, kx)
+    const rows = tf.reshape(tf.transpose(tf.reshape(a, [B, ch, h * w, k * k]), [0, 2, 1, 3]), [B * h * w, ch * k * k]);
+    const wm = tf.reshape(param(weights, weightOf(VISION_KEYS.patchEmbed)), [v.hidden_size, ch * k * k]);
+    let e: tf.Tensor = linearFrozen(rows, wm, param(weights, biasOf(VISION_KEYS.patchEmbed)));
+    e = tf.reshape(e, [B, h, w, v.hidden_size]);
+    if (v.use_abs_pos) e = tf.add(e, param(weights, VISION_KEYS.posEmbed));
+    return e as tf.Tensor4D;
+  });
+}
+
+/** HF SamVisionNeck: 1x1 conv (a product), LayerNorm, 3x3 conv, LayerNorm; NHWC [B, h, w, hidden] -> [B, h, w, out]. */
+export function visionNeck(weights: Weights, config: SamConfig, x: tf.Tensor4D): tf.Tensor4D {
+  const v = config.vision;
+  const N = VISION_KEYS.neck;
+  return tf.tidy(() => {
+    const [B, hh, ww, C] = x.shape;
+    const oc = v.output_channels;
+    const w1 = tf.reshape(param(weights, weightOf(N.conv1)), [oc, C]); // [oc, C, 1, 1]
+    let y: tf.Tensor = linearFrozen(tf.reshape(x, [B * hh * ww, C]), w1);
+    y = layerNormP(weights, N.layerNorm1, y, v.layer_norm_eps);
+    const w2 = tf.transpose(param(weights, weightOf(N.conv2)), [2, 3, 1, 0]) as tf.Tensor4D; // [3,3,in,out]
+    y = tf.conv2d(tf.reshape(y, [B, hh, ww, oc]) as tf.Tensor4D, w2, 1, 'same');
+    return tf.reshape(layerNormP(weights, N.layerNorm2, y, v.layer_norm_eps), [B, hh, ww, oc]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * HF SamVisionEncoder: pixel_values [B, 3, S, S] (NCHW, as HF) -> image embeddings NHWC [B, h, w, C_out].
  * Layers run one at a time so only one layer's activations are alive. With a FrozenWeightCache (owned and disposed
  * by the caller), transposed/packed weights are reused across calls.
  */
 export function visionEncoderNHWC(weights: Weights, config: SamConfig, pixelValues: tf.Tensor4D, cache?: FrozenWeightCache): tf.Tensor4D {
   ensureFastKernels();
   const v = config.vision;
-  const [B, ch, H, W] = pixelValues.shape;
+  const [, ch, H, W] = pixelValues.shape;
   if (ch !== v.num_channels || H !== v.image_size || W !== v.image_size) {
     throw new Error(`pixel_values must be [B, ${v.num_channels}, ${v.image_size}, ${v.image_size}], got [${pixelValues.shape}]`);
   }
-  const k = v.patch_size;
-  const h = Math.floor(H / k);
-  const w = Math.floor(W / k);
-  let x = tf.tidy(() => {
-    // Patch embedding straight from NCHW: rows (b, y, x), columns (c, ky, kx) = the HF weight's [out, in, ky, kx] order.
-    const pv = H === h * k && W === w * k ? pixelValues : tf.slice(pixelValues, [0, 0, 0, 0], [B, ch, h * k, w * k]);
-    const a = tf.transpose(tf.reshape(pv, [B * ch * h, k, w, k]), [0, 2, 1, 3]); // (b, c, y, x, ky, kx)
-    const rows = tf.reshape(tf.transpose(tf.reshape(a, [B, ch, h * w, k * k]), [0, 2, 1, 3]), [B * h * w, ch * k * k]);
-    const wm = tf.reshape(param(weights, 'vision_encoder.patch_embed.projection.weight'), [v.hidden_size, ch * k * k]);
-    let e: tf.Tensor = linearFrozen(rows, wm, param(weights, 'vision_encoder.patch_embed.projection.bias'));
-    e = tf.reshape(e, [B, h, w, v.hidden_size]);
-    if (v.use_abs_pos) e = tf.add(e, param(weights, 'vision_encoder.pos_embed'));
-    return e as tf.Tensor4D;
-  });
+  let x = patchEmbeddings(weights, config, pixelValues);
   for (let i = 0; i < v.num_hidden_layers; i++) {
     const next = visionLayer(weights, config, i, x, cache);
     x.dispose();
     x = next;
   }
-  const out = tf.tidy(() => {
-    const [B2, hh, ww, C] = x.shape;
-    const oc = v.output_channels;
-    const w1 = tf.reshape(param(weights, 'vision_encoder.neck.conv1.weight'), [oc, C]); // [oc, C, 1, 1]
-    let y: tf.Tensor = linearFrozen(tf.reshape(x, [B2 * hh * ww, C]), w1);
-    y = layerNorm(y, param(weights, 'vision_encoder.neck.layer_norm1.weight'), param(weights, 'vision_encoder.neck.layer_norm1.bias'), v.layer_norm_eps);
-    const w2 = tf.transpose(param(weights, 'vision_encoder.neck.conv2.weight'), [2, 3, 1, 0]) as tf.Tensor4D; // [3,3,in,out]
-    y = tf.conv2d(tf.reshape(y, [B2, hh, ww, oc]) as tf.Tensor4D, w2, 1, 'same');
-    return tf.reshape(layerNorm(y, param(weights, 'vision_encoder.neck.layer_norm2.weight'), param(weights, 'vision_encoder.neck.layer_norm2.bias'), v.layer_norm_eps), [B2, hh, ww, oc]) as tf.Tensor4D;
-  });
+  const out = visionNeck(weights, config, x);
   x.dispose();
   return out;
 }

@@ -2,7 +2,7 @@
 // step size), L2 weight decay added to the gradient. tf.train.adam differs (eps 1e-7, eps placement), so we
 // keep our own, as a pure function over named tensors: state in, state out.
 import * as tf from '@tensorflow/tfjs';
-import { hasJsKernels, registerJsKernel } from '../model/ops.ts';
+import { hasJsKernels, registerJsKernel } from '../model/kernels.ts';
 
 // Fused Adam update as one JS kernel per parameter tensor on wasm and cpu (tfjs ops would take ~12 elementwise
 // passes and kernel launches per tensor). Float64 arithmetic per element, results rounded to float32.

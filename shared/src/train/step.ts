@@ -11,13 +11,14 @@ import * as tf from '@tensorflow/tfjs';
 import type { SamModel } from '../model/sam.ts';
 import type { Weights } from '../model/ops.ts';
 import { decodeOne, imageTokens, spatialToBlocked } from '../model/maskDecoder.ts';
+import { DECODER_KEYS } from '../checkpoint/keys.ts';
 import { diceCELossParts } from './loss.ts';
 import { adamStep, type AdamOptions, type AdamState } from './adam.ts';
 
 /** Mask-decoder parameters that receive a gradient when multimask_output=False (mask token 0 only). */
 export function trainableDecoderNames(names: Iterable<string>, numMultimaskOutputs: number): string[] {
-  const unused = (n: string) => n.startsWith('mask_decoder.iou_prediction_head.') ||
-    Array.from({ length: numMultimaskOutputs }, (_, i) => `mask_decoder.output_hypernetworks_mlps.${i + 1}.`).some((p) => n.startsWith(p));
+  const unused = (n: string) => n.startsWith(`${DECODER_KEYS.iouPredictionHeadPath}.`) ||
+    Array.from({ length: numMultimaskOutputs }, (_, i) => `${DECODER_KEYS.hypernetworkMlpPath(i + 1)}.`).some((p) => n.startsWith(p));
   return [...names].filter((n) => n.startsWith('mask_decoder.') && !unused(n)).sort();
 }
 
