@@ -1,10 +1,9 @@
 // FedAvgM (Hsu et al. 2019), as Flower's FedAvgM: FedAvg, then an SGD step with server learning rate and momentum
 // on the pseudo-gradient (aggregate.ts fedAvgMStep). With the defaults (learning rate 1, momentum 0) it is FedAvg.
-import type { HostTensor } from '@fedsam/shared/safetensors';
 import { fedAvgMStep, type NamedTensors } from './aggregate.ts';
 import type { StrategyConfigOf, StrategyName } from './config.ts';
 import { FedAvg } from './fedAvg.ts';
-import type { FitAggregation, StrategyOptions, StrategyState } from './strategy.ts';
+import { packStateTensors, unpackStateTensors, type FitAggregation, type StrategyOptions, type StrategyState } from './strategy.ts';
 
 export class FedAvgM extends FedAvg {
   override readonly name: StrategyName = 'fedavgm';
@@ -27,20 +26,10 @@ export class FedAvgM extends FedAvg {
   }
 
   override saveState(): StrategyState {
-    const tensors = new Map<string, HostTensor>();
-    for (const [n, t] of this.momentum ?? []) tensors.set(`momentum.${n}`, t);
-    return { scalars: { has_momentum: this.momentum ? 1 : 0 }, tensors };
+    return { scalars: { has_momentum: this.momentum ? 1 : 0 }, tensors: packStateTensors({ momentum: this.momentum }) };
   }
 
   override loadState(state: StrategyState): void {
-    if (!state.scalars.has_momentum) {
-      this.momentum = undefined;
-      return;
-    }
-    const m: NamedTensors = new Map();
-    for (const [n, t] of state.tensors) {
-      if (n.startsWith('momentum.')) m.set(n.slice('momentum.'.length), { dtype: t.dtype, shape: [...t.shape], data: (t.data as Float32Array).slice() });
-    }
-    this.momentum = m;
+    this.momentum = state.scalars.has_momentum ? unpackStateTensors(state, 'momentum') : undefined;
   }
 }

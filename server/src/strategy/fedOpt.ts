@@ -1,9 +1,8 @@
 // FedOpt (Reddi et al. 2020), as Flower's FedOpt: FedAvg of the updates, then a server optimizer step on the
 // pseudo-gradient (aggregated - current). FedAdam and FedYogi differ only in the step (aggregate.ts fedOptStep).
-import type { HostTensor } from '@fedsam/shared/safetensors';
 import { fedOptStep, type FedOptMoments, type FedOptParams, type NamedTensors } from './aggregate.ts';
 import { FedAvg } from './fedAvg.ts';
-import type { FitAggregation, StrategyOptions, StrategyState } from './strategy.ts';
+import { packStateTensors, unpackStateTensors, type FitAggregation, type StrategyOptions, type StrategyState } from './strategy.ts';
 
 export abstract class FedOpt extends FedAvg {
   private moments: FedOptMoments | undefined;
@@ -23,26 +22,10 @@ export abstract class FedOpt extends FedAvg {
 
   /** The live moments (valid until the next round finishes; the server writes them right away). */
   override saveState(): StrategyState {
-    const tensors = new Map<string, HostTensor>();
-    if (this.moments) {
-      for (const [n, t] of this.moments.m) tensors.set(`m.${n}`, t);
-      for (const [n, t] of this.moments.v) tensors.set(`v.${n}`, t);
-    }
-    return { scalars: { has_moments: this.moments ? 1 : 0 }, tensors };
+    return { scalars: { has_moments: this.moments ? 1 : 0 }, tensors: packStateTensors({ m: this.moments?.m, v: this.moments?.v }) };
   }
 
   override loadState(state: StrategyState): void {
-    if (!state.scalars.has_moments) {
-      this.moments = undefined;
-      return;
-    }
-    const m: NamedTensors = new Map();
-    const v: NamedTensors = new Map();
-    for (const [n, t] of state.tensors) {
-      const own = { dtype: t.dtype, shape: [...t.shape], data: (t.data as Float32Array).slice() };
-      if (n.startsWith('m.')) m.set(n.slice(2), own);
-      else if (n.startsWith('v.')) v.set(n.slice(2), own);
-    }
-    this.moments = { m, v };
+    this.moments = state.scalars.has_moments ? { m: unpackStateTensors(state, 'm'), v: unpackStateTensors(state, 'v') } : undefined;
   }
 }

@@ -93,6 +93,22 @@ export interface StrategyState {
   tensors: Map<string, HostTensor>;
 }
 
+/** State tensors: each named set under its prefix (`m.` + tensor name, ...), as state files store them. */
+export function packStateTensors(sets: Record<string, NamedTensors | undefined>): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  for (const [prefix, set] of Object.entries(sets)) for (const [n, t] of set ?? []) out.set(`${prefix}.${n}`, t);
+  return out;
+}
+
+/** The set under `prefix` in a state, as copies the strategy owns. */
+export function unpackStateTensors(state: StrategyState, prefix: string): NamedTensors {
+  const out: NamedTensors = new Map();
+  for (const [n, t] of state.tensors) {
+    if (n.startsWith(`${prefix}.`)) out.set(n.slice(prefix.length + 1), { dtype: t.dtype, shape: [...t.shape], data: (t.data as Float32Array).slice() });
+  }
+  return out;
+}
+
 export interface Strategy {
   /** The config name (`strategy.name`, `--strategy`), also recorded in state.json. */
   readonly name: StrategyName;
