@@ -14,7 +14,7 @@ import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam'
 import { synthesize } from '@fedsam/client/data/synth';
 import { loadDataset } from '@fedsam/client/data/datasets';
 import { EmbeddingCache } from '@fedsam/client/engine/cache';
-import { embedImages, lowResTarget, prepareItems, trainDecoder, evaluateItems, samplePointsLowRes } from '@fedsam/client/engine/trainer';
+import { embedImages, lowResTarget, prepareItems, trainDecoder, evaluateItems, samplePointsLowRes, startDataParallel } from '@fedsam/client/engine/trainer';
 import { Rng } from '@fedsam/client/data/rng';
 import { splitByGroup } from '@fedsam/client/data/split';
 
@@ -168,4 +168,29 @@ test('data-parallel steps (this thread + a worker) follow the single-thread traj
   let worst = 0;
   for (let i = 0; i < runs[0].w.length; i++) worst = Math.max(worst, Math.abs(runs[0].w[i] - runs[1].w[i]));
   assert.ok(worst < 1e-4, `mask tokens differ by ${worst}`);
+});
+
+test('a data-parallel worker reused for many steps adds no listeners (no MaxListenersExceededWarning)', async () => {
+  await initBackend();
+  const root = await mkdtemp(join(tmpdir(), 'fedsam-dp-'));
+  await synthesize({ out: join(root, 'data'), sites: 1, imagesPerSite: 4, seed: 8, size: 128 });
+  const { samples } = await loadDataset(join(root, 'data', 'site-1'));
+  const loaded = await loadModel(undefined);
+  const cache = new EmbeddingCache({ dir: join(root, 'cache'), visionHash: loaded.visionHash, processor: loaded.processor.config });
+  const items = await prepareItems(loaded, cache, samples, { quiet: true });
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  const dp = await startDataParallel(loaded);
+  try {
+    const steps = Math.ceil(items.length / 2) * 6;
+    assert.ok(steps > 11, `${steps} steps: more than the default limit of 10 listeners`);
+    await trainDecoder(loaded, cache, items, [], { epochs: 6, lr: 1e-3, batchSize: 2, seed: 2, quiet: true, dataParallel: dp });
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    await dp.close();
+    process.off('warning', onWarning);
+    loaded.model.dispose();
+  }
+  assert.deepEqual(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), []);
 });

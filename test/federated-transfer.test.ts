@@ -327,6 +327,10 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
   assert.equal(cfg.metrics, null);
   const m = await loadServerConfig(undefined, flagsToConfig({ strategy: 'fedavgm', serverLr: 0.5, serverMomentum: 0.9 }));
   assert.deepEqual(m.strategy, { name: 'fedavgm', server_learning_rate: 0.5, server_momentum: 0.9 });
+  // flags alone (no file), as in a container configured by FEDSAM_* variables
+  const bare = await loadServerConfig(undefined, flagsToConfig({ strategy: 'fedavg', lr: 0.003, site: [{ name: 's', token_sha256: hashToken('t') }] }));
+  assert.deepEqual(bare.strategy, { name: 'fedavg' });
+  assert.equal(bare.fit.lr, 0.003);
   await writeFile(file, 'rounds: [1');
   await assert.rejects(loadServerConfig(file), /not valid YAML/);
   await assert.rejects(loadServerConfig(join(dir, 'missing.yaml')), /cannot read config file/);

@@ -2,7 +2,7 @@
 // bin/fedsam.mjs runs it.
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { initBackend } from '@fedsam/shared/backend';
-import { logger, setLogLevel } from '@fedsam/shared/log';
+import { LOG_FORMATS, logger, setLogFormat, setLogLevel, type LogFormat } from '@fedsam/shared/log';
 import { needsBackend } from './options.ts';
 import { registerVerifyReferenceCommand } from './commands/verify-reference.ts';
 import { registerPredictCommand } from './commands/predict.ts';
@@ -20,10 +20,12 @@ function buildProgram(): Command {
     .name('fedsam')
     .description('Federated fine-tuning of Segment Anything (SAM) mask decoders: aggregation server, site clients, local training.')
     .addOption(new Option('--backend <name>', 'compute backend: gpu (tfjs-node-gpu), node (tfjs-node), wasm, cpu; default: first that loads').env('FEDSAM_BACKEND'))
-    .addOption(new Option('--log-level <level>', 'log level for the JSON event log on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info').env('FEDSAM_LOG_LEVEL'))
+    .addOption(new Option('--log-level <level>', 'log level of the event log on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info').env('FEDSAM_LOG_LEVEL'))
+    .addOption(new Option('--log-format <format>', 'event log on stderr: pretty (lines for people), json (one JSON object per line, for machines), auto (pretty on a terminal)').choices([...LOG_FORMATS]).default('auto').env('FEDSAM_LOG_FORMAT'))
     .showHelpAfterError('(run with --help for usage)')
     .hook('preAction', async (_this, action) => {
-      const opts = program.opts<{ backend?: string; logLevel: string }>();
+      const opts = program.opts<{ backend?: string; logLevel: string; logFormat: LogFormat }>();
+      setLogFormat(opts.logFormat);
       setLogLevel(opts.logLevel);
       if (!needsBackend(action)) return;
       const choice = await initBackend(opts.backend);

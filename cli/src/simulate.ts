@@ -13,6 +13,7 @@ import { SiteWorkerEngine } from '@fedsam/client/engine/siteWorkerEngine';
 import { compareBaselines } from '@fedsam/client/local/baselines';
 import { saveModelFolder } from '@fedsam/client/modelFolder';
 import { runSimulation, type SimulationRound } from './simulation.ts';
+import { simulateConsole } from './simulateConsole.ts';
 
 export interface SimulateOptions {
   sites: number;
@@ -35,6 +36,8 @@ export interface SimulateOptions {
   cacheDir?: string;
   compare?: boolean;
   quiet?: boolean;
+  /** HOST:PORT of the live page, or false for none. */
+  dashboard?: string | false;
 }
 
 async function isDataset(p: string): Promise<boolean> {
@@ -88,6 +91,8 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const headers = ['round', ...names.map((n) => `${n} Dice`), 'weighted mean Dice', 'box baseline', 'elapsed s'];
   let printedHeader = false;
   let result;
+  const live = simulateConsole(names);
+  const elapsedAt = new Map<number, number>();
   try {
     result = await runSimulation({
       sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
@@ -99,14 +104,26 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       baseModelHash: base.baseModelHash,
       outDir: join(out, 'server'),
       logger: logger('simulate'),
+      server: { dashboard: o.dashboard ? { listen: o.dashboard } : null },
+      onStarted: (server) => {
+        if (server.dashboardUrl) print(`dashboard: ${server.dashboardUrl}`);
+        engines.forEach((e, i) => {
+          e.onProgress = (p) => server.view.progress(names[i]!, p.done / p.total, `epoch ${p.epoch}/${p.epochs}, loss ${p.loss.toFixed(3)}`);
+        });
+        live.follow(server.view, { headers, boxMean, t0: performance.timeOrigin + t0, elapsedAt });
+      },
       onRound: (r: SimulationRound) => {
-        const row = [r.round, ...names.map((n) => f3(r.sites[n]?.dice)), f3(r.mean_dice), boxMean, (performance.now() - t0) / 1000];
+        elapsedAt.set(r.round, (performance.now() - t0) / 1000);
+        // on a terminal the table is drawn live (with the sites' progress) and stays on the screen at the end
+        if (live.live && process.stdout.isTTY) return;
+        const row = [r.round, ...names.map((n) => f3(r.sites[n]?.dice)), f3(r.mean_dice), boxMean, elapsedAt.get(r.round)];
         const table = renderTable(headers, [row]).split('\n');
         if (!printedHeader) { print(table[0]); print(table[1]); printedHeader = true; }
         print(table[2]);
       },
     });
   } finally {
+    live.close();
     await Promise.all(engines.map((e) => e.close()));
   }
   // Final global model: frozen encoders + global decoder, as an HF SamModel folder.

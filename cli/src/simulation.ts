@@ -11,7 +11,7 @@ import type { LocalEngine } from '@fedsam/client/engine/localEngine';
 import { runClient, type ClientHandle, type ClientEvent } from '@fedsam/client/daemon/client';
 import { hashToken } from '@fedsam/server/auth';
 import type { ServerConfig, ServerConfigInput } from '@fedsam/server/config';
-import { runServer } from '@fedsam/server/server';
+import { runServer, type ServerHandle } from '@fedsam/server/server';
 import type { RoundRecord } from '@fedsam/server/state';
 import type { StrategyConfigInput } from '@fedsam/server/strategy/index';
 
@@ -44,6 +44,8 @@ export interface SimulationOptions {
   /** Extra server config (overrides). */
   server?: Partial<ServerConfigInput>;
   onRound?: (r: SimulationRound) => void;
+  /** The server is up (its view and dashboard address), before the sites join. */
+  onStarted?: (server: ServerHandle) => void;
   onClientEvent?: (site: string, e: ClientEvent) => void;
 }
 
@@ -113,6 +115,7 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationRes
   };
   if (!o.initialDecoder && !o.baseModel) throw new Error('runSimulation: give baseModel (a SAM folder) or initialDecoder');
   const server = await runServer(cfg, { logger: log, initialDecoder: o.initialDecoder, samConfig: o.samConfig });
+  o.onStarted?.(server);
   const history: SimulationRound[] = [];
   server.coordinator.on('evaluated', (r) => {
     const s = toSimulationRound(r);

@@ -58,6 +58,11 @@ export class ClientRegistry extends EventEmitter<RegistryEvents> {
     }
   }
 
+  /** When the site was last heard from (any authenticated call), if it has a session. */
+  lastSeen(site: string): number | undefined {
+    return this.sessions.get(site)?.lastSeen;
+  }
+
   has(site: string): boolean {
     return this.sessions.has(site);
   }

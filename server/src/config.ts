@@ -67,6 +67,14 @@ export const ServerConfigSchema = z.object({
     /** Require client certificates signed by this CA (mutual TLS) in addition to tokens. */
     client_ca: z.string().min(1).nullable().default(null),
   }).strict().nullable().default(null),
+  /** The live federation page (null = off). Off loopback it needs TLS (its own or the server's) and a token. */
+  dashboard: z.object({
+    listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port'),
+    tls_cert: z.string().min(1).nullable().default(null),
+    tls_key: z.string().min(1).nullable().default(null),
+    /** File holding the token pages must present; without one, off loopback a token is made up and logged. */
+    token_file: z.string().min(1).nullable().default(null),
+  }).strict().nullable().default(null),
   /** Prometheus /metrics (null = off). */
   metrics: z.object({
     host: z.string().default('127.0.0.1'),
@@ -158,6 +166,7 @@ export async function readConfigFile(file: string): Promise<Obj> {
   const rel = (p: unknown) => (typeof p === 'string' && !isAbsolute(p) ? resolve(dir, p) : p);
   for (const k of PATH_KEYS) if (k in doc && !(k === 'base_model' && doc[k] === 'fedsam-tiny')) doc[k] = rel(doc[k]);
   if (isObj(doc.tls)) for (const k of ['cert', 'key', 'client_ca']) if (k in doc.tls) doc.tls[k] = rel(doc.tls[k]);
+  if (isObj(doc.dashboard)) for (const k of ['tls_cert', 'tls_key', 'token_file']) if (k in doc.dashboard) doc.dashboard[k] = rel(doc.dashboard[k]);
   return doc;
 }
 

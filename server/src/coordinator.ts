@@ -38,6 +38,8 @@ export interface TaskSlot {
   fitIns?: FitIns;
   /** The header of the update being received (checked). */
   update?: { numExamples: number; metrics: Record<string, number> };
+  /** The site has fetched this task. */
+  sent?: boolean;
 }
 
 export interface Phase {
@@ -64,6 +66,14 @@ export interface CoordinatorEvents {
   finished: [];
   /** The global model changed (new version). */
   global: [version: string];
+  // what live views (the dashboard) follow: a phase opened, a site got its task, started an upload, was refused...
+  phase: [kind: 'fit' | 'evaluate', round: number];
+  task_sent: [site: string, kind: 'fit' | 'evaluate', round: number];
+  upload_started: [site: string, round: number];
+  update_accepted: [site: string, round: number];
+  refused: [site: string, round: number, reason: string, message: string];
+  dropped: [site: string, round: number, reason: string];
+  evaluation_accepted: [site: string, round: number, metrics: Record<string, number>];
 }
 
 export interface CoordinatorOptions {
@@ -159,6 +169,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     if (!p || p.closed) return undefined;
     const slot = p.slots.get(site);
     if (!slot || slot.status !== 'open') return undefined;
+    if (!slot.sent) {
+      slot.sent = true;
+      this.emit('task_sent', site, p.kind, p.round);
+    }
     const base = { task_id: slot.taskId, round: p.round, global_version: p.globalVersion };
     if (p.kind === 'evaluate') return { ...base, kind: 'evaluate', evaluate: {} };
     return { ...base, kind: 'fit', fit: slot.fitIns! };
@@ -188,6 +202,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     const slot = checkSlot(this.phase, this.completedRound, site, 'fit', Number(header.round), header.task_id);
     slot.update = checkUpdateHeader(header, this.layout, this.config.limits.max_update_bytes);
     slot.status = 'receiving';
+    this.emit('upload_started', site, Number(header.round));
     return slot;
   }
 
@@ -209,12 +224,14 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     slot.status = 'accepted';
     p.results.set(slot.site, { num_examples: numExamples, metrics });
     this.report.updateAccepted(p.round, slot.site, numExamples, metrics);
+    this.emit('update_accepted', slot.site, p.round);
     this.checkDone(p);
   }
 
   /** Record a refused upload. The site may try again (up to max_refusals_per_round). */
   refuseUpdate(site: string, slot: TaskSlot | undefined, err: FedError, round?: number): void {
     this.report.updateRefused(round ?? this.currentRound, site, err);
+    this.emit('refused', site, round ?? this.currentRound, err.reason, err.message);
     this.countRefusal(site, slot);
   }
 
@@ -237,11 +254,13 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     slot.status = 'accepted';
     p.results.set(site, { num_examples: numExamples, metrics });
     this.report.evaluationAccepted(p.round, site, numExamples, metrics);
+    this.emit('evaluation_accepted', site, p.round, metrics);
     this.checkDone(p);
   }
 
   refuseEvaluation(site: string, err: FedError, round?: number): void {
     this.report.evaluationRefused(round ?? this.currentRound, site, err);
+    this.emit('refused', site, round ?? this.currentRound, err.reason, err.message);
     const p = this.phase;
     if (p?.kind === 'evaluate') this.countRefusal(site, undefined);
   }
@@ -269,6 +288,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     slot.status = 'failed';
     slot.reason = reason;
     this.report.siteDropped(p.round, slot.site, p.kind, reason);
+    this.emit('dropped', slot.site, p.round, reason);
     this.checkDone(p);
   }
 
@@ -298,6 +318,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       aggregation: kind === 'fit' ? this.strategy.aggregateFit(round, this.global) : undefined,
     };
     this.phase = p;
+    this.emit('phase', kind, round);
     this.emit('change');
     return p;
   }
@@ -320,6 +341,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         s.status = 'failed';
         s.reason = signal.aborted ? 'server stopping' : `no answer within ${(timeoutMs / 1000).toFixed(1)} s`;
         this.report.siteTimedOut(p.round, s.site, p.kind, s.reason);
+        this.emit('dropped', s.site, p.round, s.reason);
       }
     }
     this.emit('change');

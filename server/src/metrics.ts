@@ -1,10 +1,16 @@
 // Prometheus metrics (one registry per server instance) and the /metrics HTTP endpoint.
+import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { foldArenaBytes } from './strategy/foldArena.ts';
 
-export class ServerMetrics {
+/** Weight transfers as they complete, for live views (the counters below are what Prometheus reads). */
+export interface TransferEvents {
+  transfer: [site: string, direction: 'in' | 'out', bytes: number];
+}
+
+export class ServerMetrics extends EventEmitter<TransferEvents> {
   readonly registry = new Registry();
   readonly round = new Gauge({ name: 'fedsam_round', help: 'Current (or last completed) federated round', registers: [this.registry] });
   readonly roundsCompleted = new Counter({ name: 'fedsam_rounds_completed_total', help: 'Fit rounds aggregated', registers: [this.registry] });
@@ -46,7 +52,20 @@ export class ServerMetrics {
   });
 
   constructor(defaultMetrics = true) {
+    super();
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'fedsam_process_' });
+  }
+
+  /** A site downloaded the global model (payload bytes). */
+  sent(site: string, bytes: number): void {
+    this.bytesOut.inc(bytes);
+    this.emit('transfer', site, 'out', bytes);
+  }
+
+  /** An update arrived from a site (payload bytes). */
+  received(site: string, bytes: number): void {
+    this.bytesIn.inc(bytes);
+    this.emit('transfer', site, 'in', bytes);
   }
 
   /** Serve GET /metrics (and /healthz). Resolves with the bound port. */

@@ -20,6 +20,9 @@ import { createHandlers } from './service.ts';
 import { raiseServerFlowControlWindow } from './http2-tuning.ts';
 import { StateStore, type RoundRecord } from './state.ts';
 import { createStrategy } from './strategy/index.ts';
+import { followFederation, serveFederation } from './dashboard/attach.ts';
+import type { FederationView } from './dashboard/federationView.ts';
+import { DashboardConfigError, type DashboardHandle } from '@fedsam/shared/web/dashboardServer';
 
 export interface RunServerOptions {
   logger?: Logger;
@@ -46,6 +49,10 @@ export interface ServerHandle {
   metricsPort: number | undefined;
   config: ServerConfig;
   coordinator: Coordinator;
+  /** The federation's state as the dashboard shows it (also without a dashboard: simulate draws it on the console). */
+  view: FederationView;
+  /** The dashboard's address, when it is served. */
+  dashboardUrl: string | undefined;
   /** Settles when the run ends (all rounds done and sites told to shut down, or stop()). */
   done: Promise<ServerResult>;
   /** Stop now (the last completed round stays on disk for --resume). */
@@ -128,6 +135,8 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
     config: cfg, strategy, store, registry, metrics, logger: log, baseModelHash: init.baseModelHash, initialGlobal: strategy.initialize() ?? init.decoder,
   });
 
+  const view = followFederation(coordinator, registry, metrics, cfg);
+
   if (await store.hasState()) {
     if (!cfg.resume) {
       const s = await store.readState();
@@ -144,6 +153,7 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
     if (sameLayout(layoutOf(global), layoutOf(init.decoder))) throw new ServerConfigError(`cannot resume: the saved global decoder does not match the base model's decoder layout`);
     strategy.loadState(sstate);
     coordinator.restore(state.round, global, state.history, state.global_version);
+    view.restore(state.history, state.round);
     log.info({ event: 'resumed', round: state.round, global_version: state.global_version, out_dir: cfg.out_dir }, `resuming after round ${state.round}`);
   } else if (cfg.resume) {
     log.info({ event: 'resume_nothing', out_dir: cfg.out_dir }, 'no saved state: starting at round 1');
@@ -169,6 +179,14 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
     server.forceShutdown();
     throw new ServerConfigError(`cannot serve /metrics on ${cfg.metrics!.host}:${cfg.metrics!.port}: ${(e as Error).message}`);
   }
+  let dashboard: DashboardHandle | undefined;
+  try {
+    if (cfg.dashboard) dashboard = await serveFederation(view, cfg.dashboard, cfg.tls, log);
+  } catch (e) {
+    server.forceShutdown();
+    metricsServer?.close();
+    throw e instanceof DashboardConfigError ? new ServerConfigError(e.message) : e;
+  }
   registry.startSweeper();
   if (!cfg.tls && !['127.0.0.1', 'localhost', '::1'].includes(host)) {
     log.warn({ event: 'plaintext', listen: cfg.listen }, 'no TLS: site tokens and weights cross the network in clear text (set tls.cert / --tls-cert)');
@@ -190,6 +208,8 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
         resolve();
       });
     });
+    view.stopped();
+    await dashboard?.close();
     if (metricsServer) {
       metricsServer.closeAllConnections?.();
       await new Promise<void>((r) => metricsServer!.close(() => r()));
@@ -231,6 +251,8 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
     metricsPort,
     config: cfg,
     coordinator,
+    view,
+    dashboardUrl: dashboard?.url,
     done,
     async stop(reason = 'stop requested') {
       if (!ac.signal.aborted) {

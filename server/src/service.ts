@@ -160,7 +160,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         if (!(await write({ header: { round: snap.round, version: snap.version, manifest: snap.encoded.manifest } }))) return;
         for (const f of snap.frames) if (!(await write(f))) return;
         call.end();
-        metrics.bytesOut.inc(snap.encoded.payload.length);
+        metrics.sent(site, snap.encoded.payload.length);
         log.debug({ event: 'global_sent', site, round: snap.round, version: snap.version, dtype, bytes: snap.encoded.payload.length }, 'global decoder sent');
       })().catch((e) => {
         call.emit('error', refused('DownloadGlobal', e, call.getPeer(), site));
@@ -196,7 +196,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
             else if (f.frame === 'trailer') trailer = f.trailer;
             else throw invalidArgument('protocol', 'a second UpdateHeader in one SubmitUpdate stream');
           }
-          metrics.bytesIn.inc(dec.bytesReceived);
+          metrics.received(site, dec.bytesReceived);
           const weights = dec.finish(trailer);
           const buffer = receiveBuffer;
           coordinator.acceptUpdate(slot, header, weights, () => aggregator.giveReceiveBuffer(buffer));

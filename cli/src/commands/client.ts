@@ -22,6 +22,10 @@ export function registerClientCommand(program: Command): Command {
     .addOption(new Option('--tls-key <pem>', 'client key (mutual TLS)').env('FEDSAM_TLS_CLIENT_KEY'))
     .addOption(new Option('--upload-dtype <dtype>', 'wire dtype of uploads (F16 halves the bytes but rounds away part of small updates: see the README)').choices(['F32', 'F16']).env('FEDSAM_UPLOAD_DTYPE'))
     .addOption(new Option('--download-dtype <dtype>', 'wire dtype of downloads').choices(['F32', 'F16']).env('FEDSAM_DOWNLOAD_DTYPE'))
+    .addOption(new Option('--dashboard <host:port>', 'serve this site\'s own page here: its state, its Dice and overlays of its validation images (they stay on the site)').env('FEDSAM_DASHBOARD'))
+    .addOption(new Option('--dashboard-tls-cert <pem>', 'dashboard TLS certificate (needed off loopback)').env('FEDSAM_DASHBOARD_TLS_CERT'))
+    .addOption(new Option('--dashboard-tls-key <pem>', 'dashboard TLS key').env('FEDSAM_DASHBOARD_TLS_KEY'))
+    .addOption(new Option('--dashboard-token-file <file>', 'token the dashboard asks for (default off loopback: a new one, logged with the address)').env('FEDSAM_DASHBOARD_TOKEN_FILE'))
     .addOption(new Option('--quiet', 'no progress bars'))
     .action(async (o) => {
       await runSiteDaemon(o);

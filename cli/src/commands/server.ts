@@ -46,6 +46,10 @@ interface ServerFlags {
   metricsPort?: number;
   metricsHost?: string;
   metrics?: boolean;
+  dashboard?: string;
+  dashboardTlsCert?: string;
+  dashboardTlsKey?: string;
+  dashboardTokenFile?: string;
 }
 
 /** Flags -> config overrides (snake_case, same shape as the file). */
@@ -83,6 +87,7 @@ export function flagsToConfig(f: ServerFlags): Record<string, unknown> {
     sites: f.site,
     tls,
     metrics,
+    dashboard: f.dashboard ? { listen: f.dashboard, tls_cert: f.dashboardTlsCert, tls_key: f.dashboardTlsKey, token_file: f.dashboardTokenFile } : undefined,
   };
 }
 
@@ -133,6 +138,10 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--metrics-port <port>', 'Prometheus /metrics port (default 9464)').env('FEDSAM_METRICS_PORT').argParser(parseInteger('--metrics-port')))
     .addOption(new Option('--metrics-host <host>', 'Prometheus /metrics host (default 127.0.0.1)').env('FEDSAM_METRICS_HOST'))
     .addOption(new Option('--no-metrics', 'do not serve /metrics'))
+    .addOption(new Option('--dashboard <host:port>', 'serve the live federation page here (e.g. 127.0.0.1:8090; off loopback it needs TLS and a token)').env('FEDSAM_DASHBOARD'))
+    .addOption(new Option('--dashboard-tls-cert <pem>', 'dashboard TLS certificate (default: the server\'s --tls-cert)').env('FEDSAM_DASHBOARD_TLS_CERT'))
+    .addOption(new Option('--dashboard-tls-key <pem>', 'dashboard TLS key (default: the server\'s --tls-key)').env('FEDSAM_DASHBOARD_TLS_KEY'))
+    .addOption(new Option('--dashboard-token-file <file>', 'token the dashboard asks for (default off loopback: a new one, logged with the address)').env('FEDSAM_DASHBOARD_TOKEN_FILE'))
     .action(async (flags: ServerFlags) => {
       let handle;
       try {

@@ -30,6 +30,8 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--history <file>', 'write the per-round history as JSON'))
     .addOption(new Option('--cache-dir <dir>', 'embedding cache (default: <out>/cache)'))
     .addOption(new Option('--compare', 'also train local-only (each site alone) and centralized (pooled) with the same epoch budget'))
+    .addOption(new Option('--dashboard <host:port>', 'serve the live federation page here (port 0: any free port)').default('127.0.0.1:0'))
+    .addOption(new Option('--no-dashboard', 'no live page'))
     .addOption(new Option('--quiet', 'no progress bars'))
     .action(async (o) => {
       await simulate({ ...o, cacheDir: o.cacheDir ?? resolve(o.out, 'cache') }, print);

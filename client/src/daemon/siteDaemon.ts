@@ -5,6 +5,7 @@ import { runClient, FatalClientError } from './client.ts';
 import { prepareSite } from '../engine/site.ts';
 import { SamEngine } from '../engine/samEngine.ts';
 import { logger } from '@fedsam/shared/log';
+import { serveSite, type SiteDashboard } from '../dashboard/serveSite.ts';
 
 export interface SiteDaemonOptions {
   server: string;
@@ -23,6 +24,10 @@ export interface SiteDaemonOptions {
   uploadDtype?: 'F32' | 'F16';
   downloadDtype?: 'F32' | 'F16';
   quiet?: boolean;
+  dashboard?: string;
+  dashboardTlsCert?: string;
+  dashboardTlsKey?: string;
+  dashboardTokenFile?: string;
 }
 
 export async function runSiteDaemon(o: SiteDaemonOptions): Promise<void> {
@@ -39,11 +44,21 @@ export async function runSiteDaemon(o: SiteDaemonOptions): Promise<void> {
   const site = await prepareSite({ model: o.model, data: o.data, valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, quiet: o.quiet,
     log: (l) => log.info({ report: l }, 'dataset loaded') });
   log.info({ site: o.site, model: site.loaded.source, train: site.train.length, val: site.val.length, skipped: site.report.skipped.length }, 'site ready');
-  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, log: (event, f) => log.info(f, event) });
+  let dash: SiteDashboard | undefined;
+  if (o.dashboard) {
+    dash = await serveSite({
+      listen: o.dashboard, site: o.site ?? 'site', server: o.server, train: site.train.length, val: site.val, log,
+      tls: o.dashboardTlsCert && o.dashboardTlsKey ? { cert: o.dashboardTlsCert, key: o.dashboardTlsKey } : undefined,
+      token: o.dashboardTokenFile ? readFileSync(o.dashboardTokenFile, 'utf8').trim() : undefined,
+    });
+  }
+  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, {
+    quiet: true, log: (event, f) => log.info(f, event), onProgress: dash?.progress, onPrediction: dash?.prediction,
+  });
   const tls = o.tlsCa || o.tlsCert ? { ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey } : !!o.tls;
   const handle = runClient({
     server: o.server, token, site: o.site, engine, logger: log, tls, handleSignals: true,
-    uploadDtype: o.uploadDtype, downloadDtype: o.downloadDtype,
+    uploadDtype: o.uploadDtype, downloadDtype: o.downloadDtype, onEvent: dash?.event,
   });
   try {
     const r = await handle.done;
@@ -52,6 +67,7 @@ export async function runSiteDaemon(o: SiteDaemonOptions): Promise<void> {
     if (e instanceof FatalClientError) throw new Error(`the server refused this site: ${e.message}`);
     throw e;
   } finally {
+    await dash?.close();
     await engine.close();
     site.loaded.model.dispose();
   }

@@ -50,6 +50,14 @@ export function dataParallelPays(_loaded: LoadedModel, batchSize: number): boole
  * The worker is started once and can serve many trainDecoder calls (a site daemon keeps one for all its rounds):
  * every step sends the current decoder weights. It only keeps the process alive while it works on a step.
  */
+/** The worker's next message or error, whichever comes first; the other listener goes too (one pair per step). */
+function reply<T>(worker: Worker, onMessage: (m: T) => void, onError: (e: Error) => void): void {
+  const message = (m: T) => { worker.off('error', error); onMessage(m); };
+  const error = (e: Error) => { worker.off('message', message); onError(e); };
+  worker.once('message', message);
+  worker.once('error', error);
+}
+
 export class DataParallel {
   private constructor(private readonly worker: Worker, private readonly names: string[]) {}
 
@@ -61,8 +69,7 @@ export class DataParallel {
     }
     const worker = tsWorker(new URL('./gradWorker.ts', import.meta.url), { backend: currentBackend()?.name, config: loaded.config, weights, names });
     await new Promise<void>((resolve, reject) => {
-      worker.once('message', (m: { ready?: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(`data-parallel worker: ${m.error}`))));
-      worker.once('error', reject);
+      reply(worker, (m: { ready?: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(`data-parallel worker: ${m.error}`))), reject);
     });
     worker.unref();
     return new DataParallel(worker, names);
@@ -75,10 +82,7 @@ export class DataParallel {
     const params = new Float32Array(sizes.reduce((a, b) => a + b, 0));
     let off = 0;
     this.names.forEach((n, i) => { params.set(model.weights.get(n)!.dataSync() as Float32Array, off); off += sizes[i]; });
-    const remote = new Promise<{ grads: Float32Array; scal: number[]; error?: string }>((resolve, reject) => {
-      this.worker.once('message', resolve);
-      this.worker.once('error', reject);
-    });
+    const remote = new Promise<{ grads: Float32Array; scal: number[]; error?: string }>((resolve, reject) => reply(this.worker, resolve, reject));
     this.worker.ref();
     // The half's arrays were made for this step: moved to the worker, not copied.
     this.worker.postMessage({ params, half: host.second }, [params.buffer as ArrayBuffer, host.second.emb.buffer as ArrayBuffer, host.second.target.buffer as ArrayBuffer]);

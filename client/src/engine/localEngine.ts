@@ -15,6 +15,16 @@ export interface FitConfig {
   points?: { positive: number; negative: number };
 }
 
+/** Where a local fit stands (steps over all its epochs), for live views. */
+export interface FitProgress {
+  round: number;
+  done: number;
+  total: number;
+  epoch: number;
+  epochs: number;
+  loss: number;
+}
+
 export interface FitResult {
   /** The new mask_decoder.* weights (float32, same names and shapes as decoderNames()). */
   weights: Map<string, HostTensor>;

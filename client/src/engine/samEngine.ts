@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
-import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from './localEngine.ts';
+import type { LocalEngine, FitConfig, FitResult, EvaluateResult, FitProgress } from './localEngine.ts';
 import type { EmbeddingCache } from './cache.ts';
 import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel, type EngineItem } from './trainer.ts';
 import type { DataParallel } from './dataParallel.ts';
@@ -35,7 +35,9 @@ export function setDecoderFromHost(loaded: LoadedModel, weights: Map<string, Hos
 export class SamEngine implements LocalEngine {
   readonly baseModelHash: string;
   constructor(readonly loaded: LoadedModel, readonly cache: EmbeddingCache, readonly train: EngineItem[], readonly val: EngineItem[],
-    private readonly opts: { quiet?: boolean; dataParallel?: boolean; log?: (event: string, fields: Record<string, unknown>) => void } = {}) {
+    private readonly opts: { quiet?: boolean; dataParallel?: boolean; log?: (event: string, fields: Record<string, unknown>) => void; onProgress?: (p: FitProgress) => void;
+      /** Each validation prediction (full-size binary mask) of an evaluation, e.g. for the site's own overlays. */
+      onPrediction?: (item: EngineItem, mask: Uint8Array) => void | Promise<void> } = {}) {
     this.baseModelHash = loaded.baseModelHash;
   }
 
@@ -60,6 +62,7 @@ export class SamEngine implements LocalEngine {
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
       dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,
+      onStep: this.opts.onProgress ? (p) => this.opts.onProgress!({ round: cfg.round, ...p }) : undefined,
     });
     const last = history[history.length - 1];
     this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000 });
@@ -73,7 +76,7 @@ export class SamEngine implements LocalEngine {
   async evaluate(global: Map<string, HostTensor>): Promise<EvaluateResult> {
     setDecoderFromHost(this.loaded, global);
     const items = this.val.length ? this.val : this.train;
-    const m = await evaluateItems(this.loaded, this.cache, items);
+    const m = await evaluateItems(this.loaded, this.cache, items, { onPrediction: this.opts.onPrediction });
     return { numExamples: items.length, metrics: { dice: m.dice, iou: m.iou, dice256: m.dice256, iou256: m.iou256, box_dice: m.boxDice } };
   }
 }

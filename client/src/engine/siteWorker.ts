@@ -14,7 +14,8 @@ async function main() {
   await initBackend(backend);
   // One engine per worker already spreads the sites over the cores: no embedding threads or data-parallel steps inside.
   const site = await prepareSite({ ...opts, quiet: true, embedWorkers: 0 });
-  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, dataParallel: false });
+  const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, { quiet: true, dataParallel: false,
+    onProgress: (progress) => parentPort!.postMessage({ op: 'progress', progress }) });
   parentPort!.postMessage({ op: 'ready', boxDice: await boxBaseline(site.val), baseModelHash: engine.baseModelHash, names: [...engine.decoderNames()], train: site.train.length, val: site.val.length });
   parentPort!.on('message', async (m: Request) => {
     try {

@@ -4,15 +4,18 @@ import type { Worker } from 'node:worker_threads';
 import { tsWorker } from '@fedsam/shared/worker';
 import { currentBackend } from '@fedsam/shared/backend';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { LocalEngine, FitConfig, FitResult, EvaluateResult } from './localEngine.ts';
+import type { LocalEngine, FitConfig, FitResult, EvaluateResult, FitProgress } from './localEngine.ts';
 import type { SiteOptions } from './site.ts';
 
 export class SiteWorkerEngine implements LocalEngine {
+  /** Steps of the local fit in progress, as the worker reports them. */
+  onProgress?: (p: FitProgress) => void;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   private constructor(private readonly worker: Worker, readonly baseModelHash: string, private readonly names: Map<string, number[]>,
     readonly trainCount: number, readonly valCount: number, readonly boxDice: number) {
-    worker.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
+    worker.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string; op?: string; progress?: FitProgress }) => {
+      if (m.op === 'progress') return this.onProgress?.(m.progress!);
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);

@@ -311,6 +311,8 @@ export interface TrainOptions {
   quiet?: boolean;
   /** Called after each epoch (with validation metrics when val items were given). */
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+  /** Called after each step: steps done and in all, over all epochs (live views). */
+  onStep?: (p: { done: number; total: number; epoch: number; epochs: number; loss: number }) => void;
 }
 
 export interface EpochMetrics { epoch: number; trainLoss: number; trainDice: number; steps: number; seconds: number; val?: EvalMetrics }
@@ -346,6 +348,8 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;
   const shared = opts.dataParallel instanceof DataParallel ? opts.dataParallel : undefined;
   const dp = usesDataParallel(loaded, opts) ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
+  const totalSteps = Math.ceil(train.length / opts.batchSize) * opts.epochs;
+  let doneSteps = 0;
   try {
     for (let epoch = 1; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();
@@ -374,6 +378,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
         diceSum += 1 - r.dice;
         steps++;
         bar.tick();
+        opts.onStep?.({ done: ++doneSteps, total: totalSteps, epoch, epochs: opts.epochs, loss: r.loss });
       }
       bar.stop();
       const m: EpochMetrics = { epoch, trainLoss: lossSum / steps, trainDice: diceSum / steps, steps, seconds: (performance.now() - t0) / 1000 };
