@@ -86,7 +86,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     const g = lcgWeights(small, 1);
     for (let r = 0; r < 20; r++) {
       const agg = createStrategy(spec.cfg).aggregateFit(r + 1, g);
-      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: cloneTensors(g), numExamples: 1 + i, metrics: {} });
+      for (let i = 0; i < Math.max(3, k); i++) agg.add({ site: `w${i}`, weights: cloneTensors(g), numExamples: 1 + i, weight: 1 + i, metrics: {} });
       agg.finish();
     }
   }
@@ -109,7 +109,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     for (let i = 0; i < (keeps ? 2 : k); i++) {
       const r = receive();
       fillUpdate(r.weights, global, i);
-      warm.add({ site: `warm${i}`, weights: r.weights, numExamples: 1 + i, metrics: {}, release: r.release });
+      warm.add({ site: `warm${i}`, weights: r.weights, numExamples: 1 + i, weight: 1 + i, metrics: {}, release: r.release });
       sample();
     }
     const previous = warm.finish().weights;
@@ -130,7 +130,7 @@ function measureOne(strategyLabel: string, k: number): Measurement {
     const r = receive();
     fillUpdate(r.weights, global, i);
     t = performance.now();
-    agg.add({ site: `s${i}`, weights: r.weights, numExamples: 10 + i, metrics: {}, release: r.release });
+    agg.add({ site: `s${i}`, weights: r.weights, numExamples: 10 + i, weight: 10 + i, metrics: {}, release: r.release });
     const dt = performance.now() - t;
     sample();
     timed += dt;

@@ -1,7 +1,7 @@
 // One sam-vit-base mask decoder (4,058,340 parameters) down and up over loopback gRPC, f32 and f16 on the wire.
 // The aggregation server runs in a child process (as on another machine); the site side runs here.
 //
-//   node --import tsx bench/transfer.ts [--reps N] [--skip-gc] [--checksum xxh3|crc32|sha256] [--json]
+//   node --import tsx bench/transfer.ts [--reps N] [--skip-gc] [--checksum xxh3|crc32|sha256] [--stream-window MiB] [--json]
 //
 // Both processes run with the V8 flag bin/fedsam.mjs uses (--initial-old-space-size=64; the script re-runs itself
 // with it), as the daemons do.
@@ -102,13 +102,14 @@ async function rawCeiling(port: number, bytes: number, reps: number): Promise<{ 
   return { down: median(down), up: median(up) };
 }
 
-async function serve(rounds: number): Promise<void> {
+async function serve(rounds: number, streamWindowMiB?: number): Promise<void> {
   const initialDecoder = decoder();
   const h = await runServer(
     {
       listen: '127.0.0.1:0', rounds, min_available_clients: 1, min_fit_clients: 1, evaluate_every: 0, long_poll_s: 30,
       round_timeout_s: 600, base_model_hash: HASH, out_dir: fileURLToPath(new URL(`../runs/bench-transfer-${process.pid}`, import.meta.url)),
       sites: [{ name: 'bench', token_sha256: hashToken(TOKEN) }], metrics: null, keep_rounds: 1, shutdown_grace_s: 1,
+      ...(streamWindowMiB ? { limits: { stream_window_bytes: Math.round(streamWindowMiB * 1024 * 1024) } } : {}),
     },
     { logger: pino({ level: 'warn' }, destination(2)), initialDecoder },
   );
@@ -147,16 +148,19 @@ async function main(): Promise<void> {
     options: {
       reps: { type: 'string', default: '9' }, 'skip-gc': { type: 'boolean', default: false }, checksum: { type: 'string' },
       json: { type: 'boolean', default: false }, serve: { type: 'string' },
+      // the server's per-stream HTTP/2 window (limits.stream_window_bytes, default 2 MiB), to compare
+      'stream-window': { type: 'string' },
     },
   });
   const reps = Number(args.reps);
-  if (args.serve !== undefined) return serve(Number(args.serve)); // the child: the server side
+  const streamWindow = args['stream-window'] ? Number(args['stream-window']) : undefined;
+  if (args.serve !== undefined) return serve(Number(args.serve), streamWindow); // the child: the server side
   if (args.checksum !== undefined && !(CHECKSUM_ALGORITHMS as readonly string[]).includes(args.checksum)) {
     throw new Error(`--checksum ${args.checksum}: this build has ${CHECKSUM_ALGORITHMS.join(', ')}`);
   }
   const checksums = args.checksum ? [args.checksum as ChecksumAlgorithm] : CHECKSUM_ALGORITHMS;
   const rounds = 2 * (reps + 1);
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', String(rounds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--serve', String(rounds), ...(streamWindow ? ['--stream-window', String(streamWindow)] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   const { port, rawPort } = await new Promise<{ port: number; rawPort: number }>((resolve, reject) => {
     // the first JSON line (V8 flags such as --trace-gc may print before it)
     createInterface({ input: child.stdout! }).on('line', (l) => l.startsWith('{') && resolve(JSON.parse(l) as { port: number; rawPort: number }));

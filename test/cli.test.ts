@@ -1,28 +1,19 @@
 // The fedsam command as a user runs it: real child processes, real files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, cp, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { FEDSAM, runFedsam as fedsam } from './helpers/fed-harness.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FEDSAM = join(ROOT, 'bin', 'fedsam.mjs');
-
-function fedsam(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [FEDSAM, ...args], { env: { ...process.env, FEDSAM_LOG_LEVEL: 'warn', ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 test('fedsam --help lists the subcommands', async () => {
   const r = await fedsam(['--help']);
   assert.equal(r.code, 0);
-  for (const c of ['verify-reference', 'predict', 'train', 'evaluate', 'synth']) assert.match(r.stdout, new RegExp(c));
+  for (const c of ['verify-reference', 'predict', 'train', 'evaluate', 'synth', 'server', 'client', 'provision', 'simulate']) assert.match(r.stdout, new RegExp(c));
 });
 
 test('the fedsam script runs node with the V8 heap flag the transfer speed depends on', async () => {

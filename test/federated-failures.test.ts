@@ -22,7 +22,7 @@ test('a site killed mid-round (SIGKILL, child process) does not stall the round'
     {
       listen: '127.0.0.1:0', rounds: 1, min_available_clients: 3, min_fit_clients: 2, round_timeout_s: 30,
       heartbeat_interval_s: 0.2, heartbeat_timeout_s: 1.5, long_poll_s: 1, evaluate_every: 0,
-      base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(), sites: sitesConfig(SITES), metrics: null, shutdown_grace_s: 2,
+      base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, out_dir: await tempDir(), sites: sitesConfig(SITES), metrics: null, shutdown_grace_s: 2,
     },
     { logger: logs.logger, initialDecoder: tinyDecoder(11) },
   );
@@ -54,7 +54,7 @@ test('a site slower than round_timeout: the round is retried (min_fit), its late
   const server = await runServer(
     {
       listen: '127.0.0.1:0', rounds: 1, min_available_clients: 3, min_fit_clients: 3, round_timeout_s: 1.5,
-      long_poll_s: 1, evaluate_every: 0, base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(),
+      long_poll_s: 1, evaluate_every: 0, base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, out_dir: await tempDir(),
       sites: sitesConfig(SITES), metrics: null, shutdown_grace_s: 2,
     },
     { logger: logs.logger, initialDecoder: tinyDecoder(12) },
@@ -89,7 +89,7 @@ test('server killed (SIGKILL) after round 1 and restarted with resume: continues
   const config = (listen: string, resume: boolean) => ({
     listen, rounds: 3, min_available_clients: 2, min_fit_clients: 2, evaluate_every: 0,
     heartbeat_interval_s: 0.3, heartbeat_timeout_s: 5, long_poll_s: 1, round_timeout_s: 30,
-    base_model_hash: FAKE_BASE_HASH, initial_decoder: initialFile, out_dir: out, resume,
+    base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, initial_decoder: initialFile, out_dir: out, resume,
     sites: sitesConfig(['site-a', 'site-b']), metrics: null, shutdown_grace_s: 3,
     strategy: { name: 'fedadam', eta: 0.05 },
   });
@@ -151,7 +151,7 @@ test('a child-process site stops cleanly on SIGTERM (leaves the federation)', as
   const server = await runServer(
     {
       listen: '127.0.0.1:0', rounds: 1, min_available_clients: 2, min_fit_clients: 1, long_poll_s: 1, evaluate_every: 0,
-      base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(), sites: sitesConfig(SITES), metrics: null,
+      base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, out_dir: await tempDir(), sites: sitesConfig(SITES), metrics: null,
     },
     { logger: logs.logger, initialDecoder: tinyDecoder(14) },
   );

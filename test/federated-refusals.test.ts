@@ -35,7 +35,7 @@ test('bad joins and bad updates are refused with a reason; the global model only
   const server = await runServer(
     {
       listen: '127.0.0.1:0', rounds: 1, min_available_clients: 3, min_fit_clients: 3, round_timeout_s: 30, long_poll_s: 1,
-      evaluate_every: 0, base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(), sites: sitesConfig(names), metrics: null,
+      evaluate_every: 0, base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, out_dir: await tempDir(), sites: sitesConfig(names), metrics: null,
       shutdown_grace_s: 2, limits: { max_refusals_per_round: 50 },
     },
     { logger: logs.logger, initialDecoder: tinyDecoder(21) },

@@ -40,7 +40,7 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
       min_available_clients: 3,
       min_fit_clients: 3,
       fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 2, points_negative: 1 },
-      base_model_hash: FAKE_BASE_HASH,
+      base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, // FedAvg weighted by the counts, as Flower does
       out_dir: out,
       sites: sitesConfig(SITES),
       metrics: { host: '127.0.0.1', port: 0 },
@@ -163,7 +163,7 @@ test('TLS: a round over an encrypted channel', { skip: hasOpenssl ? false : 'ope
   const server = await runServer(
     {
       listen: '127.0.0.1:0', rounds: 1, min_available_clients: 2, min_fit_clients: 2, evaluate_every: 0, long_poll_s: 1,
-      base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(), sites: sitesConfig(SITES), metrics: null, tls: { cert, key },
+      base_model_hash: FAKE_BASE_HASH, weighting: { policy: 'reported' }, out_dir: await tempDir(), sites: sitesConfig(SITES), metrics: null, tls: { cert, key },
     },
     { logger: quietLogger(), initialDecoder: tinyDecoder(9) },
   );
@@ -188,7 +188,7 @@ test('server from a SAM folder: base model hash check, HF round folders, merged 
   const server = await runServer(
     {
       listen: '127.0.0.1:0', rounds: 1, min_available_clients: 2, min_fit_clients: 2, evaluate_every: 0, long_poll_s: 1,
-      base_model: base, out_dir: join(out, 'server'), export_merged: merged, sites: sitesConfig(SITES), metrics: null,
+      base_model: base, weighting: { policy: 'reported' }, out_dir: join(out, 'server'), export_merged: merged, sites: sitesConfig(SITES), metrics: null,
     },
     { logger: quietLogger() },
   );

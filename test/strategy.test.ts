@@ -20,7 +20,7 @@ const vals = (m: NamedTensors, name = 'mask_decoder.w') => [...(m.get(name)!.dat
 const f32 = (x: number) => Math.fround(x);
 /** An update as the coordinator hands it to a strategy. */
 const res = (site: string, weights: NamedTensors, numExamples: number, release?: () => void, metrics: Record<string, number> = {}): FitRes =>
-  ({ site, weights, numExamples, metrics, release });
+  ({ site, weights, numExamples, weight: numExamples, metrics, release });
 
 test('FedAvg equals an independent float64 weighted mean', () => {
   const updates = [1, 2, 3, 4].map((s, i) => ({ weights: tinyDecoder(100 + s), numExamples: [3, 17, 1, 250][i]! }));
@@ -342,9 +342,9 @@ test('median and trimmed mean agree with a sort-based reference for K = 1..40', 
 
 test('metrics are averaged weighted by examples', () => {
   const m = weightedMetrics([
-    { numExamples: 1, metrics: { dice: 0.5, iou: 0.2 } },
-    { numExamples: 3, metrics: { dice: 0.9 } },
-    { numExamples: 2, metrics: { dice: NaN } },
+    { weight: 1, metrics: { dice: 0.5, iou: 0.2 } },
+    { weight: 3, metrics: { dice: 0.9 } },
+    { weight: 2, metrics: { dice: NaN } },
   ]);
   assert.ok(Math.abs(m.dice! - (0.5 + 2.7) / 4) < 1e-15);
   assert.equal(m.iou, 0.2);
@@ -423,13 +423,48 @@ test('configureFit samples fraction_fit of the sites (at least min_fit_clients),
   assert.deepEqual(createStrategy({ name: 'fedavg' }, { ...options, fraction_evaluate: 0 }).configureEvaluate(1, { available, attempt: 1 }), []);
 });
 
+test('every averaging strategy (FedAvgM too) weighs by FitRes.weight, the weighting policy\'s, not by the count a site reports', () => {
+  const global = tinyDecoder(5);
+  // three sites, one of which claims 1e12 examples; the policy (uniform here) gave every site weight 1
+  const claims = [3, 1e12, 7];
+  const liars = [1, 2, 3].map((k, i) => ({ ...res(`s${k}`, tinyDecoder(20 + k), claims[i]!, undefined, { loss: k }), weight: 1 }));
+  const honest = [1, 2, 3].map((k) => res(`s${k}`, tinyDecoder(20 + k), 1, undefined, { loss: k }));
+  const cfgs: StrategyConfigInput[] = [
+    { name: 'fedavg' }, { name: 'fedprox', proximal_mu: 0.1 }, { name: 'fedavgm', server_learning_rate: 0.7, server_momentum: 0.5 },
+    { name: 'fedadam', eta: 0.05 }, { name: 'fedyogi', eta: 0.05 },
+  ];
+  for (const cfg of cfgs) {
+    const run = (ups: FitRes[]) => {
+      const agg = createStrategy(cfg).aggregateFit(1, global);
+      for (const u of ups) agg.add(u);
+      assert.equal(agg.totalWeight, 3, cfg.name);
+      return agg.finish();
+    };
+    const got = run(liars);
+    const want = run(honest);
+    for (const [n, tt] of want.weights) assert.deepEqual(got.weights.get(n)!.data, tt.data, `${cfg.name} ${n}`);
+    assert.equal(got.metrics.loss, 2, cfg.name);
+  }
+  // FedAvgM: the server step on the uniform mean
+  const m = { server_learning_rate: 0.7, server_momentum: 0.5 };
+  const agg = createStrategy({ name: 'fedavgm', ...m }).aggregateFit(1, global);
+  for (const u of liars) agg.add(u);
+  const next = agg.finish().weights;
+  for (const [n, e] of fedAvgMStep(global, fedAvg(honest), undefined, m).weights) assert.deepEqual(next.get(n)!.data, e.data, n);
+  // evaluation means
+  const ev = createStrategy({ name: 'fedavgm', ...m }).aggregateEvaluate(1, [
+    { site: 'a', numExamples: 1e12, weight: 1, metrics: { dice: 0 } }, { site: 'b', numExamples: 4, weight: 1, metrics: { dice: 0.9 } },
+  ]);
+  assert.equal(ev.metrics.dice, 0.45);
+});
+
 test('fit and evaluation metrics are the example-weighted means of what the sites report', () => {
   const s = createStrategy({ name: 'median' });
   const agg = s.aggregateFit(1, one(0));
   agg.add(res('a', one(1), 1, undefined, { loss: 1 }));
   agg.add(res('b', one(2), 3, undefined, { loss: 2, extra: 5 }));
   assert.deepEqual(agg.finish().metrics, { loss: 1.75, extra: 5 });
-  const ev = s.aggregateEvaluate(1, [{ site: 'a', numExamples: 1, metrics: { dice: 0.5 } }, { site: 'b', numExamples: 1, metrics: { dice: 0.7 } }]);
+  const ev = s.aggregateEvaluate(1, [{ site: 'a', numExamples: 1, weight: 1, metrics: { dice: 0.5 } }, { site: 'b', numExamples: 1, weight: 1, metrics: { dice: 0.7 } }]);
   assert.ok(Math.abs(ev.metrics.dice! - 0.6) < 1e-15);
   assert.equal(s.evaluate(1, one(0)), undefined);
   assert.equal(s.initialize(), undefined);

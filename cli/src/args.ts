@@ -60,6 +60,11 @@ export const parsePositiveFloat = (flag: string) =>
 export const parseFraction = (flag: string) =>
   numberParser((n) => Number.isFinite(n) && n >= 0 && n < 1, (v) => `${flag} expects a number in [0, 1), got "${v}"`);
 
+/** Comma-separated names (e.g. sites); repeatable: collects into one list. */
+export function parseNameList(v: string, prev: string[] = []): string[] {
+  return [...prev, ...v.split(',').map((x) => x.trim()).filter(Boolean)];
+}
+
 export interface SiteSpec {
   name: string;
   token_sha256: string;

@@ -12,6 +12,7 @@ import { registerSynthCommand } from './commands/synth.ts';
 import { registerSaveDefaultModelCommand } from './commands/save-default-model.ts';
 import { registerServerCommand } from './commands/server.ts';
 import { registerClientCommand } from './commands/client.ts';
+import { registerProvisionCommand } from './commands/provision.ts';
 import { registerSimulateCommand } from './commands/simulate.ts';
 
 function buildProgram(): Command {
@@ -33,7 +34,7 @@ function buildProgram(): Command {
     });
   for (const register of [
     registerVerifyReferenceCommand, registerPredictCommand, registerTrainCommand, registerEvaluateCommand, registerSynthCommand,
-    registerSaveDefaultModelCommand, registerServerCommand, registerClientCommand, registerSimulateCommand,
+    registerSaveDefaultModelCommand, registerServerCommand, registerClientCommand, registerProvisionCommand, registerSimulateCommand,
   ]) register(program);
   return program;
 }

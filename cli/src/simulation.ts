@@ -109,6 +109,8 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationRes
     base_model_hash: o.initialDecoder ? (o.baseModelHash ?? engines[0]!.baseModelHash) : (o.baseModelHash ?? null),
     out_dir: outDir,
     sites: o.sites.map((s, i) => ({ name: s.name, token_sha256: hashToken(tokens[i]!) })),
+    // Every site runs here, on the user's own data: their counts are trusted (FedAvg as in Flower).
+    weighting: { policy: 'reported' },
     metrics: null,
     shutdown_grace_s: 10,
     ...o.server,

@@ -4,8 +4,8 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { unauthenticated } from './errors.ts';
 
-/** Why a site's session ended: it left, joined again (a new session), or went silent. */
-export type SessionEnd = 'left' | 'replaced' | 'expired';
+/** Why a site's session ended: it left, joined again (a new session), went silent, or its certificate was revoked. */
+export type SessionEnd = 'left' | 'replaced' | 'expired' | 'revoked';
 
 export interface Session {
   id: string;
@@ -61,6 +61,14 @@ export class ClientRegistry extends EventEmitter<RegistryEvents> {
   /** When the site was last heard from (any authenticated call), if it has a session. */
   lastSeen(site: string): number | undefined {
     return this.sessions.get(site)?.lastSeen;
+  }
+
+  /** End a site's session now (its credentials were revoked). */
+  drop(site: string, reason: string): void {
+    if (this.sessions.delete(site)) {
+      this.emit('lost', site, reason, 'revoked');
+      this.emit('change');
+    }
   }
 
   has(site: string): boolean {

@@ -9,8 +9,21 @@ const hex64 = z.string().regex(/^[0-9a-f]{64}$/i, 'must be a sha256 hex digest (
 
 export const SiteSchema = z.object({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'site names: letters, digits, _ . - (max 64)'),
-  /** sha256 (hex) of the site's token. The token itself never appears in the config. */
-  token_sha256: hex64,
+  /** sha256 (hex) of the site's token. The token itself never appears in the config. Optional when sites are
+   *  identified by their client certificate (tls.client_ca). */
+  token_sha256: hex64.nullable().default(null),
+  /** weighting capped: this site's example counts are clipped here (instead of weighting.max_examples). */
+  max_examples: z.number().int().positive().nullable().default(null),
+  /** weighting registry: the size this site declared out of band (its weight; what it reports is ignored). */
+  num_examples: z.number().int().positive().nullable().default(null),
+}).strict();
+
+/** How a site's self-reported num_examples becomes its weight in FedAvg and in evaluation means (weighting.ts). */
+export const WEIGHTING_POLICIES = ['uniform', 'capped', 'registry', 'reported'] as const;
+export const WeightingSchema = z.object({
+  policy: z.enum(WEIGHTING_POLICIES).default('uniform'),
+  /** capped: the clip for sites that declare no max_examples of their own. */
+  max_examples: z.number().int().positive().default(10_000),
 }).strict();
 
 export const ServerConfigSchema = z.object({
@@ -61,11 +74,15 @@ export const ServerConfigSchema = z.object({
   /** At the end, write frozen encoders + global decoder as a full HF folder here (needs base_model). */
   export_merged: z.string().min(1).nullable().default(null),
   sites: z.array(SiteSchema).default([]),
+  weighting: WeightingSchema.default({}),
   tls: z.object({
     cert: z.string().min(1),
     key: z.string().min(1),
-    /** Require client certificates signed by this CA (mutual TLS) in addition to tokens. */
+    /** Require client certificates signed by this CA (mutual TLS): a site is then the name in its certificate
+     *  (a token, when the site has one, must belong to the same site). */
     client_ca: z.string().min(1).nullable().default(null),
+    /** Certificate revocation list (PEM, from `fedsam provision --revoke`), re-read on SIGHUP. */
+    crl: z.string().min(1).nullable().default(null),
   }).strict().nullable().default(null),
   /** The live federation page (null = off). Off loopback it needs TLS (its own or the server's) and a token. */
   dashboard: z.object({
@@ -85,6 +102,19 @@ export const ServerConfigSchema = z.object({
     chunk_bytes: z.number().int().min(1024).max(2 * 1024 * 1024).default(1024 * 1024),
     /** Uploads received at once (each holds one update in memory until folded in). */
     max_concurrent_uploads: z.number().int().positive().default(4),
+    /** Downloads sent at once (the frames queued for a site are bounded by this times the decoder's size). */
+    max_concurrent_downloads: z.number().int().positive().default(8),
+    /** An upload stream must bring its UpdateHeader within this time (no permit is taken before it). */
+    header_timeout_s: z.number().positive().default(10),
+    /** Longest silence between two frames of an upload. */
+    chunk_timeout_s: z.number().positive().default(30),
+    /** A whole transfer (upload or download) gets transfer_timeout_s plus its size at min_upload_bytes_per_s. */
+    transfer_timeout_s: z.number().positive().default(60),
+    min_upload_bytes_per_s: z.number().positive().default(256 * 1024),
+    /** HTTP/2 receive window of each stream: what a stream the server is not reading yet can make it buffer. */
+    stream_window_bytes: z.number().int().min(65_535).default(2 * 1024 * 1024),
+    /** HTTP/2 receive window of each connection (one per site). */
+    connection_window_bytes: z.number().int().min(65_535).default(16 * 1024 * 1024),
     /** After this many refused uploads in a round a site is dropped from that round. */
     max_refusals_per_round: z.number().int().positive().default(10),
   }).strict().default({}),
@@ -102,9 +132,15 @@ export const ServerConfigSchema = z.object({
   const hashes = new Set<string>();
   c.sites.forEach((s, i) => {
     if (names.has(s.name)) ctx.addIssue({ code: 'custom', path: ['sites', i, 'name'], message: `duplicate site "${s.name}"` });
-    if (hashes.has(s.token_sha256)) ctx.addIssue({ code: 'custom', path: ['sites', i, 'token_sha256'], message: `site "${s.name}" shares its token with another site` });
+    if (s.token_sha256 && hashes.has(s.token_sha256)) ctx.addIssue({ code: 'custom', path: ['sites', i, 'token_sha256'], message: `site "${s.name}" shares its token with another site` });
+    if (!s.token_sha256 && !c.tls?.client_ca) {
+      ctx.addIssue({ code: 'custom', path: ['sites', i, 'token_sha256'], message: `site "${s.name}" has no token_sha256: give it one, or identify sites by certificate (tls.client_ca)` });
+    }
+    if (c.weighting.policy === 'registry' && !s.num_examples) {
+      ctx.addIssue({ code: 'custom', path: ['sites', i, 'num_examples'], message: `weighting registry: site "${s.name}" needs its declared num_examples` });
+    }
     names.add(s.name);
-    hashes.add(s.token_sha256);
+    if (s.token_sha256) hashes.add(s.token_sha256);
   });
   if (c.export_merged && !c.base_model) {
     ctx.addIssue({ code: 'custom', path: ['export_merged'], message: 'export_merged needs base_model (the frozen encoders come from it)' });
@@ -165,7 +201,7 @@ export async function readConfigFile(file: string): Promise<Obj> {
   const dir = dirname(resolve(file));
   const rel = (p: unknown) => (typeof p === 'string' && !isAbsolute(p) ? resolve(dir, p) : p);
   for (const k of PATH_KEYS) if (k in doc && !(k === 'base_model' && doc[k] === 'fedsam-tiny')) doc[k] = rel(doc[k]);
-  if (isObj(doc.tls)) for (const k of ['cert', 'key', 'client_ca']) if (k in doc.tls) doc.tls[k] = rel(doc.tls[k]);
+  if (isObj(doc.tls)) for (const k of ['cert', 'key', 'client_ca', 'crl']) if (k in doc.tls) doc.tls[k] = rel(doc.tls[k]);
   if (isObj(doc.dashboard)) for (const k of ['tls_cert', 'tls_key', 'token_file']) if (k in doc.dashboard) doc.dashboard[k] = rel(doc.dashboard[k]);
   return doc;
 }

@@ -17,6 +17,7 @@ import { RoundReporter } from './roundReporter.ts';
 import type { RoundRecord, SiteResult, StateStore } from './state.ts';
 import type { FitAggregation, FitIns, Strategy } from './strategy/index.ts';
 import { checkEvaluation, checkSlot, checkUpdateHeader } from './validation.ts';
+import { ExampleWeights } from './weighting.ts';
 
 type SlotStatus = 'open' | 'receiving' | 'accepted' | 'failed';
 
@@ -50,7 +51,7 @@ export interface Phase {
   slots: Map<string, TaskSlot>; // by site
   byTaskId: Map<string, TaskSlot>;
   aggregation?: FitAggregation;
-  results: Map<string, SiteResult>;
+  results: Map<string, Required<SiteResult>>;
   aggSeconds: number;
   startedAt: number;
   closed: boolean;
@@ -95,6 +96,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
   private readonly store: StateStore;
   private readonly registry: ClientRegistry;
   private readonly report: RoundReporter;
+  /** A site's weight in means, from its reported count and the weighting policy. */
+  private readonly weights: ExampleWeights;
 
   private global: Map<string, HostTensor>;
   private version: string;
@@ -116,6 +119,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
     this.global = o.initialGlobal;
     this.version = tensorsVersion(this.global);
     this.layout = layoutOf(this.global);
+    this.weights = new ExampleWeights(o.config.weighting, o.config.sites);
     this.registry.on('lost', (site, reason, end) => this.siteLost(site, reason, end));
   }
 
@@ -199,11 +203,31 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
    */
   beginUpdate(site: string, header: UpdateHeader | null | undefined): TaskSlot {
     if (!header) throw invalidArgument('protocol', 'the first frame of SubmitUpdate must be an UpdateHeader');
+    // Refusals by checkSlot name no open task of this site (stale round, another site's task, a duplicate): they
+    // do not count against the site's current task. Refusals of the header's contents do.
     const slot = checkSlot(this.phase, this.completedRound, site, 'fit', Number(header.round), header.task_id);
-    slot.update = checkUpdateHeader(header, this.layout, this.config.limits.max_update_bytes);
+    try {
+      slot.update = checkUpdateHeader(header, this.layout, this.config.limits.max_update_bytes);
+    } catch (e) {
+      this.countRefusal(slot);
+      throw e;
+    }
     slot.status = 'receiving';
     this.emit('upload_started', site, Number(header.round));
     return slot;
+  }
+
+  /** The upload for this slot may go on: its round is open and the slot is still receiving. */
+  isReceiving(slot: TaskSlot): boolean {
+    const p = this.phase;
+    return !!p && !p.closed && p.slots.get(slot.site) === slot && slot.status === 'receiving';
+  }
+
+  /** The weight of a site's reported example count under the weighting policy (clipping logged with its name). */
+  private weigh(site: string, reported: number, kind: 'fit' | 'evaluate', round: number): number {
+    const w = this.weights.weigh(site, reported);
+    if (w.clipped) this.report.weightClipped(round, site, kind, this.weights.policy, reported, w.weight, w.clipped);
+    return w.weight;
   }
 
   /**
@@ -218,27 +242,32 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       throw failedPrecondition('stale_round', `stale update: round ${header.round} closed while the update of site ${slot.site} was being received`);
     }
     const { numExamples, metrics } = slot.update!;
+    const weight = this.weigh(slot.site, numExamples, 'fit', p.round);
     const t0 = performance.now();
-    p.aggregation!.add({ site: slot.site, weights, numExamples, metrics, release });
+    p.aggregation!.add({ site: slot.site, weights, numExamples, weight, metrics, release });
     p.aggSeconds += (performance.now() - t0) / 1000;
     slot.status = 'accepted';
-    p.results.set(slot.site, { num_examples: numExamples, metrics });
+    p.results.set(slot.site, { num_examples: numExamples, weight, metrics });
     this.report.updateAccepted(p.round, slot.site, numExamples, metrics);
     this.emit('update_accepted', slot.site, p.round);
     this.checkDone(p);
   }
 
-  /** Record a refused upload. The site may try again (up to max_refusals_per_round). */
+  /**
+   * Record a refused upload. `slot`: the task the upload was received for (beginUpdate returned it); while that is
+   * still the site's unanswered task in the open round, the refusal counts against it and the site may try again
+   * (up to max_refusals_per_round). Without a slot the upload named no open task of the site, and nothing of the
+   * site's round is touched.
+   */
   refuseUpdate(site: string, slot: TaskSlot | undefined, err: FedError, round?: number): void {
     this.report.updateRefused(round ?? this.currentRound, site, err);
     this.emit('refused', site, round ?? this.currentRound, err.reason, err.message);
-    this.countRefusal(site, slot);
+    if (slot) this.countRefusal(slot);
   }
 
-  private countRefusal(site: string, slot: TaskSlot | undefined): void {
+  private countRefusal(s: TaskSlot): void {
     const p = this.phase;
-    const s = slot ?? p?.slots.get(site);
-    if (!p || !s || p.slots.get(site) !== s) return;
+    if (!p || p.closed || p.slots.get(s.site) !== s) return;
     if (s.status === 'receiving') s.status = 'open';
     if (s.status !== 'open') return;
     s.refusals++;
@@ -249,20 +278,26 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
 
   acceptEvaluation(site: string, r: EvaluationResult): void {
     const slot = checkSlot(this.phase, this.completedRound, site, 'evaluate', Number(r.round), r.task_id);
-    const { numExamples, metrics } = checkEvaluation(r);
+    let checked: ReturnType<typeof checkEvaluation>;
+    try {
+      checked = checkEvaluation(r);
+    } catch (e) {
+      this.countRefusal(slot);
+      throw e;
+    }
+    const { numExamples, metrics } = checked;
     const p = this.phase!;
     slot.status = 'accepted';
-    p.results.set(site, { num_examples: numExamples, metrics });
+    p.results.set(site, { num_examples: numExamples, weight: this.weigh(site, numExamples, 'evaluate', p.round), metrics });
     this.report.evaluationAccepted(p.round, site, numExamples, metrics);
     this.emit('evaluation_accepted', site, p.round, metrics);
     this.checkDone(p);
   }
 
+  /** Log a refused evaluation (acceptEvaluation has counted it against the site's task when it named one). */
   refuseEvaluation(site: string, err: FedError, round?: number): void {
     this.report.evaluationRefused(round ?? this.currentRound, site, err);
     this.emit('refused', site, round ?? this.currentRound, err.reason, err.message);
-    const p = this.phase;
-    if (p?.kind === 'evaluate') this.countRefusal(site, undefined);
   }
 
   /** The site gives up its task (training failed, shutting down, ...). */
@@ -448,7 +483,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       sampled,
       failed: this.failedOf(p),
       num_examples: results.reduce((a, [, r]) => a + r.num_examples, 0),
-      metrics: this.strategy.aggregateEvaluate(round, results.map(([site, r]) => ({ site, numExamples: r.num_examples, metrics: r.metrics }))).metrics,
+      metrics: this.strategy.aggregateEvaluate(round, results.map(([site, r]) => ({ site, numExamples: r.num_examples, weight: r.weight, metrics: r.metrics }))).metrics,
       sites: Object.fromEntries(results),
       duration_seconds: (performance.now() - p.startedAt) / 1000,
       global_version: p.globalVersion,

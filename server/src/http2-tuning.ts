@@ -16,13 +16,18 @@ interface GrpcServerInternals {
   _channelzSessionHandler?: SessionHook;
 }
 
-/** Call before bindAsync. Returns whether the windows were raised. */
-export function raiseServerFlowControlWindow(server: Server, windowBytes: number): boolean {
+/**
+ * Call before bindAsync. `streamBytes`: each stream's receive window, which is also what a stream the server does
+ * not read yet (an upload waiting for its permit) can make it buffer; `connectionBytes`: the connection's.
+ * Returns whether the windows were raised.
+ */
+export function raiseServerFlowControlWindow(server: Server, streamBytes: number, connectionBytes = streamBytes): boolean {
   const s = server as unknown as GrpcServerInternals;
   const hooks = (['_sessionHandler', '_channelzSessionHandler'] as const).filter((k) => typeof s[k] === 'function');
   if (typeof s.commonServerOptions !== 'object' || s.commonServerOptions === null || hooks.length === 0) return false;
-  const bytes = Math.min(2 ** 31 - 1, Math.max(65_535, Math.floor(windowBytes)));
-  s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: bytes };
+  const window = (n: number) => Math.min(2 ** 31 - 1, Math.max(65_535, Math.floor(n)));
+  const bytes = window(connectionBytes);
+  s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: window(streamBytes) };
   for (const key of hooks) {
     const original = s[key]!;
     s[key] = function (this: unknown, http2Server: unknown) {

@@ -11,6 +11,11 @@ export class PreEncoded {
   constructor(readonly bytes: Buffer) {}
 }
 
+/** A request message that protobuf could not decode: handlers answer it with INVALID_ARGUMENT (grpc-js: INTERNAL). */
+export class Malformed {
+  constructor(readonly problem: string) {}
+}
+
 let cached: grpc.ServiceDefinition | undefined;
 let serializeDownloadFrame: ((f: DownloadFrame) => Buffer) | undefined;
 
@@ -19,6 +24,16 @@ export function fedsamServiceDefinition(): grpc.ServiceDefinition {
     const def = protoLoader.loadSync(PROTO_PATH, { ...PROTO_LOADER_OPTIONS });
     const pkg = grpc.loadPackageDefinition(def) as unknown as { fedsam: { v1: { FedSam: grpc.ServiceClientConstructor } } };
     const service = { ...pkg.fedsam.v1.FedSam.service };
+    for (const [name, m] of Object.entries(service)) {
+      const decode = m.requestDeserialize;
+      service[name] = { ...m, requestDeserialize: (b: Buffer) => {
+        try {
+          return decode(b);
+        } catch (e) {
+          return new Malformed((e as Error).message);
+        }
+      } };
+    }
     const download = service.DownloadGlobal!;
     const serialize = download.responseSerialize as (f: DownloadFrame) => Buffer;
     serializeDownloadFrame = serialize;

@@ -26,6 +26,11 @@ export class RoundReporter {
     this.log.info({ event: 'evaluation_accepted', round, site, num_examples: numExamples, metrics }, 'evaluation accepted');
   }
 
+  /** A site claimed more examples than the weighting policy gives it (weighting.ts): logged with its name. */
+  weightClipped(round: number, site: string, kind: 'fit' | 'evaluate', policy: string, reported: number, weight: number, why: string): void {
+    this.log.warn({ event: 'weight_clipped', round, site, kind, policy, reported, weight }, `example count of site ${site} not taken as reported: ${why}`);
+  }
+
   evaluationRefused(round: number, site: string, err: FedError): void {
     this.log.warn({ event: 'evaluation_refused', round, site, code: err.code, reason: err.reason, err: err.message }, 'evaluation refused');
   }
@@ -35,7 +40,7 @@ export class RoundReporter {
   }
 
   siteLost(round: number, site: string, reason: string, end: SessionEnd, connected: number): void {
-    this.log[end === 'expired' ? 'warn' : 'info']({ event: 'site_lost', round, site, reason }, 'site session ended');
+    this.log[end === 'expired' || end === 'revoked' ? 'warn' : 'info']({ event: 'site_lost', round, site, reason }, 'site session ended');
     this.metrics.clientsConnected.set(connected);
   }
 

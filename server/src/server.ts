@@ -23,6 +23,8 @@ import { createStrategy } from './strategy/index.ts';
 import { followFederation, serveFederation } from './dashboard/attach.ts';
 import type { FederationView } from './dashboard/federationView.ts';
 import { DashboardConfigError, type DashboardHandle } from '@fedsam/shared/web/dashboardServer';
+import { ReloadableServerCredentials } from './pki/credentials.ts';
+import { crlSerials } from './pki/certificates.ts';
 
 export interface RunServerOptions {
   logger?: Logger;
@@ -57,6 +59,8 @@ export interface ServerHandle {
   done: Promise<ServerResult>;
   /** Stop now (the last completed round stays on disk for --resume). */
   stop(reason?: string): Promise<ServerResult>;
+  /** Read tls files again (the CRL after `fedsam provision --revoke`); the CLI calls it on SIGHUP. */
+  reload(): Promise<void>;
 }
 
 /** `base_model: fedsam-tiny`: the built-in model of @fedsam/shared/model/presets. */
@@ -110,14 +114,15 @@ async function loadInitialModel(cfg: ServerConfig, opts: RunServerOptions, log: 
   throw new ServerConfigError('no initial model: set base_model (a SAM folder), or initial_decoder + base_model_hash');
 }
 
-async function serverCredentials(cfg: ServerConfig): Promise<grpc.ServerCredentials> {
-  if (!cfg.tls) return grpc.ServerCredentials.createInsecure();
-  const [cert, key, ca] = await Promise.all([
-    readFile(cfg.tls.cert),
-    readFile(cfg.tls.key),
-    cfg.tls.client_ca ? readFile(cfg.tls.client_ca) : Promise.resolve(null),
-  ]);
-  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], ca !== null);
+/** Serial numbers of revoked client certificates (tls.crl), checked against the client CA. */
+async function revokedSerials(cfg: ServerConfig): Promise<string[]> {
+  if (!cfg.tls?.crl) return [];
+  if (!cfg.tls.client_ca) throw new ServerConfigError('tls.crl needs tls.client_ca (the CA whose certificates it revokes)');
+  try {
+    return await crlSerials(await readFile(cfg.tls.crl, 'utf8'), await readFile(cfg.tls.client_ca, 'utf8'));
+  } catch (e) {
+    throw new ServerConfigError(`tls.crl ${cfg.tls.crl}: ${(e as Error).message}`);
+  }
 }
 
 export async function runServer(input: ServerConfigInput | ServerConfig, opts: RunServerOptions = {}): Promise<ServerHandle> {
@@ -161,15 +166,20 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
 
   // gRPC
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  const tuned = raiseServerFlowControlWindow(server, 16 * 1024 * 1024);
+  const tuned = raiseServerFlowControlWindow(server, cfg.limits.stream_window_bytes, cfg.limits.connection_window_bytes);
   if (!tuned) log.debug({ event: 'http2_tuning_skipped' }, 'grpc-js internals changed: default HTTP/2 windows (slower uploads)');
-  server.addService(fedsamServiceDefinition(), createHandlers({ config: cfg, coordinator, registry, auth: new SiteAuthenticator(cfg.sites), metrics, logger: log }));
+  const auth = new SiteAuthenticator(cfg.sites, !!cfg.tls?.client_ca);
+  auth.setRevoked(await revokedSerials(cfg));
+  server.addService(fedsamServiceDefinition(), createHandlers({ config: cfg, coordinator, registry, auth, metrics, logger: log }));
   const { host } = parseListen(cfg.listen);
+  let creds: ReloadableServerCredentials | undefined;
+  try {
+    creds = cfg.tls ? await ReloadableServerCredentials.load(cfg.tls) : undefined;
+  } catch (e) {
+    throw new ServerConfigError(`tls: ${(e as Error).message}`);
+  }
   const port = await new Promise<number>((resolve, reject) => {
-    serverCredentials(cfg).then(
-      (creds) => server.bindAsync(cfg.listen, creds, (err, p) => (err ? reject(new Error(`cannot listen on ${cfg.listen}: ${err.message}`)) : resolve(p))),
-      reject,
-    );
+    server.bindAsync(cfg.listen, creds ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${cfg.listen}: ${err.message}`)) : resolve(p)));
   });
   let metricsServer: import('node:http').Server | undefined;
   let metricsPort: number | undefined;
@@ -254,6 +264,15 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
     view,
     dashboardUrl: dashboard?.url,
     done,
+    async reload() {
+      if (!cfg.tls) return;
+      const serials = await revokedSerials(cfg);
+      await creds!.reload();
+      auth.setRevoked(serials);
+      const ended = auth.revokedSites().filter((site) => registry.has(site));
+      for (const site of ended) registry.drop(site, 'certificate revoked');
+      log.info({ event: 'tls_reloaded', revoked: serials.length, sessions_ended: ended }, 'TLS files read again');
+    },
     async stop(reason = 'stop requested') {
       if (!ac.signal.aborted) {
         stopped = true;

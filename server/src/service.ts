@@ -1,5 +1,7 @@
 // gRPC handlers: thin adapters (authentication, framing, status codes) over Coordinator and ClientRegistry.
 import { onceAny } from '@fedsam/shared/fsutil';
+import type { PeerCertificate } from 'node:tls';
+import { status } from '@grpc/grpc-js';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { CHECKSUM_ALGORITHMS, pickChecksum } from '@fedsam/shared/transfer/checksum';
@@ -14,25 +16,11 @@ import type { Coordinator, TaskSlot } from './coordinator.ts';
 import { asFedError, failedPrecondition, FedError, invalidArgument, permissionDenied } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { GlobalDownloads } from './downloads.ts';
-import type { PreEncoded } from './proto.ts';
+import { Malformed, type PreEncoded } from './proto.ts';
+import { deadlineExceeded, limitReadAhead, nextWithin, transportStatus, TransferGate } from './transfers.ts';
 
-export class Semaphore {
-  private waiters: Array<() => void> = [];
-  constructor(private free: number) {}
-
-  async acquire(): Promise<() => void> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((r) => this.waiters.push(r));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.free++;
-    };
-  }
-}
+/** What a call carries that says who it is. */
+type CallCredentials = { metadata: grpc.Metadata; getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null };
 
 export interface ServiceDeps {
   config: ServerConfig;
@@ -50,15 +38,18 @@ const waitWritable = (stream: NodeJS.EventEmitter): Promise<void> => onceAny(str
 
 export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementation {
   const { config, coordinator, registry, auth, metrics, logger: log } = d;
-  const uploads = new Semaphore(config.limits.max_concurrent_uploads);
+  const transfers = new TransferGate(config.limits);
   // Uploads are received into the strategy's aggregator's buffers (the fold arena for streaming strategies).
   const aggregator = coordinator.strategy.aggregator;
   const chunkBytes = Math.min(config.limits.chunk_bytes ?? DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES);
   const downloads = new GlobalDownloads(coordinator, chunkBytes);
 
+  /** The site of a call: from its client certificate (mutual TLS) and/or its token. */
+  const identify = (call: CallCredentials): string => auth.authenticate(call.metadata, call.getAuthContext?.()?.sslPeerCertificate);
+
   /** Authenticated site with a live session. */
-  const authed = (call: { metadata: grpc.Metadata }): string => {
-    const site = auth.authenticate(call.metadata);
+  const authed = (call: CallCredentials): string => {
+    const site = identify(call);
     const sid = call.metadata.get(METADATA_SESSION)[0];
     registry.touch(site, typeof sid === 'string' ? sid : undefined);
     return site;
@@ -70,14 +61,14 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
     return fe.toServiceError();
   };
 
-  return {
+  const handlers: grpc.UntypedServiceImplementation = {
     Join(call: grpc.ServerUnaryCall<JoinRequest, JoinResponse>, cb: grpc.sendUnaryData<JoinResponse>) {
       let site: string | undefined;
       try {
-        site = auth.authenticate(call.metadata);
+        site = identify(call);
         const req = call.request;
         if (req.site && req.site !== site) {
-          throw permissionDenied('site_mismatch', `this token belongs to site ${site}, not to "${req.site}"`);
+          throw permissionDenied('site_mismatch', `this ${config.tls?.client_ca ? 'certificate' : 'token'} belongs to site ${site}, not to "${req.site}"`);
         }
         if (req.base_model_hash !== coordinator.baseModelHash) {
           throw failedPrecondition(
@@ -144,26 +135,42 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
 
     DownloadGlobal(call: grpc.ServerWritableStream<DownloadRequest, DownloadFrame>) {
       let site: string | undefined;
+      let leave: (() => void) | undefined;
+      let release: (() => void) | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const ac = new AbortController();
+      const onCancel = () => ac.abort(new FedError(status.CANCELLED, 'cancelled', 'the site cancelled the download'));
+      call.once('cancelled', onCancel);
       (async () => {
         site = authed(call);
+        leave = transfers.open('download', site);
         const req = call.request;
         const dtype = req.dtype === 'F16' ? 'F16' : 'F32';
+        release = await transfers.permit('download', ac.signal);
         const snap = downloads.get(dtype, pickChecksum(req.checksum_algorithms));
         if (req.expected_version && req.expected_version !== snap.version) {
           throw failedPrecondition('stale_version', `the global decoder is at version ${snap.version} (round ${snap.round}), not ${req.expected_version}`);
         }
-        const write = async (f: DownloadFrame | PreEncoded): Promise<boolean> => {
-          if (call.cancelled) return false;
-          if (!call.write(f as DownloadFrame)) await waitWritable(call);
-          return !call.cancelled;
+        const ms = transfers.transferMs(snap.encoded.payload.length);
+        timer = setTimeout(() => ac.abort(deadlineExceeded('download_timeout', `the ${snap.encoded.payload.length}-byte download took longer than ${(ms / 1000).toFixed(0)} s`)), ms);
+        const aborted = new Promise<void>((r) => ac.signal.addEventListener('abort', () => r(), { once: true }));
+        const write = async (f: DownloadFrame | PreEncoded): Promise<void> => {
+          if (ac.signal.aborted) throw ac.signal.reason;
+          if (!call.write(f as DownloadFrame)) await Promise.race([waitWritable(call), aborted]);
+          if (ac.signal.aborted) throw ac.signal.reason;
         };
-        if (!(await write({ header: { round: snap.round, version: snap.version, manifest: snap.encoded.manifest } }))) return;
-        for (const f of snap.frames) if (!(await write(f))) return;
+        await write({ header: { round: snap.round, version: snap.version, manifest: snap.encoded.manifest } });
+        for (const f of snap.frames) await write(f);
         call.end();
         metrics.sent(site, snap.encoded.payload.length);
         log.debug({ event: 'global_sent', site, round: snap.round, version: snap.version, dtype, bytes: snap.encoded.payload.length }, 'global decoder sent');
       })().catch((e) => {
-        call.emit('error', refused('DownloadGlobal', e, call.getPeer(), site));
+        if (!call.cancelled) call.emit('error', refused('DownloadGlobal', e, call.getPeer(), site));
+      }).finally(() => {
+        clearTimeout(timer);
+        call.off('cancelled', onCancel);
+        release?.();
+        leave?.();
       });
     },
 
@@ -172,25 +179,40 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
       let slot: TaskSlot | undefined;
       let header: UpdateHeader | undefined;
       let release: (() => void) | undefined;
+      let leave: (() => void) | undefined;
       let receiveBuffer: Uint8Array | undefined;
+      // Ends the upload when its round closes or the site is dropped (the coordinator changes state).
+      const ac = new AbortController();
+      const onChange = () => {
+        if (slot && !coordinator.isReceiving(slot)) {
+          ac.abort(failedPrecondition('stale_round', `round ${header?.round} closed (or site ${site} was dropped from it) while its update was being received`));
+        }
+      };
+      limitReadAhead(call, 0);
       (async () => {
         site = authed(call);
-        release = await uploads.acquire();
-        const it = call[Symbol.asyncIterator]() as AsyncIterator<UpdateFrame>;
-        const first = await it.next();
-        if (first.done || first.value.frame !== 'header' || !first.value.header) {
-          throw invalidArgument('protocol', 'SubmitUpdate must start with an UpdateHeader frame');
-        }
-        header = first.value.header;
+        leave = transfers.open('upload', site);
+        const it = call[Symbol.asyncIterator]() as AsyncIterator<UpdateFrame | Malformed>;
+        const first = await nextWithin(it, transfers.headerMs, ac.signal, 'header_timeout', 'the UpdateHeader');
+        const f0 = first.done ? undefined : frame(first.value);
+        if (!f0 || f0.frame !== 'header' || !f0.header) throw invalidArgument('protocol', 'SubmitUpdate must start with an UpdateHeader frame');
+        header = f0.header;
         slot = coordinator.beginUpdate(site, header);
-        receiveBuffer = aggregator.takeReceiveBuffer(Number(header.manifest!.total_bytes));
+        coordinator.on('change', onChange);
+        release = await transfers.permit('upload', ac.signal);
+        const total = Number(header.manifest!.total_bytes);
+        const end = Date.now() + transfers.transferMs(total);
+        receiveBuffer = aggregator.takeReceiveBuffer(total);
         const dec = new TransferDecoder(header.manifest!, { checkFinite: true, into: receiveBuffer, scanFinite: aggregator.scanFinite });
         let trailer;
         try {
           for (;;) {
-            const r = await it.next();
+            const left = end - Date.now();
+            const last = left < transfers.chunkMs;
+            const r = await nextWithin(it, Math.min(transfers.chunkMs, left), ac.signal, last ? 'transfer_timeout' : 'chunk_timeout',
+              last ? `the rest of the ${total}-byte update (${dec.bytesReceived} received)` : 'the next frame of the update');
             if (r.done) break;
-            const f = r.value;
+            const f = frame(r.value);
             if (trailer) throw invalidArgument('protocol', 'frames after the trailer');
             if (f.frame === 'chunk') dec.push(f.chunk);
             else if (f.frame === 'trailer') trailer = f.trailer;
@@ -211,18 +233,23 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
         return { accepted: true, message: `update for round ${header.round} accepted` };
       })().then(
         (res) => {
-          release?.();
+          done();
           cb(null, res);
         },
         (e) => {
-          release?.();
+          done();
           if (receiveBuffer) aggregator.giveReceiveBuffer(receiveBuffer);
-          const fe = asFedError(e);
+          const fe = uploadError(call, e);
           if (site) coordinator.refuseUpdate(site, slot, fe, header ? Number(header.round) : undefined);
           else log.warn({ event: 'request_refused', rpc: 'SubmitUpdate', peer: call.getPeer(), code: fe.code, reason: fe.reason, err: fe.message }, 'request refused');
           cb(fe.toServiceError());
         },
       );
+      function done() {
+        coordinator.off('change', onChange);
+        release?.();
+        leave?.();
+      }
     },
 
     SubmitEvaluation(call: grpc.ServerUnaryCall<EvaluationResult, SubmitResponse>, cb: grpc.sendUnaryData<SubmitResponse>) {
@@ -250,7 +277,7 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
 
     Leave(call: grpc.ServerUnaryCall<LeaveRequest, unknown>, cb: grpc.sendUnaryData<unknown>) {
       try {
-        const site = auth.authenticate(call.metadata);
+        const site = identify(call);
         const sid = call.metadata.get(METADATA_SESSION)[0];
         if (typeof sid === 'string') registry.leave(site, sid, `left: ${call.request.reason || 'no reason given'}`);
         metrics.clientsConnected.set(registry.count);
@@ -261,6 +288,46 @@ export function createHandlers(d: ServiceDeps): grpc.UntypedServiceImplementatio
       }
     },
   };
+
+  // Requests protobuf could not decode (proto.ts makes them Malformed): INVALID_ARGUMENT, not grpc-js's INTERNAL.
+  const malformed = (rpc: string, call: { request?: unknown; getPeer(): string }) =>
+    call.request instanceof Malformed ? refused(rpc, invalidArgument('malformed', `not a valid ${rpc} request message: ${call.request.problem}`), call.getPeer()) : undefined;
+  for (const rpc of ['Join', 'Heartbeat', 'GetTask', 'SubmitEvaluation', 'AbandonTask', 'Leave'] as const) {
+    const h = handlers[rpc] as (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => void;
+    handlers[rpc] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      const bad = malformed(rpc, call);
+      if (bad) cb(bad);
+      else h(call, cb);
+    };
+  }
+  const download = handlers.DownloadGlobal as (call: grpc.ServerWritableStream<unknown, unknown>) => void;
+  handlers.DownloadGlobal = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    const bad = malformed('DownloadGlobal', call);
+    if (bad) call.emit('error', bad);
+    else download(call);
+  };
+  return handlers;
+}
+
+/** A decoded upload frame, or INVALID_ARGUMENT for bytes that are no UpdateFrame. */
+function frame(f: UpdateFrame | Malformed): UpdateFrame {
+  if (f instanceof Malformed) throw invalidArgument('malformed', `not a valid UpdateFrame message: ${f.problem}`);
+  return f;
+}
+
+/**
+ * Why an upload ended: a FedError as thrown, or the status gRPC answered itself (a message over the size limit:
+ * RESOURCE_EXHAUSTED), or the site cancelling; INTERNAL only for what is none of these.
+ */
+function uploadError(call: grpc.ServerReadableStream<UpdateFrame, SubmitResponse>, e: unknown): FedError {
+  if (e instanceof FedError) return e;
+  if (call.cancelled) {
+    const t = transportStatus(call);
+    if (t && t.code === status.RESOURCE_EXHAUSTED) return new FedError(t.code, 'too_large', `update refused: ${t.details}`);
+    if (t && t.code !== status.OK) return new FedError(t.code, 'transport', t.details);
+    return new FedError(status.CANCELLED, 'cancelled', 'the site cancelled the upload (or its connection ended)');
+  }
+  return asFedError(e);
 }
 
 export { FedError };

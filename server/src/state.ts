@@ -17,7 +17,10 @@ import { tensorsVersion } from '@fedsam/shared/checkpoint/hash';
 import type { StrategyState } from './strategy/index.ts';
 
 export interface SiteResult {
+  /** As the site reported it. */
   num_examples: number;
+  /** Its weight in the round under the weighting policy (weighting.ts); absent in earlier releases' history. */
+  weight?: number;
   metrics: Record<string, number>;
 }
 
@@ -137,6 +140,9 @@ export class StateStore {
       await mkdir(dir, { recursive: true });
       await writeSafetensors(join(dir, 'model.safetensors'), args.global);
     }
+    // The one test hook in production code (docs/CONTRIBUTING.md): FEDSAM_TEST_CRASH_BEFORE_STATE=N dies here in
+    // round N, after the round folder and before state.json, the crash --resume must survive (federated-faults).
+    if (process.env.FEDSAM_TEST_CRASH_BEFORE_STATE === String(args.round)) process.kill(process.pid, 'SIGKILL');
     let tensorsFile: string | null = null;
     if (args.strategy.tensors.size > 0) {
       tensorsFile = 'strategy.safetensors';

@@ -1,8 +1,8 @@
 // Shared setup for the federated tests: tokens, in-memory log capture, child processes, tolerance checks.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
@@ -10,6 +10,17 @@ import { hashToken } from '@fedsam/server/auth';
 
 export const HELPERS_DIR = fileURLToPath(new URL('.', import.meta.url));
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export const FEDSAM = join(REPO_ROOT, 'bin', 'fedsam.mjs');
+
+/** The fedsam program as a user runs it (bin/fedsam.mjs in a child process); log level warn unless env says otherwise. */
+export function runFedsam(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [FEDSAM, ...args], { env: { ...process.env, FEDSAM_LOG_LEVEL: 'warn', ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 export function tokenFor(site: string): string {
   return `token-of-${site}-0123456789abcdef`;
@@ -65,15 +76,21 @@ export interface Child {
 
 /** Run test/helpers/<script> with tsx; stdout lines are parsed as JSON messages. */
 export function spawnHelper(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(HELPERS_DIR, script), ...args], {
+  return spawnJsonLines(join(HELPERS_DIR, script), args, { env, execArgv: ['--import', 'tsx'] });
+}
+
+/** Run a TypeScript file in a child node (execArgv: e.g. tsx's --import); stdout lines are parsed as JSON messages. */
+export function spawnJsonLines(file: string, args: string[], o: { env?: NodeJS.ProcessEnv; execArgv?: string[] } = {}): Child {
+  const script = basename(file);
+  const proc = spawn(process.execPath, [...(o.execArgv ?? []), file, ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const messages: Array<Record<string, unknown>> = [];
   const waiters: Array<{ pred: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }> = [];
   let err = '';
-  proc.stderr!.on('data', (d) => (err += String(d)));
+  proc.stderr!.on('data', (d) => (err = (err + String(d)).slice(-64_000)));
   createInterface({ input: proc.stdout! }).on('line', (line) => {
     let m: Record<string, unknown>;
     try {

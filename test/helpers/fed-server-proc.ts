@@ -10,6 +10,7 @@ const h = await runServer(cfg, { logger: pino({ level: process.env.FEDSAM_TEST_L
 print({ event: 'listening', port: h.port, round: h.coordinator.round });
 h.coordinator.on('round', (r) => print({ event: 'round', round: r.round, version: r.fit?.global_version }));
 process.once('SIGTERM', () => void h.stop('SIGTERM'));
+process.on('SIGHUP', () => void h.reload().then(() => print({ event: 'reloaded' }), (e) => print({ event: 'reload_failed', error: String(e) })));
 const res = await h.done;
 print({ event: 'done', round: res.round, stopped: res.stopped });
 process.exit(0);

@@ -43,6 +43,7 @@ interface ServerFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
+  tlsCrl?: string;
   metricsPort?: number;
   metricsHost?: string;
   metrics?: boolean;
@@ -60,7 +61,7 @@ export function flagsToConfig(f: ServerFlags): Record<string, unknown> {
   };
   const hasStrategyParams = Object.values(strategyParams).some((v) => v !== undefined);
   const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1] };
-  const tls = f.tlsCert || f.tlsKey ? { cert: f.tlsCert, key: f.tlsKey, client_ca: f.tlsClientCa } : undefined;
+  const tls = f.tlsCert || f.tlsKey || f.tlsClientCa || f.tlsCrl ? { cert: f.tlsCert, key: f.tlsKey, client_ca: f.tlsClientCa, crl: f.tlsCrl } : undefined;
   let metrics: unknown;
   if (f.metrics === false) metrics = null;
   else if (f.metricsPort !== undefined || f.metricsHost !== undefined) metrics = { port: f.metricsPort, host: f.metricsHost };
@@ -134,7 +135,8 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--site <name:sha256>', 'a site and the sha256 of its token (repeatable; FEDSAM_SITES: comma-separated)').env('FEDSAM_SITES').argParser(parseSiteSpec))
     .addOption(new Option('--tls-cert <pem>', 'server certificate (enables TLS)').env('FEDSAM_TLS_CERT'))
     .addOption(new Option('--tls-key <pem>', 'server private key').env('FEDSAM_TLS_KEY'))
-    .addOption(new Option('--tls-client-ca <pem>', 'require client certificates signed by this CA').env('FEDSAM_TLS_CLIENT_CA'))
+    .addOption(new Option('--tls-client-ca <pem>', 'require client certificates signed by this CA (a site is then the name in its certificate)').env('FEDSAM_TLS_CLIENT_CA'))
+    .addOption(new Option('--tls-crl <pem>', 'revoked client certificates (fedsam provision --revoke); read again on SIGHUP').env('FEDSAM_TLS_CRL'))
     .addOption(new Option('--metrics-port <port>', 'Prometheus /metrics port (default 9464)').env('FEDSAM_METRICS_PORT').argParser(parseInteger('--metrics-port')))
     .addOption(new Option('--metrics-host <host>', 'Prometheus /metrics host (default 127.0.0.1)').env('FEDSAM_METRICS_HOST'))
     .addOption(new Option('--no-metrics', 'do not serve /metrics'))
@@ -159,6 +161,8 @@ export function registerServerCommand(program: Command): Command {
       const onSignal = (sig: string) => void h.stop(`received ${sig}`);
       process.once('SIGTERM', () => onSignal('SIGTERM'));
       process.once('SIGINT', () => onSignal('SIGINT'));
+      // SIGHUP: read the TLS files again (the CRL after `fedsam provision --revoke`)
+      process.on('SIGHUP', () => void h.reload().catch((e) => process.stderr.write(`fedsam server: reload failed, keeping the previous TLS files: ${(e as Error).message}\n`)));
       const res = await h.done;
       process.stdout.write(JSON.stringify({ event: 'summary', round: res.round, stopped: res.stopped, out_dir: res.outDir, global_version: res.globalVersion }) + '\n');
     });

@@ -8,7 +8,7 @@ import { findNonFinite, type EncodedTransfer } from '@fedsam/shared/transfer/cod
 import { manifestOfLayout } from '@fedsam/shared/transfer/manifest';
 import type { Task, WireDtype } from '@fedsam/shared/transfer/messages';
 import type { FitConfig, LocalEngine } from '../engine/localEngine.ts';
-import { Connection, type TlsOptions } from './connection.ts';
+import { Connection, type ConnectionOptions, type TlsOptions } from './connection.ts';
 import { collectGarbage } from './heap.ts';
 
 export interface BackoffOptions {
@@ -30,8 +30,9 @@ export type ClientEvent =
 export interface RunClientOptions {
   /** host:port of the aggregation server. */
   server: string;
-  token: string;
-  /** The site name this daemon expects to be (the server checks it against the token's site). */
+  /** Optional with a client certificate (tls.cert / tls.key), which then names the site. */
+  token?: string;
+  /** The site name this daemon expects to be (the server checks it against its certificate's or token's site). */
   site?: string;
   engine: LocalEngine;
   logger?: Logger;
@@ -47,6 +48,10 @@ export interface RunClientOptions {
   handleSignals?: boolean;
   transferTimeoutMs?: number;
   rpcTimeoutMs?: number;
+  /** Give up a local training that takes longer (abandon the task; the round goes on without this site). */
+  fitTimeoutMs?: number;
+  /** More grpc-js channel options. */
+  channelOptions?: ConnectionOptions['channelOptions'];
   onEvent?: (e: ClientEvent) => void;
   clientVersion?: string;
 }
@@ -90,6 +95,14 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The promise, or a rejection after ms (none: no limit); what it would still produce is left to itself. */
+function withTimeout<T>(p: Promise<T>, ms: number | undefined, what: string): Promise<T> {
+  if (!ms) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not finish within ${(ms / 1000).toFixed(1)} s`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** Full-range exponential backoff with jitter: uniform in [cap/2, cap], cap = min(max, initial * factor^attempt). */
 export function backoffDelay(attempt: number, o: BackoffOptions, rand = Math.random): number {
   const cap = Math.min(o.maxMs, o.initialMs * Math.pow(o.factor, Math.max(0, attempt - 1)));
@@ -118,7 +131,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
   const decoderManifest = manifestOfLayout(layout);
 
   const newConnection = () =>
-    new Connection({ server: opts.server, token: opts.token, tls: opts.tls, chunkBytes: opts.chunkBytes, transferTimeoutMs: opts.transferTimeoutMs, rpcTimeoutMs: opts.rpcTimeoutMs });
+    new Connection({ server: opts.server, token: opts.token, tls: opts.tls, chunkBytes: opts.chunkBytes, transferTimeoutMs: opts.transferTimeoutMs, rpcTimeoutMs: opts.rpcTimeoutMs, channelOptions: opts.channelOptions });
 
   /** One session: join, then tasks until shutdown. Throws on connection loss. */
   async function session(c: Connection): Promise<'shutdown'> {
@@ -214,7 +227,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
       log.info({ event: 'fit_started', site, round: task.round, config: cfg, global_version: g.version }, 'local training');
       let res;
       try {
-        res = await opts.engine.fit(g.weights, cfg);
+        res = await withTimeout(opts.engine.fit(g.weights, cfg), opts.fitTimeoutMs, 'local training');
       } catch (e) {
         await abandon(c, task, `local training failed: ${(e as Error).message}`);
         return;

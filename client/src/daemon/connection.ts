@@ -18,7 +18,8 @@ export interface TlsOptions {
 
 export interface ConnectionOptions {
   server: string;
-  token: string;
+  /** The site's token; optional when the site is identified by its client certificate (mutual TLS). */
+  token?: string;
   /** true / options: TLS; false / undefined: plaintext. */
   tls?: boolean | TlsOptions;
   chunkBytes?: number;
@@ -28,6 +29,8 @@ export interface ConnectionOptions {
   rpcTimeoutMs?: number;
   /** Checksums to use, preferred first (default: all this build has, fastest first; benchmarks compare them). */
   checksums?: readonly ChecksumAlgorithm[];
+  /** More grpc-js channel options (bench/load.ts: a connection of its own per simulated site). */
+  channelOptions?: grpc.ChannelOptions;
 }
 
 const pem = (v: string | Buffer | undefined): Buffer | null => {
@@ -76,6 +79,7 @@ export class Connection {
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 5000,
       'grpc-node.flow_control_window': 16 * 1024 * 1024,
+      ...o.channelOptions,
     }) as unknown as AnyClient;
     this.chunkBytes = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     this.checksums = o.checksums ?? CHECKSUM_ALGORITHMS;
@@ -89,7 +93,7 @@ export class Connection {
 
   private md(): grpc.Metadata {
     const m = new grpc.Metadata();
-    m.set(METADATA_AUTHORIZATION, `Bearer ${this.o.token}`);
+    if (this.o.token) m.set(METADATA_AUTHORIZATION, `Bearer ${this.o.token}`);
     if (this.sessionId) m.set(METADATA_SESSION, this.sessionId);
     return m;
   }

@@ -1,64 +1,44 @@
 // The site daemon as `fedsam client` runs it: prepares the site's data and embeddings, then runs the federated loop
-// (runClient) until the server says the training is over.
+// (runClient) until the server says the training is over. Its settings are a SiteConfig (siteConfig.ts: site.yaml
+// and flags, validated).
 import { readFileSync } from 'node:fs';
 import { runClient, FatalClientError } from './client.ts';
 import { prepareSite } from '../engine/site.ts';
 import { SamEngine } from '../engine/samEngine.ts';
 import { logger } from '@fedsam/shared/log';
 import { serveSite, type SiteDashboard } from '../dashboard/serveSite.ts';
+import type { SiteConfig } from './siteConfig.ts';
 
-export interface SiteDaemonOptions {
-  server: string;
-  site?: string;
-  token?: string;
-  tokenFile?: string;
-  data: string;
-  model?: string;
-  cacheDir?: string;
-  valSplit: number;
-  seed: number;
-  tlsCa?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  tls?: boolean;
-  uploadDtype?: 'F32' | 'F16';
-  downloadDtype?: 'F32' | 'F16';
-  quiet?: boolean;
-  dashboard?: string;
-  dashboardTlsCert?: string;
-  dashboardTlsKey?: string;
-  dashboardTokenFile?: string;
-}
-
-export async function runSiteDaemon(o: SiteDaemonOptions): Promise<void> {
-  let token = o.token;
-  if (!token && o.tokenFile) {
+export async function runSiteDaemon(c: SiteConfig, o: { quiet?: boolean } = {}): Promise<void> {
+  if (!c.data) throw new Error('no dataset: pass --data (or set data: in the site config / FEDSAM_DATA)');
+  let token = c.token ?? undefined;
+  if (!token && c.token_file) {
     try {
-      token = readFileSync(o.tokenFile, 'utf8').trim();
+      token = readFileSync(c.token_file, 'utf8').trim();
     } catch (e) {
-      throw new Error(`cannot read --token-file ${o.tokenFile}: ${(e as Error).message}`);
+      throw new Error(`cannot read token file ${c.token_file}: ${(e as Error).message}`);
     }
   }
-  if (!token) throw new Error('no site token: pass --token, --token-file, or set FEDSAM_TOKEN / FEDSAM_TOKEN_FILE');
   const log = logger('client'); // the daemon adds `site` to its events
-  const site = await prepareSite({ model: o.model, data: o.data, valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, quiet: o.quiet,
+  const site = await prepareSite({ model: c.model ?? undefined, data: c.data, valSplit: c.val_split, seed: c.seed, cacheDir: c.cache_dir ?? undefined, quiet: o.quiet,
     log: (l) => log.info({ report: l }, 'dataset loaded') });
-  log.info({ site: o.site, model: site.loaded.source, train: site.train.length, val: site.val.length, skipped: site.report.skipped.length }, 'site ready');
+  log.info({ site: c.site, model: site.loaded.source, train: site.train.length, val: site.val.length, skipped: site.report.skipped.length }, 'site ready');
   let dash: SiteDashboard | undefined;
-  if (o.dashboard) {
+  if (c.dashboard) {
+    const d = c.dashboard;
     dash = await serveSite({
-      listen: o.dashboard, site: o.site ?? 'site', server: o.server, train: site.train.length, val: site.val, log,
-      tls: o.dashboardTlsCert && o.dashboardTlsKey ? { cert: o.dashboardTlsCert, key: o.dashboardTlsKey } : undefined,
-      token: o.dashboardTokenFile ? readFileSync(o.dashboardTokenFile, 'utf8').trim() : undefined,
+      listen: d.listen, site: c.site ?? 'site', server: c.server, train: site.train.length, val: site.val, log,
+      tls: d.tls_cert && d.tls_key ? { cert: d.tls_cert, key: d.tls_key } : undefined,
+      token: d.token_file ? readFileSync(d.token_file, 'utf8').trim() : undefined,
     });
   }
   const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, {
     quiet: true, log: (event, f) => log.info(f, event), onProgress: dash?.progress, onPrediction: dash?.prediction,
   });
-  const tls = o.tlsCa || o.tlsCert ? { ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey } : !!o.tls;
+  const tls = c.tls ? { ca: c.tls.ca ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined } : false;
   const handle = runClient({
-    server: o.server, token, site: o.site, engine, logger: log, tls, handleSignals: true,
-    uploadDtype: o.uploadDtype, downloadDtype: o.downloadDtype, onEvent: dash?.event,
+    server: c.server, token, site: c.site ?? undefined, engine, logger: log, tls, handleSignals: true,
+    uploadDtype: c.upload_dtype, downloadDtype: c.download_dtype, fitTimeoutMs: c.fit_timeout_s ? c.fit_timeout_s * 1000 : undefined, onEvent: dash?.event,
   });
   try {
     const r = await handle.done;

@@ -305,15 +305,15 @@ export function trimmedMean(updates: ReadonlyArray<NamedTensors>, beta: number):
   });
 }
 
-/** Weighted mean of scalar metrics: per key, sum n_i m_i / sum n_i over the results that report it. */
-export function weightedMetrics(results: ReadonlyArray<{ numExamples: number; metrics: Record<string, number> }>): Record<string, number> {
+/** Weighted mean of scalar metrics: per key, sum w_i m_i / sum w_i over the results that report it. */
+export function weightedMetrics(results: ReadonlyArray<{ weight: number; metrics: Record<string, number> }>): Record<string, number> {
   const sums = new Map<string, { s: number; n: number }>();
   for (const r of results) {
     for (const [k, v] of Object.entries(r.metrics)) {
       if (!Number.isFinite(v)) continue;
       const e = sums.get(k) ?? { s: 0, n: 0 };
-      e.s += r.numExamples * v;
-      e.n += r.numExamples;
+      e.s += r.weight * v;
+      e.n += r.weight;
       sums.set(k, e);
     }
   }

@@ -19,7 +19,7 @@ export type UpdateHolding = 'streamed' | 'kept';
 export interface UpdateSum {
   add(update: FitRes): void;
   readonly count: number;
-  readonly totalExamples: number;
+  readonly totalWeight: number;
   /** The mean (views of one buffer). Once. */
   mean(): NamedTensors;
   /** Drop the round: release what is held. */
@@ -30,7 +30,7 @@ export interface UpdateSum {
 export interface KeptUpdates {
   add(update: FitRes): void;
   readonly count: number;
-  readonly totalExamples: number;
+  readonly totalWeight: number;
   /** Apply `f` to every update's weights, then release them. Once. */
   reduce<T>(f: (updates: NamedTensors[]) => T): T;
   abandon(): void;
@@ -90,7 +90,7 @@ export class Aggregator {
   }
 
   /**
-   * A weighted mean (weights: numbers of examples) of the round's updates, folded in as they arrive. `into`:
+   * A weighted mean (FitRes.weight: the weighting policy's, weighting.ts) of the round's updates, folded in as they arrive. `into`:
    * 'global' writes the mean into the next global's buffer; 'scratch' into a buffer reused every round, for a mean
    * that is only read to compute the global.
    */
@@ -104,11 +104,11 @@ export class Aggregator {
     }
     const sum = new WeightedSum(layout, out, this.arena);
     return {
-      add: (u) => sum.add(u.weights, u.numExamples, u.release),
+      add: (u) => sum.add(u.weights, u.weight, u.release),
       get count() {
         return sum.count;
       },
-      get totalExamples() {
+      get totalWeight() {
         return sum.totalWeight;
       },
       mean: () => sum.mean(),
@@ -128,12 +128,12 @@ export class Aggregator {
       add: (u) => {
         kept.push(u.weights);
         if (u.release) releases.push(u.release);
-        total += u.numExamples;
+        total += u.weight;
       },
       get count() {
         return kept.length;
       },
-      get totalExamples() {
+      get totalWeight() {
         return total;
       },
       reduce: (f) => {

@@ -1,6 +1,7 @@
 // FedAvg (McMahan et al. 2017), as Flower's FedAvg: sample a fraction of the connected sites (at least
 // min_fit_clients), send each the same local-training config, average the updates weighted by their numbers of
-// examples. The other strategies build on it, as in Flower.
+// examples (FitRes.weight: as the server's weighting policy takes them, weighting.ts). The other strategies build
+// on it, as in Flower.
 import type { WireFitConfig } from '@fedsam/shared/transfer/messages';
 import { ServerConfigSchema } from '../config.ts';
 import { weightedMetrics, type NamedTensors } from './aggregate.ts';
@@ -16,22 +17,22 @@ export function defaultStrategyOptions(): StrategyOptions {
   return ServerConfigSchema.parse({});
 }
 
-/** A FitAggregation over any way of holding updates; fit metrics are the example-weighted means of the sites'. */
+/** A FitAggregation over any way of holding updates; fit metrics are the weighted means of the sites' (FitRes.weight). */
 export function fitAggregation(
-  held: { add(u: FitRes): void; readonly count: number; readonly totalExamples: number; abandon(): void },
+  held: { add(u: FitRes): void; readonly count: number; readonly totalWeight: number; abandon(): void },
   weights: () => NamedTensors,
 ): FitAggregation {
-  const reported: Array<{ numExamples: number; metrics: Record<string, number> }> = [];
+  const reported: Array<{ weight: number; metrics: Record<string, number> }> = [];
   return {
     add: (u) => {
       held.add(u);
-      reported.push({ numExamples: u.numExamples, metrics: u.metrics });
+      reported.push({ weight: u.weight, metrics: u.metrics });
     },
     get count() {
       return held.count;
     },
-    get totalExamples() {
-      return held.totalExamples;
+    get totalWeight() {
+      return held.totalWeight;
     },
     finish: (): FitAggregate => ({ weights: weights(), metrics: weightedMetrics(reported) }),
     abandon: () => held.abandon(),

@@ -52,20 +52,25 @@ export interface EvaluateInstruction {
   ins: EvaluateIns;
 }
 
-/** A site's validated update (Flower's FitRes). */
+/**
+ * A site's validated update (Flower's FitRes). `numExamples` is what the site reported; `weight` is what the mean
+ * gives it under the server's weighting policy (weighting.ts: uniform, capped, registry, or the count as reported).
+ */
 export interface FitRes {
   site: string;
   weights: NamedTensors;
   numExamples: number;
+  weight: number;
   metrics: Record<string, number>;
   /** Called by the aggregator once it no longer reads `weights` (their receive buffer can be reused). */
   release?: () => void;
 }
 
-/** A site's evaluation of the global (Flower's EvaluateRes). */
+/** A site's evaluation of the global (Flower's EvaluateRes); `weight` as in FitRes. */
 export interface EvaluateRes {
   site: string;
   numExamples: number;
+  weight: number;
   metrics: Record<string, number>;
 }
 
@@ -80,7 +85,7 @@ export interface FitAggregation {
   /** Fold in one validated update; its arrays may be kept until its `release`. */
   add(result: FitRes): void;
   readonly count: number;
-  readonly totalExamples: number;
+  readonly totalWeight: number;
   /** The next global and fit metrics, once the round's updates are in. Called once. */
   finish(): FitAggregate;
   /** The round is dropped (retried or stopped) without finish(): every update still held is released. */
