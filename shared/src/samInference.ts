@@ -1,0 +1,32 @@
+// Make the chosen inference engine for a model: ONNX Runtime graphs built from the model's weights, or the tfjs
+// SamModel itself.
+import type { SamConfig } from './config.ts';
+import type { SamModel } from './model/sam.ts';
+import { TfjsInference, currentEngine, modelWeightSource, type EngineName, type SamInference, type WeightSource } from './inference.ts';
+import { OnnxSamInference } from './onnx/samOnnx.ts';
+
+export interface InferenceSource {
+  config: SamConfig;
+  model: SamModel;
+  /** sha256 of the vision encoder weights: the ONNX graph cache key. */
+  visionHash?: string;
+}
+
+export interface InferenceOptions {
+  /** Default: the process-wide choice (--engine / FEDSAM_ENGINE / onnx where it loads). */
+  engine?: EngineName;
+  /** Weights for the ONNX graphs (default: read from the tfjs model). */
+  weights?: WeightSource;
+  /** ONNX graph cache folder; null = build in memory only. */
+  graphCacheDir?: string | null;
+  warmUp?: boolean;
+}
+
+export function createInference(src: InferenceSource, o: InferenceOptions = {}): SamInference {
+  const engine = o.engine ?? currentEngine().name;
+  if (engine === 'tfjs') return new TfjsInference(src.model);
+  return new OnnxSamInference({
+    config: src.config, weights: o.weights ?? modelWeightSource(src.model), visionHash: src.visionHash,
+    cacheDir: o.graphCacheDir, warmUp: o.warmUp,
+  });
+}
