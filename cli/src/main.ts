@@ -3,6 +3,7 @@
 import { Command, Option, InvalidArgumentError } from 'commander';
 import { initBackend } from '@fedsam/shared/backend';
 import { logger, setLogLevel } from '@fedsam/shared/log';
+import { chooseEngine, setEngine } from '@fedsam/shared/inference';
 import { needsBackend } from './options.ts';
 import { registerVerifyReferenceCommand } from './commands/verify-reference.ts';
 import { registerPredictCommand } from './commands/predict.ts';
@@ -20,14 +21,19 @@ function buildProgram(): Command {
     .name('fedsam')
     .description('Federated fine-tuning of Segment Anything (SAM) mask decoders: aggregation server, site clients, local training.')
     .addOption(new Option('--backend <name>', 'compute backend: gpu (tfjs-node-gpu), node (tfjs-node), wasm, cpu; default: first that loads').env('FEDSAM_BACKEND'))
+    .addOption(new Option('--engine <name>', 'inference engine for embedding, predict, evaluate: onnx (ONNX Runtime) or tfjs; default: onnx where onnxruntime-node loads (training always runs on tfjs)').choices(['onnx', 'tfjs']).env('FEDSAM_ENGINE'))
     .addOption(new Option('--log-level <level>', 'log level for the JSON event log on stderr').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info').env('FEDSAM_LOG_LEVEL'))
     .showHelpAfterError('(run with --help for usage)')
     .hook('preAction', async (_this, action) => {
-      const opts = program.opts<{ backend?: string; logLevel: string }>();
+      const opts = program.opts<{ backend?: string; engine?: string; logLevel: string }>();
       setLogLevel(opts.logLevel);
       if (!needsBackend(action)) return;
       const choice = await initBackend(opts.backend);
       logger('backend').info({ backend: choice.name, reason: choice.reason }, 'compute backend selected');
+      const engine = chooseEngine(opts.engine);
+      setEngine(engine);
+      process.env.FEDSAM_ENGINE = engine.name; // worker threads (simulated sites) inherit the choice
+      logger('engine').info({ engine: engine.name, reason: engine.reason }, 'inference engine selected');
     });
   for (const register of [
     registerVerifyReferenceCommand, registerPredictCommand, registerTrainCommand, registerEvaluateCommand, registerSynthCommand,

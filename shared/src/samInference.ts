@@ -30,3 +30,24 @@ export function createInference(src: InferenceSource, o: InferenceOptions = {}):
     cacheDir: o.graphCacheDir, warmUp: o.warmUp,
   });
 }
+
+const perModel = new WeakMap<object, Map<string, SamInference>>();
+
+/**
+ * The inference engine of a loaded model, made once per model and engine and kept for the model's life (its ONNX
+ * sessions notice when training replaced the decoder weights and rebuild those graphs).
+ */
+export function inferenceFor(src: InferenceSource, engine: EngineName = currentEngine().name): SamInference {
+  let m = perModel.get(src.model);
+  if (!m) perModel.set(src.model, (m = new Map()));
+  let inf = m.get(engine);
+  if (!inf) m.set(engine, (inf = createInference(src, { engine })));
+  return inf;
+}
+
+/** Release the engines made by inferenceFor for this model (their native sessions). */
+export async function releaseInference(model: SamModel): Promise<void> {
+  const m = perModel.get(model);
+  perModel.delete(model);
+  if (m) await Promise.all([...m.values()].map((i) => i.dispose()));
+}

@@ -18,7 +18,7 @@ export interface OnnxSamOptions {
   /** Graph cache folder (default ~/.cache/fedsam/onnx or FEDSAM_ONNX_CACHE); null = never write graphs to disk. */
   cacheDir?: string | null;
   threads?: number;
-  /** Run the vision encoder once on zeros when its session is created (default true). */
+  /** Run the vision encoder once on zeros when its session is created (default false: see runtime.ts). */
   warmUp?: boolean;
 }
 
@@ -53,7 +53,7 @@ export class OnnxSamInference implements SamInference {
     } else {
       s = await createSession(build().encode(), 'the vision encoder graph', { threads: this.o.threads });
     }
-    if (this.o.warmUp ?? true) {
+    if (this.o.warmUp) {
       const S = config.vision.image_size;
       await s.run({ [VISION_INPUT]: f32(new Float32Array(config.vision.num_channels * S * S), [1, config.vision.num_channels, S, S]) });
     }
