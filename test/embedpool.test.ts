@@ -19,6 +19,10 @@ import type { RGBImage, Sample } from '@fedsam/client/data/types';
 import { EmbeddingCache } from '@fedsam/client/engine/cache';
 import { embedImages } from '@fedsam/client/engine/trainer';
 import { EmbedPool, defaultEmbedWorkers, encoderGflop, sharedVisionWeights } from '@fedsam/client/engine/embedPool';
+import { setEngine } from '@fedsam/shared/inference';
+
+// The worker pool is how the tfjs engine uses several cores (ONNX Runtime has its own threads): these tests run on tfjs.
+setEngine({ name: 'tfjs', reason: 'embedding-pool tests' });
 
 let loaded: LoadedModel; // the built-in fedsam-tiny
 let micro: LoadedModel; // 64 px input: keeps the pool tests quick on the cpu backend

@@ -171,3 +171,42 @@ test('engine choice: names, env, and the fallback when ONNX Runtime does not loa
   assert.equal(forced.code, 1);
   assert.match(forced.stderr, /fedsam: error: engine onnx was requested \(--engine\) but ONNX Runtime cannot start: .*use --engine tfjs/);
 });
+
+test('a transformers.js SAM folder (onnx/vision_encoder.onnx + onnx/prompt_encoder_mask_decoder.onnx) predicts like the HF folder', async () => {
+  const { buildDecoderGraph } = await import('@fedsam/shared/onnx/decoderGraph');
+  const { samConfigToJson } = await import('@fedsam/shared/config');
+  const { mkdir } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-tjs-'));
+  // Our builder writes both files with transformers.js's I/O signature (NCHW embeddings, positional embeddings from
+  // the encoder, int64 labels, three multimask outputs); the decoder here takes 1 point + a box.
+  const { config, weights } = tinySamWeights();
+  const folder = join(dir, 'sam-tjs');
+  await mkdir(join(folder, 'onnx'), { recursive: true });
+  await writeFile(join(folder, 'onnx', 'vision_encoder.onnx'), buildVisionGraph(config, weights, { layout: 'nchw', positionalOutput: true }).encode());
+  await writeFile(join(folder, 'onnx', 'prompt_encoder_mask_decoder.onnx'),
+    buildDecoderGraph(config, weights, { points: 1, boxes: true, masks: false, multimask: true }, { layout: 'nchw' }).encode());
+  await writeFile(join(folder, 'config.json'), JSON.stringify(samConfigToJson(config)));
+  const img = join(dir, 'img.png');
+  const px = Buffer.alloc(120 * 90 * 3);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 13) % 241;
+  await sharp(px, { raw: { width: 120, height: 90, channels: 3 } }).png().toFile(img);
+  const args = ['--image', img, '--box', '20,15,90,70', '--point', '50,40,1', '--multimask'];
+  const env = { FEDSAM_ONNX_CACHE: join(dir, 'cache') };
+  const a = await fedsam(['predict', '--model', folder, ...args, '--out', join(dir, 'tjs.png')], env);
+  assert.equal(a.code, 0, a.stderr);
+  assert.match(a.stderr, /transformers.js SAM folder/);
+  const b = await fedsam(['predict', ...args, '--out', join(dir, 'hf.png')], env);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(/predicted IoU: (\S+)/.exec(a.stdout)![1], /predicted IoU: (\S+)/.exec(b.stdout)![1]);
+  assert.deepEqual(await readFile(join(dir, 'tjs.png')), await readFile(join(dir, 'hf.png')));
+  // without --multimask the export's 3 outputs are reduced to the best-scored one (with a warning)
+  const c = await fedsam(['predict', '--model', folder, '--image', img, '--box', '20,15,90,70', '--point', '50,40,1', '--out', join(dir, 'c.png')], env);
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stderr, /returns the 3 multimask outputs only/);
+  // a decoder without input_boxes refuses a box prompt clearly
+  await writeFile(join(folder, 'onnx', 'prompt_encoder_mask_decoder.onnx'),
+    buildDecoderGraph(config, weights, { points: 1, boxes: false, masks: false, multimask: true }, { layout: 'nchw' }).encode());
+  const d = await fedsam(['predict', '--model', folder, '--image', img, '--box', '20,15,90,70', '--out', join(dir, 'd.png')], env);
+  assert.equal(d.code, 1);
+  assert.match(d.stderr, /takes no input_boxes/);
+});

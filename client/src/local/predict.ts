@@ -3,6 +3,12 @@
 import { loadModel } from '@fedsam/shared/model/presets';
 import { rescaleBoxes, rescalePoints, postProcessMask } from '@fedsam/shared/processor';
 import { inferenceFor, releaseInference } from '@fedsam/shared/samInference';
+import { transformersJsFiles, loadTransformersJsModel } from '@fedsam/shared/onnx/transformersJs';
+import { pathExists } from '@fedsam/shared/fsutil';
+import type { SamInference } from '@fedsam/shared/inference';
+import type { SamConfig } from '@fedsam/shared/config';
+import type { SamProcessor } from '@fedsam/shared/processor';
+import { join } from 'node:path';
 import { writeMaskPng, writeOverlayPng } from '@fedsam/shared/image';
 
 export interface PredictOptions {
@@ -15,8 +21,21 @@ export interface PredictOptions {
   multimask?: boolean;
 }
 
+/** The model to predict with: an HF SamModel folder (or the built-in model) on the chosen engine, or a transformers.js ONNX folder. */
+async function openModel(spec?: string): Promise<{ config: SamConfig; processor: SamProcessor; inference: SamInference; close: () => Promise<void> }> {
+  if (spec && !(await pathExists(join(spec, 'model.safetensors'))) && !(await pathExists(join(spec, 'model.safetensors.index.json'))) && await transformersJsFiles(spec)) {
+    const m = await loadTransformersJsModel(spec);
+    return { ...m, close: () => m.inference.dispose() };
+  }
+  const loaded = await loadModel(spec);
+  return {
+    config: loaded.config, processor: loaded.processor, inference: inferenceFor(loaded),
+    close: async () => { await releaseInference(loaded.model); loaded.model.dispose(); },
+  };
+}
+
 export async function predict(o: PredictOptions): Promise<{ iou: number; pixels: number; width: number; height: number }> {
-  const loaded = await loadModel(o.model);
+  const loaded = await openModel(o.model);
   try {
     const pre = await loaded.processor.preprocess(o.image);
     const [H, W] = pre.originalSize;
@@ -28,7 +47,7 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     }
     const multimask = !!o.multimask;
     const L = 4 * loaded.config.prompt.imageEmbeddingSize;
-    const inference = inferenceFor(loaded);
+    const inference = loaded.inference;
     const emb = await inference.embed({ data: pre.pixelValues, shape: pre.shape });
     const box = rescaleBoxes([o.box], pre.originalSize, pre.reshapedInputSize)[0]!;
     const pts = o.point?.length ? rescalePoints(o.point.map((p) => [p[0], p[1]]), pre.originalSize, pre.reshapedInputSize) : undefined;
@@ -51,7 +70,6 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     if (o.overlay) await writeOverlayPng(o.overlay, pre.image, full);
     return { iou, pixels, width: W, height: H };
   } finally {
-    await releaseInference(loaded.model);
-    loaded.model.dispose();
+    await loaded.close();
   }
 }

@@ -42,7 +42,20 @@ export function ortThreads(): number {
   return Number.isInteger(env) && env > 0 ? env : Math.max(1, availableParallelism());
 }
 
+let extraOptions: Record<string, unknown> = {};
+/** Extra session options merged over the defaults (bench/encoder.ts --ort-options, for experiments). */
+export function setExtraSessionOptions(o: Record<string, unknown>): void {
+  extraOptions = o;
+}
+
 export function sessionOptions(o: { threads?: number } = {}): Ort.InferenceSession.SessionOptions {
+  return {
+    ...baseOptions(o),
+    ...extraOptions,
+  };
+}
+
+function baseOptions(o: { threads?: number }): Ort.InferenceSession.SessionOptions {
   return {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
