@@ -18,6 +18,7 @@
 // is shown too: other processes share this 2-core machine.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig } from '@fedsam/shared/config';
@@ -25,7 +26,7 @@ import { initSamWeights } from '@fedsam/shared/model/init';
 import { SamModel } from '@fedsam/shared/model/sam';
 import { lossAndGrads, trainStep, trainableDecoderNames, type TrainBatch } from '@fedsam/shared/train/step';
 import { adamInit, adamStep, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
-import { median, tsWorker } from './common.ts';
+import { median, tsWorker, withGlibcTunables } from './common.ts';
 import { chooseEngine, hostWeightSource } from '@fedsam/shared/inference';
 import { OnnxSamInference } from '@fedsam/shared/onnx/samOnnx';
 
@@ -267,5 +268,5 @@ async function main(): Promise<void> {
   model.dispose();
 }
 
-if (isMainThread) await main();
+if (isMainThread) { if (await withGlibcTunables(fileURLToPath(import.meta.url))) await main(); }
 else await worker();

@@ -15,6 +15,7 @@
 // Times are medians over reps; wall and process CPU time are both shown (other processes share this machine).
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig, type SamConfig } from '@fedsam/shared/config';
@@ -22,7 +23,7 @@ import { initSamWeights } from '@fedsam/shared/model/init';
 import { FrozenWeightCache, type Weights } from '@fedsam/shared/model/ops';
 import { visionEncoderNHWC, visionLayer } from '@fedsam/shared/model/visionEncoder';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { median, tsWorker } from './common.ts';
+import { median, tsWorker, withGlibcTunables } from './common.ts';
 import { chooseEngine } from '@fedsam/shared/inference';
 import { OnnxSamInference } from '@fedsam/shared/onnx/samOnnx';
 import { setExtraSessionOptions } from '@fedsam/shared/onnx/runtime';
@@ -41,23 +42,24 @@ async function onnxMain(args: Args): Promise<void> {
   const weights = initSamWeights(config, SEED, { parts: ['vision_encoder'] });
   const dir = args.graphCache ?? await mkdtemp(join(tmpdir(), 'fedsam-bench-onnx-'));
   const inf = new OnnxSamInference({ config, weights: { host: () => weights, decoderVersion: () => [] }, visionHash: hashWeights(weights, 'vision_encoder.'), cacheDir: dir, warmUp: args.warmUp });
-  const timedAsync = async <T>(f: () => Promise<T>): Promise<[T, Timing]> => {
+  const timedAsync = async <T>(f: () => Promise<T>): Promise<[T, Timing & { sys: number; faults: number }]> => {
     const c0 = process.cpuUsage();
+    const f0 = process.resourceUsage().minorPageFault;
     const t0 = performance.now();
     const r = await f();
     const c = process.cpuUsage(c0);
-    return [r, { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 }];
+    return [r, { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6, sys: c.system / 1e6, faults: process.resourceUsage().minorPageFault - f0 }];
   };
   const [, tSession] = await timedAsync(() => inf.visionSession());
   log(`graph ${args.graphCache ? 'from ' + dir : 'built into ' + dir} + session${args.warmUp ? ' + warm-up run' : ''}: ${tSession.wall.toFixed(1)} s`);
   const S = config.vision.image_size;
-  const times: Timing[] = [];
+  const times: (Timing & { sys: number; faults: number })[] = [];
   for (let r = 0; r < Math.max(2, args.reps); r++) {
     const px = new Float32Array(3 * S * S);
     for (let i = 0; i < px.length; i++) px[i] = Math.sin(i * 0.37 + r);
     const [, t] = await timedAsync(() => inf.embed({ data: px, shape: [1, 3, S, S] }));
     times.push(t);
-    log(`image ${r + 1}: ${t.wall.toFixed(2)} s wall, ${t.cpu.toFixed(1)} s CPU, RSS ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
+    log(`image ${r + 1}: ${t.wall.toFixed(2)} s wall, ${t.cpu.toFixed(1)} s CPU (${t.sys.toFixed(1)} s system), ${t.faults} page faults, RSS ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
   }
   await inf.dispose();
   if (!args.graphCache) await rm(dir, { recursive: true, force: true });
@@ -228,5 +230,5 @@ async function main(): Promise<void> {
   else console.log(`\n| ${backend.name} | s / image | CPU s / image | images / s |\n|---|---|---|---|\n${rows.join('\n')}`);
 }
 
-if (isMainThread) await main();
+if (isMainThread) { if (await withGlibcTunables(fileURLToPath(import.meta.url))) await main(); }
 else await worker();

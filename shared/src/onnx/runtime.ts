@@ -3,9 +3,12 @@
 // graphs run with. Why these options (measured in bench/README.md):
 //   - graph optimisation 'all': constant folding of the weight layouts, Gemm pre-packing, NCHWc convolutions;
 //   - intra-op threads = the machine's cores, inter-op 1 (the graphs are one chain), spinning allowed;
-//   - a warm-up run at session creation on a zero input: ORT's first runs allocate the arena and plan memory
-//     (mem pattern), and in this VM every fresh page also costs a fault, so the first two runs of a new session
-//     used to take ~3x the steady time; after the warm-up the first real image runs at steady speed.
+//   - the first run of a session used to be ~1.6x the steady time (the ORT export of the encoder: ~3x for each of
+//     its first two runs). Run 1 grows the memory arena, and every fresh 4 KB page costs a fault (~200,000 for
+//     ViT-B, ~25 us each in this VM); run 2 allocated the block that ORT's memory pattern planned from run 1 (more
+//     fresh pages, +0.55 GB RSS). So: no memory pattern (the arena's chunks are reused as they are), and
+//     bin/fedsam.mjs runs node with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which lets glibc's malloc put the
+//     arena on transparent huge pages (~3,000 faults). No warm-up run is needed (it would cost a whole image).
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
@@ -63,7 +66,7 @@ function baseOptions(o: { threads?: number }): Ort.InferenceSession.SessionOptio
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: true,
-    enableMemPattern: true,
+    enableMemPattern: false,
     logSeverityLevel: 3,
     extra: { session: { intra_op: { allow_spinning: '1' } } },
   };

@@ -1,5 +1,5 @@
 // The ONNX Runtime inference engine for a SAM model: the vision encoder graph (cached on disk, keyed by the vision
-// weights' hash and the builder version; warmed up at session creation) and one prompt encoder + mask decoder
+// weights' hash and the builder version) and one prompt encoder + mask decoder
 // graph per prompt signature, built in memory from the current decoder weights (rebuilt when training replaced them).
 import type { SamConfig } from '../config.ts';
 import type { DecodeInputs, DecodeResult, HostArray, SamInference, WeightSource } from '../inference.ts';
@@ -33,7 +33,7 @@ export class OnnxSamInference implements SamInference {
 
   constructor(readonly o: OnnxSamOptions) {}
 
-  /** The vision encoder session (built or read from the graph cache, then warmed up). */
+  /** The vision encoder session (built or read from the graph cache; warmed up only when asked). */
   visionSession(): Promise<OrtSession> {
     this.vision ??= this.openVision().catch((e) => { this.vision = undefined; throw e; });
     return this.vision;
