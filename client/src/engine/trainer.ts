@@ -1,9 +1,8 @@
 // The local fine-tuning engine: what a site does between two federated rounds, and `fedsam train` on its own.
 // Images are embedded once (cache); each step reads cached embeddings, builds box prompts (jittered while
 // training) and low-res targets, and takes a DiceCE + Adam step on the mask decoder only.
-import * as tf from '@tensorflow/tfjs';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
-import { trainStep, trainableDecoderNames, type ProximalTerm, type TrainBatch, type StepResult } from '@fedsam/shared/train/step';
+import { trainStep, trainableDecoderNames, type ProximalTerm, type StepResult } from '@fedsam/shared/train/step';
 import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
 import { postProcessMask, rescaleBoxes, type SamPreprocessed } from '@fedsam/shared/processor';

@@ -43,10 +43,6 @@ function attention(g: SamGraph, prefix: string, heads: number, q: string, k: str
   return g.reshape(g.linear(rows, `${prefix}.out_proj`), [-1, Tq, C]);
 }
 
-function layerNorm3(g: SamGraph, x: string, prefix: string, eps: number): string {
-  return g.layerNorm(x, prefix, eps);
-}
-
 /** SamFeedForward: proj_in, ReLU, (layers, ReLU)*, proj_out on rows [N, C]. */
 function feedForward(g: SamGraph, prefix: string, depth: number, x: string): string {
   let h = g.op('Relu', [g.linear(x, `${prefix}.proj_in`)]);
@@ -173,14 +169,14 @@ export function buildDecoderGraph(config: SamConfig, weights: HostWeights, sig: 
       const q = g.add(queries, tok);
       queries = g.add(queries, attention(g, `${p}.self_attn`, heads, q, q, queries, T, T, C));
     }
-    queries = layerNorm3(g, queries, `${p}.layer_norm1`, eps);
+    queries = g.layerNorm(queries, `${p}.layer_norm1`, eps);
     let q = g.add(queries, tok);
     const k = g.add(keys, keyPe);
-    queries = layerNorm3(g, g.add(queries, attention(g, `${p}.cross_attn_token_to_image`, heads, q, k, keys, T, N, C)), `${p}.layer_norm2`, eps);
+    queries = g.layerNorm(g.add(queries, attention(g, `${p}.cross_attn_token_to_image`, heads, q, k, keys, T, N, C)), `${p}.layer_norm2`, eps);
     const mlp = g.linear(g.activation(config.decoder.hidden_act, g.linear(g.reshape(queries, [-1, C]), `${p}.mlp.lin1`)), `${p}.mlp.lin2`);
-    queries = layerNorm3(g, g.add(queries, g.reshape(mlp, [-1, T, C])), `${p}.layer_norm3`, eps);
+    queries = g.layerNorm(g.add(queries, g.reshape(mlp, [-1, T, C])), `${p}.layer_norm3`, eps);
     q = g.add(queries, tok);
-    keys = layerNorm3(g, g.add(keys, attention(g, `${p}.cross_attn_image_to_token`, heads, k, q, queries, N, T, C)), `${p}.layer_norm4`, eps);
+    keys = g.layerNorm(g.add(keys, attention(g, `${p}.cross_attn_image_to_token`, heads, k, q, queries, N, T, C)), `${p}.layer_norm4`, eps);
   }
   const fq = g.add(queries, tok);
   const fk = g.add(keys, keyPe);

@@ -3,9 +3,10 @@
 //   - Tokens are 2-D rows [tokens, C] between blocks: every linear layer is one Gemm on the HF [out, in] weight
 //     (transB; MLAS pre-packs constant weights once per session), LayerNormalization (opset 17) normalises rows.
 //   - The residual add and the second LayerNorm are one SkipLayerNormalization; GELU is one Gelu kernel.
-//   - Attention is batched over windows × heads: scores by FusedMatMul (kᵀ and the 1/√d scale folded in), the
-//     decomposed relative positions exactly as HF add_decomposed_rel_pos (q·R_h per query row, q·R_w per query
-//     column, broadcast over key columns / rows) with the gathered tables precomputed at build time, Softmax, MatMul.
+//   - q, k, v come from three Gemms on row blocks of the HF qkv weight (no split or head transposes); attention is
+//     com.microsoft MultiHeadAttention over [windows, tokens, C] (head split, QKᵀ, softmax, PV in one kernel) with
+//     HF add_decomposed_rel_pos as its attention bias: q·R_h per query row and q·R_w per query column (the gathered
+//     tables precomputed at build time), broadcast over key columns / rows.
 //   - Global attention runs in blocks of query rows, so its score matrix never exceeds ~128 MB (a ViT-B global
 //     layer's full [12, 4096, 4096] scores would be 805 MB), which keeps the embedding run's memory low.
 //   - Neck: 1×1 conv as a Gemm, LayerNorm2d on rows, 3×3 conv (NCHW Conv), LayerNorm2d; output NHWC [1, h, w, C]
