@@ -41,7 +41,7 @@ for (const folder of ['tiny-box', 'tiny-train']) {
 }
 
 test('the two engines embed and decode the built-in model alike (cache entries are interchangeable)', async () => {
-  const loaded = await loadModel(undefined);
+  const loaded = await loadModel(undefined, { visionOnHost: false }); // the tfjs encoder runs too
   const S = loaded.config.vision.image_size;
   const px = new Float32Array(3 * S * S);
   for (let i = 0; i < px.length; i++) px[i] = Math.sin(i * 0.37) * 1.7;
@@ -77,6 +77,7 @@ test('the two engines embed and decode the built-in model alike (cache entries a
 
 test('decoder sessions follow the decoder weights when training replaces them', async () => {
   const loaded = await loadModel(undefined);
+  assert.ok(loaded.visionHost?.size && ![...loaded.model.weights.keys()].some((n) => n.startsWith('vision_encoder.')), 'onnx engine: vision weights stay on the host');
   const onnx = createInference(loaded, { engine: 'onnx', graphCacheDir: null });
   try {
     const s = loaded.config.prompt.imageEmbeddingSize, C = loaded.config.prompt.hidden_size;
@@ -209,4 +210,10 @@ test('a transformers.js SAM folder (onnx/vision_encoder.onnx + onnx/prompt_encod
   const d = await fedsam(['predict', '--model', folder, '--image', img, '--box', '20,15,90,70', '--out', join(dir, 'd.png')], env);
   assert.equal(d.code, 1);
   assert.match(d.stderr, /takes no input_boxes/);
+  // a truncated encoder file: one clear line naming it
+  const enc = join(folder, 'onnx', 'vision_encoder.onnx');
+  await truncate(enc, Math.floor((await stat(enc)).size / 2));
+  const e = await fedsam(['predict', '--model', folder, '--image', img, '--point', '50,40,1', '--box', '20,15,90,70', '--out', join(dir, 'e.png')], env);
+  assert.equal(e.code, 1);
+  assert.match(e.stderr, /fedsam: error: ONNX Runtime could not load the transformers.js vision encoder .*vision_encoder\.onnx/);
 });

@@ -54,11 +54,12 @@ export interface WeightSource {
 const DECODER_PREFIXES = ['mask_decoder.', 'prompt_encoder.', 'shared_image_embedding.'];
 export const decoderPrefixes = (): readonly string[] => DECODER_PREFIXES;
 
-/** The weights of a tfjs SamModel (host copies are read when an ONNX graph is built). */
-export function modelWeightSource(model: SamModel): WeightSource {
+/** The weights of a tfjs SamModel (host copies are read when an ONNX graph is built), plus any kept on the host. */
+export function modelWeightSource(model: SamModel, onHost?: Map<string, HostTensor>): WeightSource {
   return {
     host(prefixes) {
       const out = new Map<string, HostTensor>();
+      for (const [name, t] of onHost ?? []) if (prefixes.some((p) => name.startsWith(p))) out.set(name, t);
       for (const [name, t] of model.weights) {
         if (!prefixes.some((p) => name.startsWith(p))) continue;
         out.set(name, { dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array });

@@ -1,6 +1,7 @@
 // Make the chosen inference engine for a model: ONNX Runtime graphs built from the model's weights, or the tfjs
 // SamModel itself.
 import type { SamConfig } from './config.ts';
+import type { HostTensor } from './safetensors.ts';
 import type { SamModel } from './model/sam.ts';
 import { TfjsInference, currentEngine, modelWeightSource, type EngineName, type SamInference, type WeightSource } from './inference.ts';
 import { OnnxSamInference } from './onnx/samOnnx.ts';
@@ -10,6 +11,8 @@ export interface InferenceSource {
   model: SamModel;
   /** sha256 of the vision encoder weights: the ONNX graph cache key. */
   visionHash?: string;
+  /** Vision weights kept on the host (LoadedModel.visionHost). */
+  visionHost?: Map<string, HostTensor>;
 }
 
 export interface InferenceOptions {
@@ -24,9 +27,14 @@ export interface InferenceOptions {
 
 export function createInference(src: InferenceSource, o: InferenceOptions = {}): SamInference {
   const engine = o.engine ?? currentEngine().name;
-  if (engine === 'tfjs') return new TfjsInference(src.model);
+  if (engine === 'tfjs') {
+    if (src.visionHost && !src.model.weights.has('vision_encoder.patch_embed.projection.weight')) {
+      throw new Error('this model was loaded for the onnx engine (vision weights kept out of tfjs): load it again with engine tfjs');
+    }
+    return new TfjsInference(src.model);
+  }
   return new OnnxSamInference({
-    config: src.config, weights: o.weights ?? modelWeightSource(src.model), visionHash: src.visionHash,
+    config: src.config, weights: o.weights ?? modelWeightSource(src.model, src.visionHost), visionHash: src.visionHash,
     cacheDir: o.graphCacheDir, warmUp: o.warmUp,
   });
 }
