@@ -10,7 +10,7 @@ import type { GraphBuilder } from './graph.ts';
 import { createSession, OrtLoadError, type OrtSession } from './runtime.ts';
 
 /** Bump when a builder changes what it writes: old cache entries are then never read. */
-export const BUILDER_VERSION = 'fedsam-onnx-1';
+export const BUILDER_VERSION = 'fedsam-onnx-2';
 
 export function defaultGraphCacheDir(): string {
   if (process.env.FEDSAM_ONNX_CACHE) return resolve(process.env.FEDSAM_ONNX_CACHE);

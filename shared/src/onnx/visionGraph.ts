@@ -7,7 +7,7 @@
 //     com.microsoft MultiHeadAttention over [windows, tokens, C] (head split, QKᵀ, softmax, PV in one kernel) with
 //     HF add_decomposed_rel_pos as its attention bias: q·R_h per query row and q·R_w per query column (the gathered
 //     tables precomputed at build time), broadcast over key columns / rows.
-//   - Global attention runs in blocks of query rows, so its score matrix never exceeds ~128 MB (a ViT-B global
+//   - Global attention runs in blocks of query rows, so its score matrix never exceeds ~64 MB (a ViT-B global
 //     layer's full [12, 4096, 4096] scores would be 805 MB), which keeps the embedding run's memory low.
 //   - Neck: 1×1 conv as a Gemm, LayerNorm2d on rows, 3×3 conv (NCHW Conv), LayerNorm2d; output NHWC [1, h, w, C]
 //     (what the embedding cache stores) or NCHW (HF's image_embeddings).
@@ -17,7 +17,7 @@ import { float } from './graph.ts';
 import { SamGraph, type HostWeights, imageWidePositionalEmbeddingsHost } from './layers.ts';
 
 /** Largest attention score block of a global layer, in bytes. */
-const MAX_SCORE_BYTES = 128 * 2 ** 20;
+const MAX_SCORE_BYTES = 64 * 2 ** 20;
 
 export interface VisionGraphOptions {
   /** 'nhwc' (default): image_embeddings_nhwc [1, h, w, C]; 'nchw': image_embeddings [1, C, h, w] (HF / transformers.js). */
