@@ -27,7 +27,7 @@ import { median, tsWorker, withGlibcTunables } from './common.ts';
 import { chooseEngine } from '@fedsam/shared/inference';
 import { OnnxSamInference } from '@fedsam/shared/onnx/samOnnx';
 import { setExtraSessionOptions } from '@fedsam/shared/onnx/runtime';
-import { hashWeights } from '@fedsam/shared/checkpoint';
+import { hashWeights } from '@fedsam/shared/checkpoint/hash';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { samVitBaseConfig } from '@fedsam/shared/config';
-import { expectedSamParameters, saveSamCheckpoint } from '@fedsam/shared/checkpoint';
+import { expectedSamParameters } from '@fedsam/shared/checkpoint/keys';
+import { saveSamCheckpoint } from '@fedsam/shared/checkpoint/save';
 import { lcgWeights, median } from './common.ts';
 
 const { values: v } = parseArgs({ options: { runs: { type: 'string', default: '3' }, engine: { type: 'string', default: 'onnx' }, folder: { type: 'string' } } });

@@ -11,7 +11,7 @@ import { lossAndGrads, trainStep, trainableDecoderNames, batchLoss } from './tra
 import { hostWeightSource, type EngineName, type HostArray, type SamInference } from './inference.ts';
 import { createInference } from './samInference.ts';
 import { imageWidePositionalEmbeddingsHost } from './onnx/layers.ts';
-import { SHARED_POS_EMBED_KEY } from './checkpoint.ts';
+import { SHARED_POS_EMBED_KEY } from './checkpoint/keys.ts';
 import type { SamConfig } from './config.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from './train/adam.ts';
 
