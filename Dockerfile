@@ -32,6 +32,7 @@ COPY cli ./cli
 FROM ${RUNTIME_BASE}
 ENV NODE_ENV=production \
     FEDSAM_LOG_LEVEL=info
+ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 WORKDIR /app
 COPY --from=deps /app /app
 # Mount points: models (read-only), site data (read-only), run outputs (server state, site caches).
