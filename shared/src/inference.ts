@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { HostTensor } from './safetensors.ts';
 import type { SamModel } from './model/sam.ts';
 import { denseEmbeddingsFull } from './model/promptEncoder.ts';
+import { SAM_PARTS } from './checkpoint/keys.ts';
 import { loadOrt, ortVersion } from './onnx/runtime.ts';
 
 export interface HostArray<T extends Float32Array | Int32Array = Float32Array> { data: T; shape: number[] }
@@ -51,7 +52,8 @@ export interface WeightSource {
   decoderVersion(): readonly unknown[];
 }
 
-const DECODER_PREFIXES = ['mask_decoder.', 'prompt_encoder.', 'shared_image_embedding.'];
+/** Everything but the vision encoder: what the prompt encoder + mask decoder graph reads. */
+const DECODER_PREFIXES = SAM_PARTS.filter((p) => p !== 'vision_encoder').map((p) => `${p}.`);
 export const decoderPrefixes = (): readonly string[] => DECODER_PREFIXES;
 
 /** The weights of a tfjs SamModel (host copies are read when an ONNX graph is built), plus any kept on the host. */

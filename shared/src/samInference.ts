@@ -5,6 +5,7 @@ import type { HostTensor } from './safetensors.ts';
 import type { SamModel } from './model/sam.ts';
 import { TfjsInference, currentEngine, modelWeightSource, type EngineName, type SamInference, type WeightSource } from './inference.ts';
 import { OnnxSamInference } from './onnx/samOnnx.ts';
+import { VISION_KEYS, weightOf } from './checkpoint/keys.ts';
 
 export interface InferenceSource {
   config: SamConfig;
@@ -28,7 +29,7 @@ export interface InferenceOptions {
 export function createInference(src: InferenceSource, o: InferenceOptions = {}): SamInference {
   const engine = o.engine ?? currentEngine().name;
   if (engine === 'tfjs') {
-    if (src.visionHost && !src.model.weights.has('vision_encoder.patch_embed.projection.weight')) {
+    if (src.visionHost && !src.model.weights.has(weightOf(VISION_KEYS.patchEmbed))) {
       throw new Error('this model was loaded for the onnx engine (vision weights kept out of tfjs): load it again with engine tfjs');
     }
     return new TfjsInference(src.model);

@@ -13,6 +13,7 @@
 //     (what the embedding cache stores) or NCHW (HF's image_embeddings).
 import type { SamConfig } from '../config.ts';
 import type { HostTensor } from '../safetensors.ts';
+import { SHARED_POS_EMBED_KEY, VISION_KEYS, biasOf, weightOf, type visionLayerKeys } from '../checkpoint/keys.ts';
 import { float } from './graph.ts';
 import { SamGraph, type HostWeights, imageWidePositionalEmbeddingsHost } from './layers.ts';
 
@@ -67,13 +68,16 @@ function transposeLast2(a: Float32Array, q: number, k: number, C: number): Float
   return out;
 }
 
-/** Rows [r0, r1) of the HF qkv weight [3C, C] / bias [3C] as an initializer named after it (q: 0, k: 1, v: 2). */
-function qkvPart(g: SamGraph, prefix: string, part: number, C: number, what: 'weight' | 'bias'): string {
-  const t = g.weights.get(`${prefix}.qkv.${what}`);
-  if (!t) throw new Error(`missing model parameter ${prefix}.qkv.${what}`);
+type VisionAttentionKeys = ReturnType<typeof visionLayerKeys>['attn'];
+
+/** Rows of the HF qkv weight [3C, C] / bias [3C] as an initializer named after it (q: 0, k: 1, v: 2). */
+function qkvPart(g: SamGraph, keys: VisionAttentionKeys, part: number, C: number, what: 'weight' | 'bias'): string {
+  const name = what === 'weight' ? weightOf(keys.qkv) : biasOf(keys.qkv);
+  const t = g.weights.get(name);
+  if (!t) throw new Error(`missing model parameter ${name}`);
   const n = what === 'weight' ? C * C : C;
   const data = (t.data as Float32Array).subarray(part * n, (part + 1) * n);
-  return g.initializer(`${prefix}.qkv.${what}[${'qkv'[part]}]`, 'FLOAT', what === 'weight' ? [C, C] : [C], data);
+  return g.initializer(`${name}[${'qkv'[part]}]`, 'FLOAT', what === 'weight' ? [C, C] : [C], data);
 }
 
 /**
@@ -82,23 +86,23 @@ function qkvPart(g: SamGraph, prefix: string, part: number, C: number, what: 'we
  * com.microsoft MultiHeadAttention does the head split, QKᵀ + bias, softmax and PV per (window, head) on
  * [groups, L, C] inputs; the bias is HF's rel_h[..., None] + rel_w[..., None, :] built from q.
  */
-function windowAttention(g: SamGraph, config: SamConfig, prefix: string, rows: string, groups: number, qh: number, qw: number): string {
+function windowAttention(g: SamGraph, config: SamConfig, keys: VisionAttentionKeys, rows: string, groups: number, qh: number, qw: number): string {
   const v = config.vision;
   const C = v.hidden_size;
   const heads = v.num_attention_heads;
   const d = C / heads;
   const L = qh * qw;
   const proj = (part: number) => {
-    const inputs = [rows, qkvPart(g, prefix, part, C, 'weight')];
-    if (g.has(`${prefix}.qkv.bias`)) inputs.push(qkvPart(g, prefix, part, C, 'bias'));
+    const inputs = [rows, qkvPart(g, keys, part, C, 'weight')];
+    if (g.has(biasOf(keys.qkv))) inputs.push(qkvPart(g, keys, part, C, 'bias'));
     return g.reshape(g.op('Gemm', inputs, { transB: 1 }), [groups, L, C]);
   };
   const q = proj(0), k = proj(1), vv = proj(2);
   let q5: string | undefined, relW: string | undefined, relHT: Float32Array | undefined;
   if (v.use_rel_pos) {
-    for (const n of ['rel_pos_h', 'rel_pos_w']) if (!g.has(`${prefix}.${n}`)) throw new Error(`missing model parameter ${prefix}.${n}`);
-    relHT = transposeLast2(getRelPosHost(qh, qh, g.weights.get(`${prefix}.rel_pos_h`)!), qh, qh, d); // [qh, d, kh]
-    relW = g.constF(transposeLast2(getRelPosHost(qw, qw, g.weights.get(`${prefix}.rel_pos_w`)!), qw, qw, d), [qw, d, qw], `${prefix}.rel_pos_w.gathered`);
+    for (const n of [keys.relPosH, keys.relPosW]) if (!g.has(n)) throw new Error(`missing model parameter ${n}`);
+    relHT = transposeLast2(getRelPosHost(qh, qh, g.weights.get(keys.relPosH)!), qh, qh, d); // [qh, d, kh]
+    relW = g.constF(transposeLast2(getRelPosHost(qw, qw, g.weights.get(keys.relPosW)!), qw, qw, d), [qw, d, qw], `${keys.relPosW}.gathered`);
     q5 = g.transpose(g.reshape(q, [groups, qh, qw, heads, d]), [0, 3, 1, 2, 4]); // [groups, heads, qh, qw, d]
   }
   // Blocks of query rows: the whole window for windowed layers, ~MAX_SCORE_BYTES of scores for global ones.
@@ -111,7 +115,7 @@ function windowAttention(g: SamGraph, config: SamConfig, prefix: string, rows: s
     const inputs = [qb, k, vv];
     if (q5 && relW && relHT) {
       const q5b = whole ? q5 : g.slice(q5, [r0], [r0 + rc], [2]); // [groups, heads, rc, qw, d]
-      const relH = g.matmul(q5b, g.constF(relHT.subarray(r0 * d * qh, (r0 + rc) * d * qh), [rc, d, qh], `${prefix}.rel_pos_h.gathered`)); // [.., rc, qw, kh]
+      const relH = g.matmul(q5b, g.constF(relHT.subarray(r0 * d * qh, (r0 + rc) * d * qh), [rc, d, qh], `${keys.relPosH}.gathered`)); // [.., rc, qw, kh]
       const relWq = g.transpose(g.matmul(g.transpose(q5b, [0, 1, 3, 2, 4]), relW), [0, 1, 3, 2, 4]); // [.., rc, qw, kw]
       const bias = g.add(g.op('Unsqueeze', [relH, g.constI64([5])]), g.op('Unsqueeze', [relWq, g.constI64([4])])); // [.., rc, qw, kh, kw]
       inputs.push('', '', g.reshape(bias, [groups, heads, rc * qw, L]));
@@ -126,9 +130,9 @@ function windowAttention(g: SamGraph, config: SamConfig, prefix: string, rows: s
 function visionLayer(g: SamGraph, config: SamConfig, i: number, x: string, H: number, W: number): string {
   const v = config.vision;
   const C = v.hidden_size;
-  const p = `vision_encoder.layers.${i}`;
+  const k = VISION_KEYS.layer(i);
   const ws = v.global_attn_indexes.includes(i) ? 0 : v.window_size;
-  const n1 = g.layerNorm(x, `${p}.layer_norm1`, v.layer_norm_eps);
+  const n1 = g.layerNorm(x, k.layerNorm1, v.layer_norm_eps);
   let attnOut: string;
   if (ws > 0) {
     const Hp = Math.ceil(H / ws) * ws, Wp = Math.ceil(W / ws) * ws;
@@ -137,19 +141,19 @@ function visionLayer(g: SamGraph, config: SamConfig, i: number, x: string, H: nu
     if (Hp > H || Wp > W) img = g.op('Pad', [img, g.constI64([0, 0, 0, Hp - H, Wp - W, 0])]);
     const nW = (Hp / ws) * (Wp / ws);
     const rows = g.reshape(g.transpose(g.reshape(img, [Hp / ws, ws, Wp / ws, ws, C]), [0, 2, 1, 3, 4]), [nW * ws * ws, C]);
-    const o = windowAttention(g, config, `${p}.attn`, rows, nW, ws, ws);
+    const o = windowAttention(g, config, k.attn, rows, nW, ws, ws);
     let merged = g.reshape(g.transpose(g.reshape(o, [Hp / ws, Wp / ws, ws, ws, C]), [0, 2, 1, 3, 4]), [Hp, Wp, C]);
     if (Hp > H || Wp > W) merged = g.slice(merged, [0, 0], [H, W], [0, 1]);
     attnOut = g.reshape(merged, [H * W, C]);
   } else {
-    attnOut = windowAttention(g, config, `${p}.attn`, n1, 1, H, W);
+    attnOut = windowAttention(g, config, k.attn, n1, 1, H, W);
   }
-  const proj = g.linear(attnOut, `${p}.attn.proj`);
+  const proj = g.linear(attnOut, k.attn.proj);
   // x1 = x + attn; n2 = LayerNorm(x1): one SkipLayerNormalization (output 0 = n2, output 3 = x1)
-  const [n2, , , x1] = g.opN('SkipLayerNormalization', [x, proj, g.w(`${p}.layer_norm2.weight`), g.w(`${p}.layer_norm2.bias`)], 4,
+  const [n2, , , x1] = g.opN('SkipLayerNormalization', [x, proj, g.w(weightOf(k.layerNorm2)), g.w(biasOf(k.layerNorm2))], 4,
     { epsilon: float(v.layer_norm_eps) }, { domain: 'com.microsoft' });
-  const h = g.activation(v.hidden_act, g.linear(n2, `${p}.mlp.lin1`));
-  return g.add(x1, g.linear(h, `${p}.mlp.lin2`));
+  const h = g.activation(v.hidden_act, g.linear(n2, k.mlp.lin1));
+  return g.add(x1, g.linear(h, k.mlp.lin2));
 }
 
 /** Build the vision encoder graph for `config` from host weights (vision_encoder.* and, for positionalOutput, the shared PE). */
@@ -159,22 +163,23 @@ export function buildVisionGraph(config: SamConfig, weights: HostWeights, o: Vis
   const S = v.image_size, k = v.patch_size, C = v.hidden_size;
   const H = Math.floor(S / k), W = H;
   const px = g.input(VISION_INPUT, 'FLOAT', [1, v.num_channels, S, S]);
-  const conv = g.op('Conv', [px, g.w('vision_encoder.patch_embed.projection.weight'), g.w('vision_encoder.patch_embed.projection.bias')],
+  const conv = g.op('Conv', [px, g.w(weightOf(VISION_KEYS.patchEmbed)), g.w(biasOf(VISION_KEYS.patchEmbed))],
     { kernel_shape: [k, k], strides: [k, k] }); // [1, C, H, W]
   let x = g.reshape(g.transpose(conv, [0, 2, 3, 1]), [H * W, C]);
-  if (v.use_abs_pos) x = g.add(x, g.w('vision_encoder.pos_embed', [H * W, C]));
+  if (v.use_abs_pos) x = g.add(x, g.w(VISION_KEYS.posEmbed, [H * W, C]));
   for (let i = 0; i < v.num_hidden_layers; i++) x = visionLayer(g, config, i, x, H, W);
   const oc = v.output_channels;
-  let y = g.op('Gemm', [x, g.w('vision_encoder.neck.conv1.weight', [oc, C])], { transB: 1 });
-  y = g.layerNorm(y, 'vision_encoder.neck.layer_norm1', v.layer_norm_eps);
+  const neck = VISION_KEYS.neck;
+  let y = g.op('Gemm', [x, g.w(weightOf(neck.conv1), [oc, C])], { transB: 1 });
+  y = g.layerNorm(y, neck.layerNorm1, v.layer_norm_eps);
   y = g.transpose(g.reshape(y, [1, H, W, oc]), [0, 3, 1, 2]);
-  y = g.op('Conv', [y, g.w('vision_encoder.neck.conv2.weight')], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-  y = g.layerNorm(g.transpose(y, [0, 2, 3, 1]), 'vision_encoder.neck.layer_norm2', v.layer_norm_eps); // [1, H, W, oc]
+  y = g.op('Conv', [y, g.w(weightOf(neck.conv2))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+  y = g.layerNorm(g.transpose(y, [0, 2, 3, 1]), neck.layerNorm2, v.layer_norm_eps); // [1, H, W, oc]
   if ((o.layout ?? 'nhwc') === 'nhwc') g.output(VISION_OUTPUT_NHWC, y, 'FLOAT', [1, H, W, oc]);
   else g.output(VISION_OUTPUT_NCHW, g.transpose(y, [0, 3, 1, 2]), 'FLOAT', [1, oc, H, W]);
   if (o.positionalOutput) {
-    const pos = weights.get('shared_image_embedding.positional_embedding');
-    if (!pos) throw new Error('missing model parameter shared_image_embedding.positional_embedding');
+    const pos = weights.get(SHARED_POS_EMBED_KEY);
+    if (!pos) throw new Error(`missing model parameter ${SHARED_POS_EMBED_KEY}`);
     const s = config.prompt.imageEmbeddingSize;
     const pe = g.constF(imageWidePositionalEmbeddingsHost(pos, s), [1, s, s, config.prompt.hidden_size], 'image_positional_embeddings_nhwc');
     g.output('image_positional_embeddings', g.transpose(pe, [0, 3, 1, 2]), 'FLOAT', [1, config.prompt.hidden_size, s, s]);
