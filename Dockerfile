@@ -27,6 +27,8 @@ COPY shared/package.json shared/package.json
 COPY server/package.json server/package.json
 COPY client/package.json client/package.json
 COPY cli/package.json cli/package.json
+# onnxruntime-node's install script would fetch its CUDA provider from outside the npm registry: skip it (.npmrc).
+ENV ONNXRUNTIME_NODE_INSTALL=skip
 # Source maps are 200 of the 360 MB of node_modules (tfjs ships one per bundle); nothing here reads them.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
  && find node_modules -type f \( -name '*.map' -o -name '*.min.js.html' \) -delete
@@ -45,7 +47,8 @@ LABEL org.fedsam.image=1
 # daemons in containers log one JSON object per line (FEDSAM_LOG_FORMAT=pretty for lines for people)
 ENV NODE_ENV=production \
     FEDSAM_LOG_LEVEL=info \
-    FEDSAM_LOG_FORMAT=json
+    FEDSAM_LOG_FORMAT=json \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 WORKDIR /app
 COPY --from=deps /app /app
 # Mount points: models (read-only), site data (written once by the synth service, then read-only), run outputs

@@ -19,6 +19,21 @@ export async function withHeapFlag(script: string): Promise<boolean> {
   return false;
 }
 
+/** What bin/fedsam.mjs sets for glibc's malloc (huge pages for ONNX Runtime's arena; see shared/src/onnx/runtime.ts). */
+export const GLIBC_HUGEPAGES = 'glibc.malloc.hugetlb=1';
+
+/**
+ * Run this script again with GLIBC_TUNABLES as bin/fedsam.mjs has it (glibc reads it at process start only), unless
+ * already set. Returns true in the process that should do the work.
+ */
+export async function withGlibcTunables(script: string): Promise<boolean> {
+  if (process.platform !== 'linux' || (process.env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.hugetlb') || process.env.FEDSAM_BENCH_NO_TUNABLES) return true;
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [...process.execArgv, script, ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, GLIBC_TUNABLES: GLIBC_HUGEPAGES } });
+  process.exitCode = r.status ?? 1;
+  return false;
+}
+
 export const median = (xs: number[]): number => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]!;
 
 

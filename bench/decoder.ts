@@ -1,7 +1,11 @@
 // Prompt encoder + mask decoder at sam-vit-base size, from given image embeddings [B, 64, 64, 256] with one box
 // per image (the fine-tuning recipe: multimask off, DiceCE on the 256x256 low-res logits, Adam).
 //
-//   node --import tsx bench/decoder.ts [--reps N] [--batches 1,2,4] [--no-parallel] [--json]
+//   node --import tsx bench/decoder.ts [--engine onnx|tfjs] [--reps N] [--batches 1,2,4] [--no-parallel] [--json]
+//
+// --engine onnx (the default where onnxruntime-node loads): the forward only, on the ONNX decoder graph built from
+// the same weights (training runs on tfjs: use --engine tfjs for the backward and step rows). PyTorch's forward for
+// the same window: bash bench/peer-decoder-forward.sh 1 2 4.
 //   FEDSAM_BACKEND=cpu node --import tsx bench/decoder.ts ...
 //
 // forward          = SamModel.decode (prompt encoder + mask decoder, spatial masks + IoU), read back
@@ -14,6 +18,7 @@
 // is shown too: other processes share this 2-core machine.
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig } from '@fedsam/shared/config';
@@ -21,9 +26,11 @@ import { initSamWeights } from '@fedsam/shared/model/init';
 import { SamModel } from '@fedsam/shared/model/sam';
 import { lossAndGrads, trainStep, trainableDecoderNames, type TrainBatch } from '@fedsam/shared/train/step';
 import { adamInit, adamStep, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
-import { median, tsWorker } from './common.ts';
+import { median, tsWorker, withGlibcTunables } from './common.ts';
+import { chooseEngine, hostWeightSource } from '@fedsam/shared/inference';
+import { OnnxSamInference } from '@fedsam/shared/onnx/samOnnx';
 
-interface Args { reps: number; batches: number[]; parallel: boolean; json: boolean }
+interface Args { reps: number; batches: number[]; parallel: boolean; json: boolean; engine: string }
 function readArgs(argv: string[]): Args {
   const { values: v } = parseArgs({
     args: argv,
@@ -32,9 +39,10 @@ function readArgs(argv: string[]): Args {
       batches: { type: 'string', default: '1,2,4' },
       'no-parallel': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      engine: { type: 'string' },
     },
   });
-  return { reps: Number(v.reps), batches: v.batches.split(',').map(Number), parallel: !v['no-parallel'], json: v.json };
+  return { reps: Number(v.reps), batches: v.batches.split(',').map(Number), parallel: !v['no-parallel'], json: v.json, engine: v.engine ?? chooseEngine().name };
 }
 
 
@@ -119,8 +127,48 @@ async function worker(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/** The forward on ONNX Runtime: same weights and batches, host arrays in and out. */
+async function onnxMain(args: Args): Promise<void> {
+  const config = samVitBaseConfig();
+  const log = (s: string) => { if (!args.json) console.log(s); };
+  log(`engine onnx (${chooseEngine('onnx').reason}); sam-vit-base prompt encoder + mask decoder forward, random weights (seed ${SEED}), ${args.reps} timed reps + 1 warm-up per row`);
+  const weights = initSamWeights(config, SEED, { parts: ['prompt_encoder', 'mask_decoder', 'shared_image_embedding'] });
+  const inf = new OnnxSamInference({ config, weights: hostWeightSource(weights), cacheDir: null });
+  await initBackend();
+  const rows: string[] = [];
+  const out: Record<string, unknown>[] = [];
+  for (const B of args.batches) {
+    const batch = makeBatch(B);
+    const inp = {
+      embeddingsNHWC: { data: batch.embeddingsNHWC.dataSync() as Float32Array, shape: [...batch.embeddingsNHWC.shape] },
+      inputBoxes: { data: batch.boxes.dataSync() as Float32Array, shape: [...batch.boxes.shape] },
+      multimask: false,
+    };
+    tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target]);
+    const [, tFirst] = await timedAsync(() => inf.decode(inp)); // graph build + session + first run
+    const t: Timing[] = [];
+    for (let r = 0; r < args.reps; r++) t.push((await timedAsync(() => inf.decode(inp)))[1]);
+    const w = median(t.map((x) => x.wall));
+    log(`  B=${B} forward: ${w.toFixed(4)} s/batch, ${(B / w).toFixed(2)} samples/s (CPU ${median(t.map((x) => x.cpu)).toFixed(3)} s; first call with graph build ${tFirst.wall.toFixed(2)} s)`);
+    rows.push(`| ${B} | forward | ${w.toFixed(4)} | ${(B / w).toFixed(2)} |`);
+    out.push({ B, median: w, samplesPerS: B / w, first: tFirst.wall });
+  }
+  await inf.dispose();
+  if (args.json) console.log(JSON.stringify({ engine: 'onnx', rows: out }));
+  else console.log(`\n| B | onnx | s / batch | samples / s |\n|---|---|---|---|\n${rows.join('\n')}`);
+}
+
+async function timedAsync<T>(f: () => Promise<T>): Promise<[T, Timing]> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const r = await f();
+  const c = process.cpuUsage(c0);
+  return [r, { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 }];
+}
+
 async function main(): Promise<void> {
   const args = readArgs(process.argv.slice(2));
+  if (args.engine === 'onnx') return onnxMain(args);
   const backend = await initBackend();
   const log = (s: string) => { if (!args.json) console.log(s); };
   log(`backend ${backend.name} (${backend.reason}); sam-vit-base prompt encoder + mask decoder, random weights (seed ${SEED}), ${args.reps} timed reps + 1 warm-up per row`);
@@ -220,5 +268,5 @@ async function main(): Promise<void> {
   model.dispose();
 }
 
-if (isMainThread) await main();
+if (isMainThread) { if (await withGlibcTunables(fileURLToPath(import.meta.url))) await main(); }
 else await worker();

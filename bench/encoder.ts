@@ -1,8 +1,13 @@
 // SAM vision encoder forward at sam-vit-base size (random weights from initSamWeights, one 1024x1024 image).
 //
-//   node --import tsx bench/encoder.ts [--reps N] [--workers W] [--layers] [--no-cache] [--json]
+//   node --import tsx bench/encoder.ts [--engine onnx|tfjs] [--reps N] [--workers W] [--layers] [--no-cache] [--json]
 //   FEDSAM_BACKEND=cpu node --import tsx bench/encoder.ts ...      (backend as everywhere: initBackend())
 //
+// --engine onnx (the default where onnxruntime-node loads): the ONNX graph built from the same weights (graph
+// cache in a temporary folder unless --graph-cache DIR), ORT's intra-op threads = cores. Prints graph build /
+// session creation, the first image of the process, the steady images (median), CPU time and peak RSS.
+// --ort-options JSON merges extra ORT session options (experiments: {"enableMemPattern": false} ...).
+// --engine tfjs: the tfjs graph as before:
 // Single thread: seconds per image (first image = cold: weights are transposed/packed into the FrozenWeightCache;
 // later images reuse it). --layers also times one windowed and one global block alone.
 // --workers W (default 2): W worker_threads, each with its own backend and weights (shared, read-only
@@ -10,6 +15,7 @@
 // Times are medians over reps; wall and process CPU time are both shown (other processes share this machine).
 import * as tf from '@tensorflow/tfjs';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '@fedsam/shared/backend';
 import { samVitBaseConfig, type SamConfig } from '@fedsam/shared/config';
@@ -17,9 +23,58 @@ import { initSamWeights } from '@fedsam/shared/model/init';
 import { FrozenWeightCache, type Weights } from '@fedsam/shared/model/ops';
 import { visionEncoderNHWC, visionLayer } from '@fedsam/shared/model/visionEncoder';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { median, tsWorker } from './common.ts';
+import { median, tsWorker, withGlibcTunables } from './common.ts';
+import { chooseEngine } from '@fedsam/shared/inference';
+import { OnnxSamInference } from '@fedsam/shared/onnx/samOnnx';
+import { setExtraSessionOptions } from '@fedsam/shared/onnx/runtime';
+import { hashWeights } from '@fedsam/shared/checkpoint/hash';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-interface Args { reps: number; workers: number; layers: boolean; cache: boolean; json: boolean }
+/** The ONNX Runtime engine on the same weights: build/load, first image, steady images. */
+async function onnxMain(args: Args): Promise<void> {
+  const config = samVitBaseConfig();
+  const log = (s: string) => { if (!args.json) console.log(s); };
+  const extra = JSON.parse(args.ortOptions) as Record<string, unknown>;
+  setExtraSessionOptions(extra);
+  log(`engine onnx (${chooseEngine('onnx').reason}); sam-vit-base vision encoder, 1 image 1024x1024, random weights (seed ${SEED}); ORT options ${JSON.stringify(extra)}`);
+  const weights = initSamWeights(config, SEED, { parts: ['vision_encoder'] });
+  const dir = args.graphCache ?? await mkdtemp(join(tmpdir(), 'fedsam-bench-onnx-'));
+  const inf = new OnnxSamInference({ config, weights: { host: () => weights, decoderVersion: () => [] }, visionHash: hashWeights(weights, 'vision_encoder.'), cacheDir: dir, warmUp: args.warmUp });
+  const timedAsync = async <T>(f: () => Promise<T>): Promise<[T, Timing & { sys: number; faults: number }]> => {
+    const c0 = process.cpuUsage();
+    const f0 = process.resourceUsage().minorPageFault;
+    const t0 = performance.now();
+    const r = await f();
+    const c = process.cpuUsage(c0);
+    return [r, { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6, sys: c.system / 1e6, faults: process.resourceUsage().minorPageFault - f0 }];
+  };
+  const [, tSession] = await timedAsync(() => inf.visionSession());
+  log(`graph ${args.graphCache ? 'from ' + dir : 'built into ' + dir} + session${args.warmUp ? ' + warm-up run' : ''}: ${tSession.wall.toFixed(1)} s`);
+  const S = config.vision.image_size;
+  const times: (Timing & { sys: number; faults: number })[] = [];
+  for (let r = 0; r < Math.max(2, args.reps); r++) {
+    const px = new Float32Array(3 * S * S);
+    for (let i = 0; i < px.length; i++) px[i] = Math.sin(i * 0.37 + r);
+    const [, t] = await timedAsync(() => inf.embed({ data: px, shape: [1, 3, S, S] }));
+    times.push(t);
+    log(`image ${r + 1}: ${t.wall.toFixed(2)} s wall, ${t.cpu.toFixed(1)} s CPU (${t.sys.toFixed(1)} s system), ${t.faults} page faults, RSS ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
+  }
+  await inf.dispose();
+  if (!args.graphCache) await rm(dir, { recursive: true, force: true });
+  const steady = times.slice(1);
+  const peak = process.resourceUsage().maxRSS / 2 ** 20;
+  const result = { engine: 'onnx', session: tSession, first: times[0], steady: median(steady.map((t) => t.wall)), steadyCpu: median(steady.map((t) => t.cpu)), peakRssGB: peak, options: extra, times };
+  if (args.json) { console.log(JSON.stringify(result)); return; }
+  console.log(`\n| onnx (ORT ${process.env.FEDSAM_ORT_THREADS ?? 'all'} threads) | s / image | CPU s / image |\n|---|---|---|`);
+  console.log(`| session (graph ${args.graphCache ? 'cached' : 'built'}) | ${tSession.wall.toFixed(1)} | ${tSession.cpu.toFixed(1)} |`);
+  console.log(`| first image of the process | ${times[0].wall.toFixed(2)} | ${times[0].cpu.toFixed(1)} |`);
+  console.log(`| steady (median of ${steady.length}) | ${result.steady.toFixed(2)} | ${result.steadyCpu.toFixed(1)} |`);
+  console.log(`first / steady ${(times[0].wall / result.steady).toFixed(2)}; peak RSS ${peak.toFixed(2)} GB`);
+}
+
+interface Args { reps: number; workers: number; layers: boolean; cache: boolean; json: boolean; engine: string; graphCache?: string; ortOptions: string; warmUp: boolean }
 function readArgs(argv: string[]): Args {
   const { values: v } = parseArgs({
     args: argv,
@@ -29,9 +84,16 @@ function readArgs(argv: string[]): Args {
       layers: { type: 'boolean', default: false },
       'no-cache': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      engine: { type: 'string' },
+      'graph-cache': { type: 'string' },
+      'ort-options': { type: 'string', default: '{}' },
+      'warm-up': { type: 'boolean', default: false },
     },
   });
-  return { reps: Number(v.reps), workers: Number(v.workers), layers: v.layers, cache: !v['no-cache'], json: v.json };
+  return {
+    reps: Number(v.reps), workers: Number(v.workers), layers: v.layers, cache: !v['no-cache'], json: v.json,
+    engine: v.engine ?? chooseEngine().name, graphCache: v['graph-cache'], ortOptions: v['ort-options'], warmUp: v['warm-up'],
+  };
 }
 
 
@@ -93,6 +155,7 @@ async function worker(): Promise<void> {
 
 async function main(): Promise<void> {
   const args = readArgs(process.argv.slice(2));
+  if (args.engine === 'onnx') return onnxMain(args);
   const backend = await initBackend();
   const config = samVitBaseConfig();
   const log = (s: string) => { if (!args.json) console.log(s); };
@@ -167,5 +230,5 @@ async function main(): Promise<void> {
   else console.log(`\n| ${backend.name} | s / image | CPU s / image | images / s |\n|---|---|---|---|\n${rows.join('\n')}`);
 }
 
-if (isMainThread) await main();
+if (isMainThread) { if (await withGlibcTunables(fileURLToPath(import.meta.url))) await main(); }
 else await worker();

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --initial-old-space-size=64
 // fedsam: the one command-line entry point. Sources are TypeScript, run through tsx (no build step).
 //
 // --initial-old-space-size=64 (V8, MB; only takes effect on the command line): with V8's small default initial

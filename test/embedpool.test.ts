@@ -19,6 +19,10 @@ import type { RGBImage, Sample } from '@fedsam/client/data/types';
 import { EmbeddingCache } from '@fedsam/client/engine/cache';
 import { embedImages } from '@fedsam/client/engine/trainer';
 import { EmbedPool, defaultEmbedWorkers, encoderGflop, sharedVisionWeights } from '@fedsam/client/engine/embedPool';
+import { setEngine } from '@fedsam/shared/inference';
+
+// The worker pool is how the tfjs engine uses several cores (ONNX Runtime has its own threads): these tests run on tfjs.
+setEngine({ name: 'tfjs', reason: 'embedding-pool tests' });
 
 let loaded: LoadedModel; // the built-in fedsam-tiny
 let micro: LoadedModel; // 64 px input: keeps the pool tests quick on the cpu backend
@@ -177,7 +181,7 @@ test('fedsam train (bin/fedsam.mjs: tsx register(), empty execArgv, another cwd)
   const cliCache = join(root, 'cli-cache');
   const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile(process.execPath, [bin, 'train', '--data', join(root, 'data', 'site-1'), '--cache-dir', cliCache, '--epochs', '1', '--out', join(root, 'cli-out')],
-      { cwd: tmpdir(), env: { ...process.env, FEDSAM_EMBED_WORKERS: '2', FEDSAM_LOG_LEVEL: 'warn' }, maxBuffer: 1 << 24 },
+      { cwd: tmpdir(), env: { ...process.env, FEDSAM_ENGINE: 'tfjs', FEDSAM_EMBED_WORKERS: '2', FEDSAM_LOG_LEVEL: 'warn' }, maxBuffer: 1 << 24 },
       (err, _stdout, stderr) => resolve({ code: err ? 1 : 0, stderr }));
   });
   assert.equal(r.code, 0, r.stderr);

@@ -8,6 +8,7 @@ import type { LoadedModel } from '@fedsam/shared/model/presets';
 export function modelToHost(loaded: LoadedModel): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const [name, t] of loaded.model.weights) out.set(name, { dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array });
+  for (const [name, t] of loaded.visionHost ?? []) out.set(name, t); // kept out of tfjs for the onnx engine
   return out;
 }
 

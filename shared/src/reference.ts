@@ -7,8 +7,12 @@ import { readSafetensors, type HostTensor } from './safetensors.ts';
 import { parseSamConfig } from './config.ts';
 import { SamModel } from './model/sam.ts';
 import { processorParity } from './processorParity.ts';
-import { denseEmbeddingsFull } from './model/promptEncoder.ts';
 import { lossAndGrads, trainStep, trainableDecoderNames, batchLoss } from './train/step.ts';
+import { hostWeightSource, type EngineName, type HostArray, type SamInference } from './inference.ts';
+import { createInference } from './samInference.ts';
+import { imageWidePositionalEmbeddingsHost } from './onnx/layers.ts';
+import { SHARED_POS_EMBED_KEY } from './checkpoint/keys.ts';
+import type { SamConfig } from './config.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from './train/adam.ts';
 
 export interface Tolerance { atol: number; rtol: number }
@@ -100,74 +104,90 @@ function tensorOf(map: Map<string, HostTensor>, name: string): tf.Tensor {
   return tf.tensor(t.data as Float32Array, t.shape, t.dtype === 'float32' ? 'float32' : 'int32');
 }
 
+/** A fixture tensor as a host array (labels as int32). */
+function hostOf(map: Map<string, HostTensor>, name: string): HostArray<Float32Array | Int32Array> {
+  const t = map.get(name);
+  if (!t) throw new Error(`fixture tensor ${name} is missing`);
+  return { data: t.dtype === 'float32' ? (t.data as Float32Array) : Int32Array.from(t.data), shape: [...t.shape] };
+}
+
+/** NHWC [B, h, w, C] -> NCHW [B, C, h, w] on the host. */
+function nhwcToNchw(a: HostArray): HostArray {
+  const [B, h, w, C] = a.shape;
+  const out = new Float32Array(a.data.length);
+  for (let b = 0; b < B; b++) for (let p = 0; p < h * w; p++) for (let c = 0; c < C; c++) out[(b * C + c) * h * w + p] = a.data[(b * h * w + p) * C + c];
+  return { data: out, shape: [B, C, h, w] };
+}
+
+/** The inference engine verify-reference runs a fixture's model with. */
+function fixtureInference(engine: EngineName, config: SamConfig, model: SamModel, weights: Map<string, HostTensor>): SamInference {
+  return createInference({ config, model }, { engine, weights: hostWeightSource(weights), graphCacheDir: null, warmUp: false });
+}
+
 /** Cases of kind sam_forward (full model from pixel_values) and sam_decoder_only_forward (from image_embeddings). */
-export async function verifyForward(folder: string, manifest: Manifest): Promise<ParityRow[]> {
+export async function verifyForward(folder: string, manifest: Manifest, engine: EngineName = 'tfjs'): Promise<ParityRow[]> {
   const rows: ParityRow[] = [];
   const config = parseSamConfig(JSON.parse(await readFile(join(folder, manifest.files.config ?? 'config.json'), 'utf8')), join(folder, 'config.json'));
   const { tensors: weightsHost } = await readSafetensors(join(folder, manifest.files.weights ?? 'model.safetensors'));
   const model = SamModel.fromHost(config, weightsHost);
+  const inference = fixtureInference(engine, config, model, weightsHost);
   const io = await loadTensors(folder, manifest, ['inputs', 'outputs']);
-  const check = (name: string, actual: tf.Tensor) => {
+  const check = (name: string, actual: HostArray) => {
     const g = io.get(name);
     if (!g) throw new Error(`fixture tensor ${name} is missing`);
     if (actual.shape.join() !== g.shape.join()) {
       rows.push({ tensor: name, maxAbs: Infinity, maxRel: Infinity, ratio: Infinity, tolerance: '-', pass: false, note: `shape [${actual.shape}] != golden [${g.shape}]` });
       return;
     }
-    rows.push(compareArrays(name, actual.dataSync(), g.data, toleranceFor(manifest, name)));
+    rows.push(compareArrays(name, actual.data, g.data, toleranceFor(manifest, name)));
   };
   try {
-    let embNHWC: tf.Tensor4D;
+    let emb: HostArray;
     const gi = manifest.global_inputs ?? {};
-    if (gi.pixel_values) {
-      const pv = tensorOf(io, gi.pixel_values) as tf.Tensor4D;
-      embNHWC = model.imageEmbeddingsNHWC(pv);
-      pv.dispose();
-    } else if (gi.image_embeddings) {
+    if (gi.pixel_values) emb = await inference.embed(hostOf(io, gi.pixel_values) as HostArray);
+    else if (gi.image_embeddings) {
       const e = tensorOf(io, gi.image_embeddings) as tf.Tensor4D;
-      embNHWC = tf.transpose(e, [0, 2, 3, 1]);
-      e.dispose();
+      const t = tf.transpose(e, [0, 2, 3, 1]);
+      emb = { data: t.dataSync() as Float32Array, shape: [...t.shape] };
+      tf.dispose([e, t]);
     } else throw new Error('manifest has neither pixel_values nor image_embeddings in global_inputs');
     for (const [, name] of Object.entries(manifest.global_outputs ?? {})) {
       const m = /^(.*)_stride(\d+)$/.exec(name);
       const base = m ? m[1] : name;
       let t: tf.Tensor4D;
-      if (base === 'image_embeddings') t = tf.transpose(embNHWC, [0, 3, 1, 2]);
-      else if (base === 'image_positional_embeddings') t = model.getImageWidePositionalEmbeddings();
-      else { rows.push({ tensor: name, maxAbs: NaN, maxRel: NaN, ratio: NaN, tolerance: '-', pass: false, note: 'unknown global output' }); continue; }
-      const s = m ? strided(t, Number(m[2])) : t;
-      check(name, s);
-      tf.dispose([t, s]);
+      if (base === 'image_embeddings') t = tf.tensor4d(nhwcToNchw(emb).data, nhwcToNchw(emb).shape as [number, number, number, number]);
+      else if (base === 'image_positional_embeddings') {
+        if (engine === 'onnx') {
+          // what the ONNX decoder graph bakes in
+          const s = config.prompt.imageEmbeddingSize;
+          const pe = imageWidePositionalEmbeddingsHost(weightsHost.get(SHARED_POS_EMBED_KEY)!, s);
+          t = tf.tensor4d(nhwcToNchw({ data: pe, shape: [1, s, s, config.prompt.hidden_size] }).data, [1, config.prompt.hidden_size, s, s]);
+        } else t = model.getImageWidePositionalEmbeddings();
+      } else { rows.push({ tensor: name, maxAbs: NaN, maxRel: NaN, ratio: NaN, tolerance: '-', pass: false, note: 'unknown global output' }); continue; }
+      const st = m ? strided(t, Number(m[2])) : t;
+      check(name, { data: st.dataSync() as Float32Array, shape: [...st.shape] });
+      tf.dispose([t, st]);
     }
     for (const c of manifest.cases ?? []) {
       const inputs = c.inputs ?? {};
       const prompts = {
-        inputBoxes: inputs.input_boxes ? tensorOf(io, inputs.input_boxes) : undefined,
-        inputPoints: inputs.input_points ? tensorOf(io, inputs.input_points) : undefined,
-        inputLabels: inputs.input_labels ? tensorOf(io, inputs.input_labels) : undefined,
-        inputMasks: inputs.input_masks ? tensorOf(io, inputs.input_masks) as tf.Tensor4D : undefined,
+        embeddingsNHWC: emb,
+        inputBoxes: inputs.input_boxes ? hostOf(io, inputs.input_boxes) as HostArray : undefined,
+        inputPoints: inputs.input_points ? hostOf(io, inputs.input_points) as HostArray : undefined,
+        inputLabels: inputs.input_labels ? hostOf(io, inputs.input_labels) as HostArray<Int32Array> : undefined,
+        inputMasks: inputs.input_masks ? hostOf(io, inputs.input_masks) as HostArray : undefined,
       };
-      const B = embNHWC.shape[0];
-      const pe = model.promptEncoder(B, prompts);
-      if (typeof c.sparse_embeddings === 'string') check(c.sparse_embeddings, pe.sparse);
-      if (typeof c.dense_embeddings === 'string') {
-        const full = denseEmbeddingsFull(pe.dense, model.config);
-        const dense = tf.transpose(full, [0, 3, 1, 2]);
-        full.dispose();
-        check(c.dense_embeddings, dense);
-        dense.dispose();
-      }
-      tf.dispose([pe.sparse, pe.dense]);
+      const pe = await inference.promptEmbeddings(prompts);
+      if (typeof c.sparse_embeddings === 'string' && pe.sparse) check(c.sparse_embeddings, pe.sparse);
+      if (typeof c.dense_embeddings === 'string') check(c.dense_embeddings, pe.dense);
       for (const run of c.runs ?? []) {
-        const out = model.decode(embNHWC, prompts, Boolean(run.multimask_output));
+        const out = await inference.decode({ ...prompts, multimask: Boolean(run.multimask_output) });
         if (typeof run.pred_masks === 'string') check(run.pred_masks, out.predMasks);
         if (typeof run.iou_scores === 'string') check(run.iou_scores, out.iouScores);
-        tf.dispose([out.predMasks, out.iouScores]);
       }
-      tf.dispose(Object.values(prompts).filter((x): x is tf.Tensor => !!x));
     }
-    embNHWC.dispose();
   } finally {
+    await inference.dispose();
     model.dispose();
   }
   return rows;
@@ -178,7 +198,7 @@ function scalarRow(name: string, actual: number, golden: number, atol: number): 
 }
 
 /** Cases of kind sam_train_step: loss, every mask-decoder gradient, Adam steps at each lr, loss trajectory. */
-export async function verifyTrainStep(folder: string, manifest: Manifest): Promise<ParityRow[]> {
+export async function verifyTrainStep(folder: string, manifest: Manifest, engine: EngineName = 'tfjs'): Promise<ParityRow[]> {
   const rows: ParityRow[] = [];
   const m = manifest as any;
   const tols = m.tolerances ?? {};
@@ -188,9 +208,11 @@ export async function verifyTrainStep(folder: string, manifest: Manifest): Promi
   const { tensors: goldenGrads } = await readSafetensors(join(folder, manifest.files.grads ?? 'grads.safetensors'));
   const fwd = m.forward ?? {};
   const model = SamModel.fromHost(config, weightsHost);
-  const pv = tensorOf(io, fwd.pixel_values ?? 'pixel_values') as tf.Tensor4D;
-  const emb = model.imageEmbeddingsNHWC(pv);
-  pv.dispose();
+  // Embeddings and the step-0 forward from the chosen engine; training itself always runs on tfjs (as in fedsam train,
+  // which reads embeddings from the cache whichever engine made them).
+  const inference = fixtureInference(engine, config, model, weightsHost);
+  const embHost = await inference.embed(hostOf(io, fwd.pixel_values ?? 'pixel_values') as HostArray);
+  const emb = tf.tensor4d(embHost.data, embHost.shape as [number, number, number, number]);
   const boxes = tensorOf(io, fwd.input_boxes ?? 'input_boxes') as tf.Tensor3D;
   const target = tensorOf(io, 'gt_masks') as tf.Tensor4D;
   const batch = { embeddingsNHWC: emb, boxes, target };
@@ -200,10 +222,9 @@ export async function verifyTrainStep(folder: string, manifest: Manifest): Promi
   try {
     // step-0 forward
     if (io.has('pred_masks')) {
-      const out = model.decode(emb, { inputBoxes: boxes }, false);
+      const out = await inference.decode({ embeddingsNHWC: embHost, inputBoxes: hostOf(io, fwd.input_boxes ?? 'input_boxes') as HostArray, multimask: false });
       const t = tols.pred_masks ?? { atol: 1e-4, rtol: 1e-3 };
-      rows.push(compareArrays('pred_masks', out.predMasks.dataSync(), io.get('pred_masks')!.data, t));
-      tf.dispose([out.predMasks, out.iouScores]);
+      rows.push(compareArrays('pred_masks', out.predMasks.data, io.get('pred_masks')!.data, t));
     }
     // loss and gradients
     const { parts, grads } = lossAndGrads(model, batch, names);
@@ -266,6 +287,7 @@ export async function verifyTrainStep(folder: string, manifest: Manifest): Promi
       adamDispose(state);
     }
   } finally {
+    await inference.dispose();
     tf.dispose([emb, boxes, target, ...original.values()]);
     model.dispose();
   }
@@ -273,18 +295,18 @@ export async function verifyTrainStep(folder: string, manifest: Manifest): Promi
 }
 
 /** Run whatever kind of fixture folder this is. */
-export async function verifyReferenceFolder(folder: string): Promise<{ kind: string; rows: ParityRow[] }> {
+export async function verifyReferenceFolder(folder: string, engine: EngineName = 'tfjs'): Promise<{ kind: string; rows: ParityRow[] }> {
   const manifest = await readManifest(folder);
   switch (manifest.kind) {
     case 'sam_forward':
     case 'sam_decoder_only_forward':
-      return { kind: manifest.kind, rows: await verifyForward(folder, manifest) };
+      return { kind: manifest.kind, rows: await verifyForward(folder, manifest, engine) };
     case 'sam_processor': {
       const rows = await processorParity(folder);
       return { kind: manifest.kind, rows: rows.map((r) => ({ ...r, tensor: `${r.stage}: ${r.tensor}` })) };
     }
     case 'sam_train_step':
-      return { kind: manifest.kind, rows: await verifyTrainStep(folder, manifest) };
+      return { kind: manifest.kind, rows: await verifyTrainStep(folder, manifest, engine) };
     default:
       throw new Error(`${folder}: fixture kind "${manifest.kind}" is not supported by this version of fedsam`);
   }

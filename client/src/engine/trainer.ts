@@ -1,12 +1,13 @@
 // The local fine-tuning engine: what a site does between two federated rounds, and `fedsam train` on its own.
 // Images are embedded once (cache); each step reads cached embeddings, builds box prompts (jittered while
 // training) and low-res targets, and takes a DiceCE + Adam step on the mask decoder only.
-import * as tf from '@tensorflow/tfjs';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
-import { trainStep, trainableDecoderNames, type ProximalTerm, type TrainBatch, type StepResult } from '@fedsam/shared/train/step';
+import { trainStep, trainableDecoderNames, type ProximalTerm, type StepResult } from '@fedsam/shared/train/step';
 import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
 import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
-import { postProcessMask, pixelValuesTensor, rescaleBoxes } from '@fedsam/shared/processor';
+import { postProcessMask, rescaleBoxes, type SamPreprocessed } from '@fedsam/shared/processor';
+import { inferenceFor } from '@fedsam/shared/samInference';
+import { currentEngine } from '@fedsam/shared/inference';
 import type { Sample, Box } from '../data/types.ts';
 import { Rng } from '../data/rng.ts';
 import { boxPrompt, DEFAULT_BOX_JITTER } from '../data/prompts.ts';
@@ -77,15 +78,22 @@ export function describeImage(s: Sample): string {
   return `image ${src} (sample ${s.id})`;
 }
 
-/** The vision encoder on this thread. */
-async function embedInline(loaded: LoadedModel, s: Sample): Promise<CachedEmbedding> {
-  const pre = loaded.processor.preprocessRGB(await s.loadImage());
-  const emb = tf.tidy(() => loaded.model.imageEmbeddingsNHWC(pixelValuesTensor(pre)));
+/** Read and preprocess one image (what overlaps with the encoder running on the previous one). */
+async function preprocessSample(loaded: LoadedModel, s: Sample): Promise<SamPreprocessed> {
   try {
-    const data = (await emb.data()) as Float32Array;
-    return { data, shape: emb.shape as [number, number, number, number], originalSize: pre.originalSize as [number, number], reshapedSize: pre.reshapedInputSize as [number, number] };
-  } finally {
-    emb.dispose();
+    return loaded.processor.preprocessRGB(await s.loadImage());
+  } catch (err) {
+    throw new Error(`embedding ${describeImage(s)} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The vision encoder on this thread's engine (ONNX Runtime runs it on its own intra-op threads). */
+async function embedPreprocessed(loaded: LoadedModel, s: Sample, pre: SamPreprocessed): Promise<CachedEmbedding> {
+  try {
+    const e = await inferenceFor(loaded).embed({ data: pre.pixelValues, shape: pre.shape });
+    return { data: e.data, shape: e.shape as CachedEmbedding['shape'], originalSize: pre.originalSize as [number, number], reshapedSize: pre.reshapedInputSize as [number, number] };
+  } catch (err) {
+    throw new Error(`embedding ${describeImage(s)} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -118,7 +126,8 @@ export async function embedImages(loaded: LoadedModel, cache: EmbeddingCache, sa
         bar.tick();
       } else todo.push({ imageKey, sample, key });
     }
-    const want = todo.length ? (opts.workers ?? defaultEmbedWorkers(todo.length, loaded.config)) : 0;
+    // ONNX Runtime uses every core itself; the worker pool is for tfjs's single-threaded backends.
+    const want = todo.length && currentEngine().name === 'tfjs' ? (opts.workers ?? defaultEmbedWorkers(todo.length, loaded.config)) : 0;
     let pool: EmbedPool | undefined;
     if (want > 0) {
       try {
@@ -152,14 +161,13 @@ export async function embedImages(loaded: LoadedModel, cache: EmbeddingCache, sa
       }
       if (failure) throw failure;
     } else {
-      for (const t of todo) {
-        let e: CachedEmbedding;
-        try {
-          e = await embedInline(loaded, t.sample);
-        } catch (err) {
-          throw new Error(`embedding ${describeImage(t.sample)} failed: ${(err as Error).message}`, { cause: err });
-        }
-        await store(t, e);
+      // The next image is read and preprocessed while the encoder runs on this one.
+      let next = todo.length ? preprocessSample(loaded, todo[0].sample) : undefined;
+      for (let i = 0; i < todo.length; i++) {
+        const pre = await next!;
+        next = i + 1 < todo.length ? preprocessSample(loaded, todo[i + 1].sample) : undefined;
+        next?.catch(() => undefined); // awaited (and reported) in its turn
+        await store(todo[i], await embedPreprocessed(loaded, todo[i].sample, pre));
       }
     }
   } finally {
@@ -239,10 +247,6 @@ async function loadHostBatch(cache: EmbeddingCache, items: readonly EngineItem[]
   };
 }
 
-async function loadBatch(cache: EmbeddingCache, items: readonly EngineItem[], boxes: number[][], L: number): Promise<TrainBatch> {
-  return hostToBatch(await loadHostBatch(cache, items, boxes, L));
-}
-
 export interface EvalMetrics {
   n: number;
   /** Mean Dice / IoU at the original resolution (after post-processing). */
@@ -266,11 +270,13 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
   for (let i = 0; i < items.length; i += bs) {
     const chunk = items.slice(i, i + bs);
     const boxes = chunk.map((it) => modelBox(it.sample.box, it.originalSize, it.reshapedSize));
-    const batch = await loadBatch(cache, chunk, boxes, L);
-    const out = loaded.model.decode(batch.embeddingsNHWC, { inputBoxes: batch.boxes }, false);
-    const logits = (await out.predMasks.data()) as Float32Array;
-    tf.dispose([out.predMasks, out.iouScores]);
-    disposeBatch(batch);
+    const batch = await loadHostBatch(cache, chunk, boxes, L);
+    const out = await inferenceFor(loaded).decode({
+      embeddingsNHWC: { data: batch.emb, shape: batch.embShape },
+      inputBoxes: { data: Float32Array.from(boxes.flat()), shape: [chunk.length, 1, 4] },
+      multimask: false,
+    });
+    const logits = out.predMasks.data;
     for (let j = 0; j < chunk.length; j++) {
       const it = chunk[j];
       const low = logits.subarray(j * L * L, (j + 1) * L * L);

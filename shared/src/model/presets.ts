@@ -11,6 +11,7 @@ import type { HostTensor } from '../safetensors.ts';
 import { SamProcessor, loadPreprocessorConfig } from '../processor.ts';
 import { initSamWeights } from './init.ts';
 import { SamModel } from './sam.ts';
+import { currentEngine } from '../inference.ts';
 
 /** The built-in model's name (what `--model` defaults to). */
 export const DEFAULT_MODEL = 'fedsam-tiny';
@@ -45,6 +46,19 @@ export interface LoadedModel {
   baseModelHash: string;
   /** Learning rate that suits this model when none is given (the recipe's 1e-5 for pretrained SAM). */
   recommendedLr: number;
+  /**
+   * The vision encoder's weights when they are kept on the host instead of in the tfjs model (engine onnx: ONNX
+   * Runtime builds its graph from them and tfjs never runs the encoder, so 360 MB for ViT-B are not copied into it).
+   */
+  visionHost?: Map<string, HostTensor>;
+}
+
+/** Split off the vision encoder's weights when the onnx engine runs it (see LoadedModel.visionHost). */
+function placeWeights(weights: Map<string, HostTensor>, visionOnHost: boolean): { tfjs: Map<string, HostTensor>; visionHost?: Map<string, HostTensor> } {
+  if (!visionOnHost) return { tfjs: weights };
+  const tfjs = new Map<string, HostTensor>(), visionHost = new Map<string, HostTensor>();
+  for (const [n, t] of weights) (n.startsWith('vision_encoder.') ? visionHost : tfjs).set(n, t);
+  return { tfjs, visionHost };
 }
 
 /** The vision encoder's hash (the embedding cache's key) and the base model hash (checkpoint/baseModelHash.ts). */
@@ -70,11 +84,13 @@ export function tinySamWeights(): { config: SamConfig; weights: Map<string, Host
  * Load a model: `undefined` or 'fedsam-tiny' gives the built-in model; anything else is an HF SAM folder.
  * Errors say which file is missing and what to do.
  */
-export async function loadModel(spec: string | undefined, opts: { parts?: SamPart[] } = {}): Promise<LoadedModel> {
+export async function loadModel(spec: string | undefined, opts: { parts?: SamPart[]; visionOnHost?: boolean } = {}): Promise<LoadedModel> {
+  const onHost = opts.visionOnHost ?? currentEngine().name === 'onnx';
   if (!spec || spec === DEFAULT_MODEL) {
     const { config, weights } = tinySamWeights();
-    const model = SamModel.fromHost(config, weights);
-    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 3e-3 };
+    const { tfjs, visionHost } = placeWeights(weights, onHost);
+    const model = SamModel.fromHost(config, tfjs);
+    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 3e-3, visionHost };
   }
   const dir = resolve(spec);
   try {
@@ -84,8 +100,9 @@ export async function loadModel(spec: string | undefined, opts: { parts?: SamPar
   }
   const { config, weights } = await loadSamCheckpoint(dir, opts.parts ? { parts: opts.parts } : undefined);
   const hashes = frozenHashes(weights);
-  const model = SamModel.fromHost(config, weights);
-  return { source: dir, config, model, processor: await processorFor(config, dir), ...hashes, recommendedLr: 1e-5 };
+  const { tfjs, visionHost } = placeWeights(weights, onHost);
+  const model = SamModel.fromHost(config, tfjs);
+  return { source: dir, config, model, processor: await processorFor(config, dir), ...hashes, recommendedLr: 1e-5, visionHost };
 }
 
 export const modelFolderFiles = (dir: string) => [join(dir, 'config.json'), join(dir, 'model.safetensors')];
