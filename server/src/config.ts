@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DashboardConfigSchema, HostPortSchema } from '@fedsam/shared/web/dashboardConfig';
 import { StrategyConfigSchema } from './strategy/config.ts';
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/i, 'must be a sha256 hex digest (64 hex characters)').transform((s) => s.toLowerCase());
@@ -28,7 +29,7 @@ export const WeightingSchema = z.object({
 
 export const ServerConfigSchema = z.object({
   /** host:port to listen on (port 0 = ephemeral). */
-  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port').default('0.0.0.0:8080'),
+  listen: HostPortSchema.default('0.0.0.0:8080'),
   rounds: z.number().int().positive().default(10),
   min_available_clients: z.number().int().positive().default(2),
   min_fit_clients: z.number().int().positive().default(2),
@@ -85,13 +86,7 @@ export const ServerConfigSchema = z.object({
     crl: z.string().min(1).nullable().default(null),
   }).strict().nullable().default(null),
   /** The live federation page (null = off). Off loopback it needs TLS (its own or the server's) and a token. */
-  dashboard: z.object({
-    listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port'),
-    tls_cert: z.string().min(1).nullable().default(null),
-    tls_key: z.string().min(1).nullable().default(null),
-    /** File holding the token pages must present; without one, off loopback a token is made up and logged. */
-    token_file: z.string().min(1).nullable().default(null),
-  }).strict().nullable().default(null),
+  dashboard: DashboardConfigSchema.nullable().default(null),
   /** Prometheus /metrics (null = off). */
   metrics: z.object({
     host: z.string().default('127.0.0.1'),

@@ -4,10 +4,11 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DashboardConfigSchema, HostPortSchema } from '@fedsam/shared/web/dashboardConfig';
 
 export const SiteConfigSchema = z.object({
   /** host:port of the aggregation server. */
-  server: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port'),
+  server: HostPortSchema,
   /** The name this site expects to be (the server checks it against its certificate or token). */
   site: z.string().min(1).nullable().default(null),
   /** Secret token; not needed with a client certificate. Prefer token_file. */
@@ -29,13 +30,7 @@ export const SiteConfigSchema = z.object({
   upload_dtype: z.enum(['F32', 'F16']).default('F32'),
   download_dtype: z.enum(['F32', 'F16']).default('F32'),
   /** The site's own page: its state, its Dice and overlays of its validation images (null = off). */
-  dashboard: z.object({
-    listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'expected host:port'),
-    tls_cert: z.string().min(1).nullable().default(null),
-    tls_key: z.string().min(1).nullable().default(null),
-    /** File holding the token pages must present; without one, off loopback a token is made up and logged. */
-    token_file: z.string().min(1).nullable().default(null),
-  }).strict().nullable().default(null),
+  dashboard: DashboardConfigSchema.nullable().default(null),
 }).strict().superRefine((c, ctx) => {
   if (c.tls && !!c.tls.cert !== !!c.tls.key) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls.cert and tls.key go together (the site certificate and its key)' });
   if (!c.token && !c.token_file && !c.tls?.cert) {
