@@ -46,5 +46,5 @@ export async function writeContactSheet(file: string, samples: readonly Pretrain
       composites.push({ input: png, left: left + j * tile, top });
     }
   }
-  await sharp({ create: { width: W, height: H, channels: 3, background: { r: 40, g: 40, b: 40 } } }).composite(composites).png().toFile(file);
+  await sharp({ create: { width: W, height: H, channels: 3, background: { r: 40, g: 40, b: 40 } } }).composite(composites).png({ palette: true, quality: 90, effort: 4 }).toFile(file); // quantized: noise does not compress
 }

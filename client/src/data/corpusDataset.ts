@@ -43,7 +43,11 @@ export interface CorpusDatasetSummary {
   /** Objects and mean baseline Dice per appearance regime / shape family. */
   byRegime: Record<string, { objects: number; box: number; otsu: number }>;
   byFamily: Record<string, { objects: number; box: number; otsu: number }>;
+  /** The same by object area: tiny < 64 px <= small < 1024 px <= large. */
+  bySize: Record<string, { objects: number; box: number; otsu: number }>;
 }
+
+const sizeClass = (area: number) => (area < 64 ? 'tiny (<64 px)' : area < 1024 ? 'small (64-1023 px)' : 'large (>=1024 px)');
 
 function add(t: Record<string, Tally>, k: string, box: number, otsu: number): void {
   const e = (t[k] ??= { objects: 0, box: 0, otsu: 0 });
@@ -62,10 +66,14 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
   await rm(join(o.out, 'masks'), { recursive: true, force: true });
   await mkdir(o.out, { recursive: true });
   const indices: number[] = [], empty: number[] = [], sheet: PretrainSample[] = [];
-  const byRegime: Record<string, Tally> = {}, byFamily: Record<string, Tally> = {};
-  let objects = 0, box = 0, otsu = 0;
+  const byRegime: Record<string, Tally> = {}, byFamily: Record<string, Tally> = {}, bySize: Record<string, Tally> = {};
+  let objects = 0, box = 0, otsu = 0, genMs = 0, drawn = 0;
   for (let index = 0; indices.length < o.images; index++) {
+    const t0 = process.cpuUsage();
     const s = source(index, new Rng(`${o.seed}/sample/${index}`));
+    const dt = process.cpuUsage(t0);
+    genMs += (dt.user + dt.system) / 1000;
+    drawn++;
     checkSample(s);
     if (!s.masks.length) {
       empty.push(index);
@@ -88,19 +96,21 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
       objects++;
       add(byRegime, regime, b, t);
       add(byFamily, families[st.label - 1] ?? '?', b, t);
+      add(bySize, sizeClass(st.area), b, t);
     }
     if (o.contactSheet && sheet.length < 24) sheet.push(s);
   }
   if (o.contactSheet) await writeContactSheet(o.contactSheet, sheet);
   const summary: CorpusDatasetSummary = {
     out: o.out, generator: 'corpus', split: o.split, seed: o.seed, size: o.size, images: indices.length, indices, empty, objects,
-    boxDice: box / objects, otsuDice: otsu / objects, byRegime: mean(byRegime), byFamily: mean(byFamily),
+    boxDice: box / objects, otsuDice: otsu / objects, byRegime: mean(byRegime), byFamily: mean(byFamily), bySize: mean(bySize),
   };
   await writeFile(join(o.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   await writeFile(join(o.out, 'README.txt'), readme(summary));
-  o.log?.(`corpus (${o.split} split, seed ${o.seed}): ${summary.images} images, ${objects} objects in ${o.out}`);
+  o.log?.(`corpus (${o.split} split, seed ${o.seed}): ${summary.images} images, ${objects} objects in ${o.out}; generation ${(genMs / drawn).toFixed(1)} ms CPU per sample`);
   for (const [k, v] of Object.entries(summary.byRegime)) o.log?.(`  regime ${k}: ${v.objects} objects, box-baseline Dice ${fmt3(v.box)}, Otsu-in-box Dice ${fmt3(v.otsu)}`);
   for (const [k, v] of Object.entries(summary.byFamily)) o.log?.(`  family ${k}: ${v.objects} objects, box-baseline Dice ${fmt3(v.box)}, Otsu-in-box Dice ${fmt3(v.otsu)}`);
+  for (const [k, v] of Object.entries(summary.bySize)) o.log?.(`  ${k}: ${v.objects} objects, box-baseline Dice ${fmt3(v.box)}, Otsu-in-box Dice ${fmt3(v.otsu)}`);
   o.log?.(`all objects: box-baseline Dice ${fmt3(summary.boxDice)} (filled tight box vs mask), Otsu-in-box Dice ${fmt3(summary.otsuDice)} (Otsu threshold inside the box)`);
   if (o.contactSheet) o.log?.(`contact sheet of the first ${sheet.length} images: ${o.contactSheet}`);
   return summary;

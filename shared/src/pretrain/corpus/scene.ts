@@ -39,6 +39,7 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
   const { width: w, height: h, regime } = q;
   const n = w * h, side = Math.min(w, h);
   const bgRng = rng.fork('background'), objRng = rng.fork('objects'), sensorRng = rng.fork('sensor');
+  const fov = regime.fieldOfView?.(w, h, bgRng);
   let planes = regime.background(w, h, bgRng);
   // an extra texture of any spectrum over any regime, so no regime has one fixed look
   const extra = bgRng.next();
@@ -91,13 +92,13 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
   const areas = new Int32Array(families.length);
   for (let i = 0; i < n; i++) {
     const o = owner[i]!;
-    if (o >= 0) {
+    if (o >= 0 && (!fov || fov[i])) {
       masks[o]![i] = 1;
       areas[o]!++;
     }
   }
   const keep = families.map((_, i) => areas[i]! >= MIN_OBJECT_PIXELS);
-  planes = regime.finish(planes, w, h, sensorRng, new PixelNoise(sensorRng));
+  planes = regime.finish(planes, w, h, sensorRng, new PixelNoise(sensorRng), fov);
   return { image: toRGB8(planes, w, h), masks: masks.filter((_, i) => keep[i]), families: families.filter((_, i) => keep[i]), decoys };
 }
 

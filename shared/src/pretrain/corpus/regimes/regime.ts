@@ -16,8 +16,13 @@ export interface Regime {
   objectColour(bg: readonly number[], contrast: number, polarity: 1 | -1, rng: SampleRng): number[];
   /** Probability that an object is brighter than its surroundings. */
   brightShare: number;
+  /**
+   * The sensor's field of view (1 = imaged), when it does not cover the whole picture (an ultrasound fan). Drawn
+   * before the objects: the scene keeps no object pixels outside it, and `finish` receives it.
+   */
+  fieldOfView?(w: number, h: number, rng: SampleRng): Uint8Array;
   /** The sensor: returns the final planes (1 gray or 3 colour), values clamped to 0..1 later. */
-  finish(planes: Float32Array[], w: number, h: number, rng: SampleRng, noise: PixelNoise): Float32Array[];
+  finish(planes: Float32Array[], w: number, h: number, rng: SampleRng, noise: PixelNoise, fov?: Uint8Array): Float32Array[];
 }
 
 /** Gray object colour: bg + polarity * contrast, flipped when that leaves 0..1 (the object must stay visible). */
