@@ -33,17 +33,18 @@ export function outlineObjects(s: PretrainSample): Uint8Array {
 export async function writeContactSheet(file: string, samples: readonly PretrainSample[], o: { columns?: number; tile?: number } = {}): Promise<void> {
   const columns = o.columns ?? 4, tile = o.tile ?? 160, gap = 4;
   const rows = Math.ceil(samples.length / columns);
-  const W = columns * (2 * tile + gap) + (columns + 1) * gap, H = rows * tile + (rows + 1) * gap;
+  const pair = 2 * tile + 2; // image | outlines, 2 px apart
+  const W = columns * pair + (columns + 1) * gap, H = rows * tile + (rows + 1) * gap;
   const composites: sharp.OverlayOptions[] = [];
   for (let k = 0; k < samples.length; k++) {
     const s = samples[k]!;
     const col = k % columns, row = Math.floor(k / columns);
-    const left = gap + col * (2 * tile + 2 * gap), top = gap + row * (tile + gap);
+    const left = gap + col * (pair + gap), top = gap + row * (tile + gap);
     for (const [j, data] of [[0, s.image], [1, outlineObjects(s)]] as const) {
       const png = await sharp(Buffer.from(data.buffer, data.byteOffset, data.length), { raw: { width: s.width, height: s.height, channels: 3 } })
         .resize(tile, tile, { fit: 'contain', background: { r: 0, g: 0, b: 0 }, kernel: 'nearest' })
         .png().toBuffer();
-      composites.push({ input: png, left: left + j * tile, top });
+      composites.push({ input: png, left: left + j * (tile + 2), top });
     }
   }
   await sharp({ create: { width: W, height: H, channels: 3, background: { r: 40, g: 40, b: 40 } } }).composite(composites).png({ palette: true, quality: 90, effort: 4 }).toFile(file); // quantized: noise does not compress
