@@ -1,11 +1,13 @@
 // The classical baseline a radiologist's script would use: Otsu's threshold on the gray pixels inside the box prompt.
 // It never looks at the ground truth. Which side of the threshold is the object is decided from the box alone:
-//   1. the object is the class that covers the smaller share of the box's outline (a tight box around an object
-//      touches it at a few points; the rest of its outline lies on background);
-//   2. when both classes cover the outline equally (within 5 percentage points, e.g. the object fills the box), the
-//      object is the class whose pixels lie nearer the box centre on average;
+//   1. the object is the class that is rarer on the box's outline than inside the box: the one with the smaller
+//      ratio (share of the outline's pixels) / (share of the box's pixels). A tight box touches its object at a few
+//      points and lies on background elsewhere; comparing with the share inside keeps small objects, which fill
+//      most of their box and so most of its outline too, from being mistaken for background;
+//   2. when both ratios are equal (within 5 %), the object is the class whose pixels lie nearer the box centre;
 //   3. a box whose pixels are all one gray value has no threshold: the whole box is the answer (the box baseline).
-// Pixels outside the box are never foreground.
+// Pixels outside the box are never foreground. (Rule 1 was chosen over "the class rarer on the outline" on the
+// corpus TRAIN split and `fedsam synth` data: 0.74 vs 0.63 and 0.90 vs 0.92 mean Dice; held-out data not used.)
 import type { Box } from './types.ts';
 
 export interface OtsuResult {
@@ -91,10 +93,12 @@ export function otsuInBox(gray: Uint8Array, width: number, height: number, box: 
       }
     }
   }
-  const shareBright = borderBright / border;
+  // outline share over box share, per class (both classes are non-empty: the threshold splits the box)
+  const total = nBright + nDark;
+  const ratioBright = borderBright / border / (nBright / total), ratioDark = (border - borderBright) / border / (nDark / total);
   let brightIsObject: boolean;
-  if (Math.abs(shareBright - (1 - shareBright)) > 0.05) brightIsObject = shareBright < 0.5;
-  else brightIsObject = dBright / Math.max(1, nBright) <= dDark / Math.max(1, nDark);
+  if (Math.abs(ratioBright - ratioDark) > 0.05 * Math.max(ratioBright, ratioDark)) brightIsObject = ratioBright < ratioDark;
+  else brightIsObject = dBright / nBright <= dDark / nDark;
   for (let y = y0; y <= y1; y++) {
     for (let x = x0; x <= x1; x++) {
       const i = y * width + x;

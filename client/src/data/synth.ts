@@ -371,7 +371,7 @@ function readme(r: SynthSummary): string {
     'Box baseline = mean Dice of predicting the filled tight bounding box of each object (what a model that',
     'ignores the image would do with a box prompt). Fine-tuning should beat it.',
     'Otsu-in-box baseline = mean Dice of Otsu\'s threshold on the gray pixels inside the tight box, the object being',
-    'the class rarer on the box outline (the classical tool; it never looks at the mask).',
+    'the class rarer on the box outline than inside the box (the classical tool; it never looks at the mask).',
     '',
     ...r.sites.map((s) => `${s.name}: ${s.objects} objects, box-baseline Dice ${s.boxDice.toFixed(3)}, Otsu-in-box Dice ${s.otsuDice.toFixed(3)}, kinds ${JSON.stringify(s.objectsByKind)}`),
     `all sites: box-baseline Dice ${r.boxDice.toFixed(3)}, Otsu-in-box Dice ${r.otsuDice.toFixed(3)}`,

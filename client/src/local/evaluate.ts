@@ -44,7 +44,7 @@ export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) 
       (m.objects ?? []).map((r) => [r.id, r.area, r.dice, r.iou, r.boxDice, r.otsuDice])));
     print('');
     print(renderTable(['objects', 'Dice', 'IoU', 'Dice@low-res', 'IoU@low-res', 'box Dice', 'Otsu Dice'], [[m.n, m.dice, m.iou, m.dice256, m.iou256, m.boxDice, m.otsuDice]]));
-    print('box Dice: the filled box as the mask; Otsu Dice: Otsu\'s threshold on the gray pixels inside the box, object = the class rarer on the box outline');
+    print('box Dice: the filled box as the mask; Otsu Dice: Otsu\'s threshold on the gray pixels inside the box, object = the class rarer on the box outline than inside the box');
     if (o.overlays) print(`wrote ${written} overlays to ${resolve(o.overlays)} (blue: prediction, green outline: ground truth, yellow: prompt box)`);
   }
   site.loaded.model.dispose();
