@@ -75,6 +75,33 @@ test('Otsu in the box finds a dark disc on a light background and a light disc o
   assert.ok(b.dice > 0.95, `Otsu Dice ${b.dice}`);
 });
 
+test('the Otsu polarity rule takes a ring, not its hole, and a tiny object that fills most of its box', () => {
+  // a dark annulus (r 10..20) on light: its hole is as light as the outside, and central
+  const gray = new Uint8Array(W * H).fill(200), ringGt = new Uint8Array(W * H);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const d = Math.hypot(x - 40, y - 40);
+      if (d >= 10 && d <= 20) { gray[y * W + x] = 60; ringGt[y * W + x] = 1; }
+    }
+  }
+  const ring = otsuInBox(gray, W, H, maskBox(ringGt, W, H)!);
+  assert.equal(ring.polarity, 'dark');
+  assert.ok(dice(ring.mask, ringGt) > 0.99);
+  // a 4x4 square without its corners, in its tight box: 8 of the 12 outline pixels are object, so "the class rarer
+  // on the outline" would take the corners; relative to its share of the box (12 of 16) the object is the rarer one
+  const g2 = new Uint8Array(W * H).fill(30), tinyGt = new Uint8Array(W * H);
+  for (let y = 81; y <= 84; y++) {
+    for (let x = 91; x <= 94; x++) {
+      if ((x === 91 || x === 94) && (y === 81 || y === 84)) continue;
+      g2[y * W + x] = 220;
+      tinyGt[y * W + x] = 1;
+    }
+  }
+  const tiny = otsuInBox(g2, W, H, maskBox(tinyGt, W, H)!);
+  assert.equal(tiny.polarity, 'bright');
+  assert.ok(dice(tiny.mask, tinyGt) > 0.99);
+});
+
 test('Otsu in the box fails on a faint object over a strong ramp (where a learned model must do better)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-otsu-'));
   const gt = await faintOnRampPng(join(dir, 'ramp.png'));
