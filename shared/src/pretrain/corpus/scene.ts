@@ -9,6 +9,7 @@ import { PixelNoise, logUniform, pick, weighted } from './random.ts';
 import { randomFractalNoise } from './textures/fractalNoise.ts';
 import { stripes } from './textures/stripes.ts';
 import { gradient } from './textures/gradient.ts';
+import { deadLeaves } from './textures/deadLeaves.ts';
 import { addScaled } from './regimes/regime.ts';
 
 export interface SceneRequest {
@@ -41,10 +42,11 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
   const bgRng = rng.fork('background'), objRng = rng.fork('objects'), sensorRng = rng.fork('sensor');
   const fov = regime.fieldOfView?.(w, h, bgRng);
   let planes = regime.background(w, h, bgRng);
-  // an extra texture of any spectrum over any regime, so no regime has one fixed look
+  // an extra texture of any kind over any regime, so no regime has one fixed look
   const extra = bgRng.next();
-  if (extra < 0.45) {
-    const tex = extra < 0.25 ? randomFractalNoise(w, h, bgRng) : extra < 0.35 ? stripes(w, h, bgRng) : gradient(w, h, bgRng);
+  if (extra < 0.5) {
+    const tex = extra < 0.2 ? randomFractalNoise(w, h, bgRng) : extra < 0.3 ? stripes(w, h, bgRng) : extra < 0.4 ? gradient(w, h, bgRng)
+      : deadLeaves(w, h, bgRng, 1)[0]!.map((v) => 2 * v - 1); // gray clutter
     const amp = logUniform(bgRng, 0.01, 0.15);
     for (const p of planes) addScaled(p, tex, amp);
   }
