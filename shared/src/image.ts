@@ -268,6 +268,34 @@ export interface OverlayOptions {
   /** Outline thickness in pixels (inner boundary), default max(1, round(min(W,H)/400)). */
   outlineWidth?: number;
   threshold?: number;
+  /** Prompt box [x0, y0, x1, y1] in image pixels, drawn as a rectangle over everything else. */
+  box?: readonly number[];
+  /** Box colour, default yellow [255, 215, 0]. */
+  boxColor?: [number, number, number];
+}
+
+/**
+ * Draw the outline of box [x0, y0, x1, y1] (image pixels, rounded, clipped to the image) into an RGB HWC buffer, in
+ * place: `thickness` pixels wide, inward from the box's edges, so the drawn rectangle is exactly the prompt's extent.
+ */
+export function drawBox(rgb: Uint8Array, width: number, height: number, box: readonly number[], color: readonly number[], thickness = 1): void {
+  if (box.length !== 4) throw new RangeError(`drawBox: box must be [x0, y0, x1, y1], got ${box.length} numbers`);
+  const clampX = (v: number) => Math.min(width - 1, Math.max(0, Math.round(v)));
+  const clampY = (v: number) => Math.min(height - 1, Math.max(0, Math.round(v)));
+  const x0 = clampX(Math.min(box[0]!, box[2]!)), x1 = clampX(Math.max(box[0]!, box[2]!));
+  const y0 = clampY(Math.min(box[1]!, box[3]!)), y1 = clampY(Math.max(box[1]!, box[3]!));
+  const t = Math.max(1, Math.round(thickness));
+  const put = (x: number, y: number) => {
+    const i = 3 * (y * width + x);
+    rgb[i] = color[0]!;
+    rgb[i + 1] = color[1]!;
+    rgb[i + 2] = color[2]!;
+  };
+  for (let y = y0; y <= y1; y++) {
+    for (let x = x0; x <= x1; x++) {
+      if (x - x0 < t || x1 - x < t || y - y0 < t || y1 - y < t) put(x, y);
+    }
+  }
 }
 
 /** RGB uint8 image with the mask blended in a colour plus its outline (returned, not written). */
@@ -320,6 +348,7 @@ export function overlayMask(image: RGBImage, mask: MaskLike, opts: OverlayOption
       }
     }
   }
+  if (opts.box) drawBox(out, w, h, opts.box, opts.boxColor ?? [255, 215, 0], ow);
   return out;
 }
 

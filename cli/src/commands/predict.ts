@@ -13,7 +13,7 @@ export function registerPredictCommand(program: Command): Command {
     .addOption(new Option('--box <x0,y0,x1,y1>', 'box around the object in image pixels').argParser(parseNumberList('--box', 4)).makeOptionMandatory())
     .addOption(new Option('--point <x,y,label>', 'extra point prompt (label 1 foreground, 0 background); repeatable').argParser(parsePoint))
     .addOption(new Option('--out <mask.png>', 'binary mask (0/255) at the image size').makeOptionMandatory())
-    .addOption(new Option('--overlay <overlay.png>', 'picture of the mask drawn over the image'))
+    .addOption(new Option('--overlay <overlay.png>', 'picture of the mask (blue) and the prompt box (yellow) drawn over the image'))
     .addOption(new Option('--multimask', 'predict 3 masks and keep the one with the highest predicted IoU'))
     .action(async (o) => {
       const r = await predict(o);

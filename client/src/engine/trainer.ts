@@ -13,6 +13,7 @@ import { Rng } from '../data/rng.ts';
 import { boxPrompt, DEFAULT_BOX_JITTER } from '../data/prompts.ts';
 import { dice, iou } from '../data/metrics.ts';
 import { filledBox } from '../data/mask.ts';
+import { grayFromRGB, otsuInBox } from '../data/otsuInBox.ts';
 import type { EmbeddingCache, CachedEmbedding } from './cache.ts';
 import { createProgress } from './progress.ts';
 import { EmbedPool, defaultEmbedWorkers } from './embedPool.ts';
@@ -257,16 +258,37 @@ export interface EvalMetrics {
   iou256: number;
   /** Mean Dice of the filled tight box (the baseline to beat). */
   boxDice: number;
+  /** Mean Dice of Otsu's threshold inside the box (data/otsuInBox.ts); only with `baselines: true`. */
+  otsuDice?: number;
+  /** One record per object, in item order; only with `baselines: true`. */
+  objects?: ObjectMetrics[];
   loss?: number;
+}
+
+/** Metrics of one object at the original resolution, beside its two baselines. */
+export interface ObjectMetrics {
+  id: string;
+  area: number;
+  dice: number;
+  iou: number;
+  boxDice: number;
+  otsuDice: number;
 }
 
 /** Validation metrics with the exact (unjittered) box prompt. */
 export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, items: readonly EngineItem[],
-  opts: { batchSize?: number; onPrediction?: (it: EngineItem, fullMask: Uint8Array) => Promise<void> | void } = {}): Promise<EvalMetrics> {
+  opts: {
+    batchSize?: number;
+    onPrediction?: (it: EngineItem, fullMask: Uint8Array) => Promise<void> | void;
+    /** Also compute the Otsu-in-box baseline and per-object records (decodes every image once more). */
+    baselines?: boolean;
+  } = {}): Promise<EvalMetrics> {
   const L = lowResSize(loaded);
   const bs = opts.batchSize ?? 4;
   const pad = loaded.processor.config.pad_size;
-  let sd = 0, si = 0, sd256 = 0, si256 = 0, sbox = 0;
+  let sd = 0, si = 0, sd256 = 0, si256 = 0, sbox = 0, sotsu = 0;
+  const objects: ObjectMetrics[] = [];
+  let grayOf: { key: string; gray: Uint8Array } | undefined; // label-indexed masks: several objects share one image
   for (let i = 0; i < items.length; i += bs) {
     const chunk = items.slice(i, i + bs);
     const boxes = chunk.map((it) => modelBox(it.sample.box, it.originalSize, it.reshapedSize));
@@ -288,14 +310,26 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
       const bin = new Uint8Array(full.length);
       for (let k = 0; k < full.length; k++) bin[k] = full[k] > 0 ? 1 : 0;
       const gt = await it.sample.loadMask();
-      sd += dice(bin, gt);
-      si += iou(bin, gt);
-      sbox += dice(filledBox(it.sample.box, it.sample.width, it.sample.height), gt);
+      const d = dice(bin, gt), io = iou(bin, gt);
+      const boxD = dice(filledBox(it.sample.box, it.sample.width, it.sample.height), gt);
+      sd += d;
+      si += io;
+      sbox += boxD;
+      if (opts.baselines) {
+        if (grayOf?.key !== it.sample.imageKey) {
+          const img = await it.sample.loadImage();
+          grayOf = { key: it.sample.imageKey, gray: grayFromRGB(img.data, img.width, img.height) };
+        }
+        const otsuD = dice(otsuInBox(grayOf.gray, it.sample.width, it.sample.height, it.sample.box).mask, gt);
+        sotsu += otsuD;
+        objects.push({ id: it.sample.id, area: it.sample.area, dice: d, iou: io, boxDice: boxD, otsuDice: otsuD });
+      }
       if (opts.onPrediction) await opts.onPrediction(it, bin);
     }
   }
   const n = items.length || 1;
-  return { n: items.length, dice: sd / n, iou: si / n, dice256: sd256 / n, iou256: si256 / n, boxDice: sbox / n };
+  const m: EvalMetrics = { n: items.length, dice: sd / n, iou: si / n, dice256: sd256 / n, iou256: si256 / n, boxDice: sbox / n };
+  return opts.baselines ? { ...m, otsuDice: sotsu / n, objects } : m;
 }
 
 export interface TrainOptions {

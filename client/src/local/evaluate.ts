@@ -1,38 +1,52 @@
-// Dice and IoU of a model on one site's data, next to the box baseline: what `fedsam evaluate` runs.
+// Dice and IoU of a model on one site's data, next to two baselines that use the box alone: the filled box and
+// Otsu's threshold inside the box (data/otsuInBox.ts). What `fedsam evaluate` runs.
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { renderTable } from '@fedsam/shared/table';
 import { writeOverlayPng, overlayMask } from '@fedsam/shared/image';
 import { prepareSite, type SiteOptions } from '../engine/site.ts';
-import { evaluateItems } from '../engine/trainer.ts';
+import { evaluateItems, type EvalMetrics } from '../engine/trainer.ts';
 
 export interface EvaluateLocalOptions extends SiteOptions {
   overlays?: string;
   overlayCount: number;
   split: 'val' | 'all';
+  /** Print one JSON document (model, split, means, per-object records) instead of the tables. */
+  json?: boolean;
 }
 
-export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
+export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<EvalMetrics> {
   const site = await prepareSite({ ...o, noSplit: o.split === 'all', log: (l) => process.stderr.write(l + '\n') });
   const items = site.val;
   if (!items.length) throw new Error('the validation split is empty (one group only?): use --split all');
   let written = 0;
   if (o.overlays) await mkdir(resolve(o.overlays), { recursive: true });
   const m = await evaluateItems(site.loaded, site.cache, items, {
+    baselines: true,
     onPrediction: async (it, pred) => {
       if (!o.overlays || written >= o.overlayCount) return;
       const img = await it.sample.loadImage();
       const gt = await it.sample.loadMask();
-      // prediction filled in blue, ground truth outlined in green
+      // prediction filled in blue, ground truth outlined in green, the prompt box in yellow
       const withPred = { ...img, data: overlayMask(img, pred, { color: [30, 144, 255], alpha: 0.45 }) };
       const file = join(resolve(o.overlays), `${String(written).padStart(3, '0')}-${it.sample.id.replace(/[^A-Za-z0-9._-]+/g, '_')}.png`);
-      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0] });
+      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box: it.sample.box });
       written++;
     },
   });
-  print(`model ${site.loaded.source}; ${items.length} objects (${o.split === 'all' ? 'all data' : 'validation split'})`);
-  print(renderTable(['objects', 'Dice', 'IoU', 'Dice@low-res', 'IoU@low-res', 'box Dice'], [[m.n, m.dice, m.iou, m.dice256, m.iou256, m.boxDice]]));
-  if (o.overlays) print(`wrote ${written} overlays to ${resolve(o.overlays)} (blue: prediction, green outline: ground truth)`);
+  const split = o.split === 'all' ? 'all' : 'val';
+  if (o.json) {
+    const { objects, ...mean } = m;
+    print(JSON.stringify({ model: site.loaded.source, data: resolve(o.data), split, mean, objects, overlays: o.overlays ? { dir: resolve(o.overlays), written } : undefined }, null, 2));
+  } else {
+    print(`model ${site.loaded.source}; ${items.length} objects (${split === 'all' ? 'all data' : 'validation split'})`);
+    print(renderTable(['object', 'area', 'Dice', 'IoU', 'box Dice', 'Otsu Dice'],
+      (m.objects ?? []).map((r) => [r.id, r.area, r.dice, r.iou, r.boxDice, r.otsuDice])));
+    print('');
+    print(renderTable(['objects', 'Dice', 'IoU', 'Dice@low-res', 'IoU@low-res', 'box Dice', 'Otsu Dice'], [[m.n, m.dice, m.iou, m.dice256, m.iou256, m.boxDice, m.otsuDice]]));
+    print('box Dice: the filled box as the mask; Otsu Dice: Otsu\'s threshold on the gray pixels inside the box, object = the class rarer on the box outline than inside the box');
+    if (o.overlays) print(`wrote ${written} overlays to ${resolve(o.overlays)} (blue: prediction, green outline: ground truth, yellow: prompt box)`);
+  }
   site.loaded.model.dispose();
   return m;
 }

@@ -67,7 +67,7 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     let pixels = 0;
     for (let i = 0; i < full.length; i++) if (full[i] > 0) pixels++;
     await writeMaskPng(o.out, full, W, H);
-    if (o.overlay) await writeOverlayPng(o.overlay, pre.image, full);
+    if (o.overlay) await writeOverlayPng(o.overlay, pre.image, full, { box: o.box }); // the prompt box in yellow
     return { iou, pixels, width: W, height: H };
   } finally {
     await loaded.close();

@@ -1,0 +1,52 @@
+// The pretraining corpus as a SampleSource: procedurally generated images with exact object masks, broad enough
+// (14 shape families, 9 appearance regimes, textures of several spectra, 1-8 objects with decoys, sizes from a few
+// pixels to most of the image, both polarities, strong to faint contrast) that an encoder learns general features.
+// `fedsam pretrain` draws the TRAIN split; evaluation draws the HELD-OUT split (corpus/families.ts), with another seed.
+import type { PretrainSample, SampleRng, SampleSource } from './sample.ts';
+import { CORPUS_SPLITS, REGIMES, SHAPE_FAMILIES, type CorpusSplit } from './corpus/families.ts';
+import { composeScene } from './corpus/scene.ts';
+import { pick } from './corpus/random.ts';
+
+export { CORPUS_SPLITS, type CorpusSplit };
+
+export interface CorpusOptions {
+  /** Shape families and regimes of this split (default train). */
+  split?: CorpusSplit;
+  /** Override the split for the shape families only (e.g. held-out shapes in train regimes). */
+  families?: CorpusSplit;
+  /** Override the split for the appearance regimes only. */
+  regimes?: CorpusSplit;
+  /** Longer image side in pixels (default 256). */
+  size?: number;
+  /** Only square images (default: a quarter of the images have the shorter side at 60-100% of the longer). */
+  square?: boolean;
+}
+
+/** A corpus sample source. Pure: the sample depends only on the rng's seed (the loop forks one per index). */
+export function corpusSource(o: CorpusOptions = {}): SampleSource {
+  const families = SHAPE_FAMILIES[o.families ?? o.split ?? 'train'];
+  const regimes = REGIMES[o.regimes ?? o.split ?? 'train'];
+  const size = o.size ?? 256;
+  if (!(Number.isInteger(size) && size >= 32)) throw new RangeError(`corpus size must be an integer >= 32, got ${size}`);
+  return (_index: number, rng: SampleRng): PretrainSample => {
+    const layout = rng.fork('layout');
+    let width = size, height = size;
+    if (!o.square && layout.bool(0.25)) {
+      const short = Math.round(size * layout.float(0.6, 1));
+      if (layout.bool()) width = short;
+      else height = short;
+    }
+    const regime = pick(layout, regimes);
+    const scene = composeScene({ width, height, families, regime }, rng.fork('scene'));
+    return {
+      image: scene.image, width, height, masks: scene.masks,
+      tags: [`regime:${regime.name}`, ...scene.families.map((f) => `object:${f}`), `decoys:${scene.decoys}`],
+    };
+  };
+}
+
+/** What `fedsam pretrain` trains on: the TRAIN split at 256 px. */
+export const pretrainCorpus: SampleSource = corpusSource({ split: 'train' });
+
+/** For evaluation only: held-out shape families in held-out regimes. */
+export const heldoutCorpus: SampleSource = corpusSource({ split: 'heldout' });

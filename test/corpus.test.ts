@@ -1,0 +1,117 @@
+// The pretraining corpus: the sample contract, determinism per seed, disjoint train / held-out families and
+// regimes, and `fedsam synth --generator corpus` writing a dataset folder that loads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { corpusSource, pretrainCorpus, heldoutCorpus } from '@fedsam/shared/pretrain/corpus';
+import { REGIMES, SHAPE_FAMILIES } from '@fedsam/shared/pretrain/corpus/families';
+import { MIN_OBJECT_PIXELS } from '@fedsam/shared/pretrain/corpus/scene';
+import { checkSample, type PretrainSample } from '@fedsam/shared/pretrain/sample';
+import { Rng } from '@fedsam/shared/rng';
+import { hashFile, loadDataset } from '../client/src/data/index.ts';
+import { writeCorpusDataset } from '../client/src/data/corpusDataset.ts';
+import { runFedsam as fedsam } from './helpers/fed-harness.ts';
+
+const draw = (src: typeof pretrainCorpus, seed: number, index: number) => src(index, new Rng(`${seed}/sample/${index}`));
+
+function tagged(s: PretrainSample, kind: string): string[] {
+  return (s.tags ?? []).filter((t) => t.startsWith(kind + ':')).map((t) => t.slice(kind.length + 1));
+}
+
+test('train and held-out shape families and regimes are disjoint, and each split draws only its own', () => {
+  const names = (xs: readonly { name: string }[]) => new Set(xs.map((x) => x.name));
+  for (const [a, b] of [[names(SHAPE_FAMILIES.train), names(SHAPE_FAMILIES.heldout)], [names(REGIMES.train), names(REGIMES.heldout)]] as const) {
+    assert.ok(a.size >= 3 && b.size >= 3);
+    for (const x of a) assert.ok(!b.has(x), `${x} is in both splits`);
+  }
+  for (const [src, split] of [[pretrainCorpus, 'train'], [heldoutCorpus, 'heldout']] as const) {
+    const seenRegimes = new Set<string>(), seenFamilies = new Set<string>();
+    for (let i = 0; i < 24; i++) {
+      const s = draw(src, 5, i);
+      tagged(s, 'regime').forEach((r) => seenRegimes.add(r));
+      tagged(s, 'object').forEach((f) => seenFamilies.add(f));
+    }
+    assert.deepEqual([...seenRegimes].filter((r) => !names(REGIMES[split]).has(r)), [], `${split} drew a foreign regime`);
+    assert.deepEqual([...seenFamilies].filter((f) => !names(SHAPE_FAMILIES[split]).has(f)), [], `${split} drew a foreign family`);
+    assert.ok(seenRegimes.size >= 2 && seenFamilies.size >= 3, `${split}: ${[...seenRegimes]} / ${[...seenFamilies]}`);
+  }
+});
+
+test('corpus samples keep the contract: RGB HxWx3, binary disjoint non-empty masks, one family tag per mask', () => {
+  let objects = 0, tiny = 0, large = 0, bright = 0, dark = 0;
+  for (const src of [pretrainCorpus, heldoutCorpus]) {
+    for (let i = 0; i < 20; i++) {
+      const s = draw(src, 11, i);
+      checkSample(s);
+      assert.ok(Math.max(s.width, s.height) === 256 && Math.min(s.width, s.height) >= 150);
+      assert.equal(tagged(s, 'object').length, s.masks.length);
+      const owner = new Uint8Array(s.width * s.height);
+      for (const m of s.masks) {
+        let area = 0, inside = 0, outside = 0;
+        for (let j = 0; j < m.length; j++) {
+          if (!m[j]) continue;
+          assert.equal(owner[j], 0, 'masks overlap');
+          owner[j] = 1;
+          area++;
+        }
+        assert.ok(area >= MIN_OBJECT_PIXELS, `mask of ${area} pixels`);
+        objects++;
+        if (area < 100) tiny++;
+        if (area > 0.1 * m.length) large++;
+        // polarity: object luma vs the image's mean luma
+        for (let j = 0; j < m.length; j++) (m[j] ? (inside += s.image[3 * j]! + s.image[3 * j + 1]! + s.image[3 * j + 2]!) : (outside += s.image[3 * j]! + s.image[3 * j + 1]! + s.image[3 * j + 2]!));
+        if (inside / area > outside / (m.length - area)) bright++;
+        else dark++;
+      }
+    }
+  }
+  // breadth: small and large objects, both polarities
+  assert.ok(objects > 40, `${objects} objects`);
+  for (const [what, n] of Object.entries({ tiny, large, bright, dark })) assert.ok(n >= 0.05 * objects, `${what}: ${n} of ${objects}`);
+});
+
+test('a sample depends only on its seed: same seed same bytes, another seed another image; options change the draw', () => {
+  const a = draw(pretrainCorpus, 3, 7), b = draw(pretrainCorpus, 3, 7), c = draw(pretrainCorpus, 4, 7);
+  assert.deepEqual(a.image, b.image);
+  assert.deepEqual(a.masks, b.masks);
+  assert.notDeepEqual(a.image, c.image);
+  const small = corpusSource({ size: 64, square: true })(0, new Rng('1/sample/0'));
+  assert.equal(small.width, 64);
+  assert.equal(small.height, 64);
+  assert.throws(() => corpusSource({ size: 8 }), /size must be an integer >= 32/);
+});
+
+test('fedsam synth --generator corpus writes a loadable, deterministic dataset folder; wrong flag mixes are refused', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-corpus-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // the command once (and its refusals and help, concurrently); the library for the determinism copies
+  const [r, mixed, mixed2, help] = await Promise.all([
+    fedsam(['synth', '--generator', 'corpus', '--split', 'heldout', '--images', '6', '--size', '96', '--seed', '2', '--out', join(dir, 'a')]),
+    fedsam(['synth', '--generator', 'corpus', '--sites', '2', '--out', join(dir, 'x')]),
+    fedsam(['synth', '--split', 'heldout', '--out', join(dir, 'y')]),
+    fedsam(['synth', '--help']),
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /box-baseline Dice \d\.\d{3} .*Otsu-in-box Dice \d\.\d{3}/);
+  for (const [out, seed] of [['b', 2], ['c', 3]] as const) await writeCorpusDataset({ out: join(dir, out), split: 'heldout', seed, images: 6, size: 96 });
+  const digest = async (out: string) => Promise.all((await readdir(join(dir, out, 'images'))).sort().flatMap((f) => ['images', 'masks'].map((sub) => hashFile(join(dir, out, sub, f)))));
+  const [a, b, c] = [await digest('a'), await digest('b'), await digest('c')];
+  assert.equal(a.length, 12);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, c);
+  const summary = JSON.parse(await readFile(join(dir, 'a', 'summary.json'), 'utf8')) as { split: string; images: number; objects: number; byRegime: Record<string, unknown> };
+  assert.equal(summary.split, 'heldout');
+  for (const r of Object.keys(summary.byRegime)) assert.ok(REGIMES.heldout.some((x) => x.name === r), r);
+  const ds = await loadDataset(join(dir, 'a'));
+  assert.equal(ds.report.images, 6);
+  assert.equal(ds.samples.length, summary.objects);
+  assert.deepEqual(ds.report.skipped, []);
+
+  assert.notEqual(mixed.code, 0);
+  assert.match(mixed.stderr, /--sites apply to --generator synth only/);
+  assert.notEqual(mixed2.code, 0);
+  assert.match(mixed2.stderr, /--split apply to --generator corpus only/);
+  for (const flag of ['--generator', '--split', '--images', '--contact-sheet']) assert.match(help.stdout, new RegExp(flag));
+});
