@@ -2,7 +2,7 @@
 // The loop asks for sample `index` with a generator seeded for that index, so a sample depends only on (seed, index):
 // runs are deterministic and a resumed run sees the same samples as an uninterrupted one.
 
-/** The random draws a corpus may use. Structurally satisfied by client/src/data/rng.ts `Rng` (shared cannot import it). */
+/** The random draws a corpus may use: what `Rng` of @fedsam/shared/rng (re-exported by client/src/data/rng.ts) offers. */
 export interface SampleRng {
   /** Uniform float in [0, 1). */
   next(): number;
