@@ -37,6 +37,8 @@ export const PretrainOptionsSchema = z.object({
   /** Global gradient-norm clip (0: off). */
   clipNorm: z.number().min(0).default(1),
   iouWeight: z.number().min(0).default(1),
+  /** BCE weight in the mask loss (see step.ts). */
+  bceWeight: z.number().min(0).default(0.1),
   seed: z.number().int().default(0),
   checkpointEvery: z.number().int().positive().default(50),
 }).strict();
@@ -138,7 +140,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     for (let s = start; s < end; s++) {
       const t0 = performance.now();
       const items = Array.from({ length: o.batchSize }, (_, b) => makeItem(run.source, s * o.batchSize + b, o.seed, run.config, processor, o.promptsPerImage));
-      const { stats, grads } = pretrainLossAndGrads(model, items, names, { iouWeight: o.iouWeight });
+      const { stats, grads } = pretrainLossAndGrads(model, items, names, { iouWeight: o.iouWeight, bceWeight: o.bceWeight });
       const gradNorm = clipGradNorm(grads, o.clipNorm);
       const lr = learningRate(o, s);
       adamStep(model.weights, grads, adam, { ...ADAM_DEFAULTS, lr, weightDecay: o.weightDecay });

@@ -1,8 +1,10 @@
 // One pretraining step of the whole model (vision encoder, prompt encoder, mask decoder), SAM's recipe at toy size:
 // every prompt is decoded with all four mask tokens; a box or several points train token 0, a single (ambiguous)
 // point trains the best of tokens 1-3 (the minimum loss, SAM's multimask training); the IoU head learns the actual
-// IoU of each of its four masks (MSE). The mask loss is DiceCE (MONAI's, as `fedsam train` uses it) on the low-res
-// logits against the low-res coverage target.
+// IoU of each of its four masks (MSE). The mask loss is Dice + bceWeight·BCE (MONAI's DiceCE, which `fedsam train`
+// uses, at bceWeight 1) on the low-res logits against the low-res coverage target. From random weights a full-weight
+// BCE first drives every logit negative (objects are a few % of the pixels), where the sigmoid kills the Dice
+// gradient and the model sits on "all background" for many steps; a smaller BCE weight keeps Dice in charge.
 // Gradients of an image are taken one image at a time (peak memory = one image's activations) and averaged.
 import * as tf from '@tensorflow/tfjs';
 import type { SamModel } from '../model/sam.ts';
@@ -24,6 +26,8 @@ export interface PretrainItem {
 export interface PretrainLossOptions {
   /** Weight of the IoU-head MSE against the mask loss (SAM: 1). */
   iouWeight: number;
+  /** Weight of the BCE term against the Dice term of the mask loss (MONAI DiceCE: 1). */
+  bceWeight: number;
 }
 
 export interface PretrainStats {
@@ -117,7 +121,7 @@ export function pretrainLossAndGrads(model: SamModel, items: PretrainItem[], nam
             const denom = tf.add(tf.sum(tf.square(t)), tf.sum(tf.square(p), 0));
             const dice = tf.sub(1, tf.div(tf.add(tf.mul(inter, 2), SMOOTH), tf.add(denom, SMOOTH)));
             const bce = tf.mean(tf.add(tf.sub(tf.relu(x), tf.mul(x, t)), tf.softplus(tf.neg(tf.abs(x)))), 0);
-            const perMask = tf.add(dice, bce); // [4]
+            const perMask = tf.add(dice, tf.mul(bce, opts.bceWeight)); // [4]
             const chosenIdx = prompt.multimask ? 1 + (tf.argMin(tf.slice(perMask, [1], [3])).dataSync()[0] ?? 0) : 0;
             const maskLoss = tf.reshape(tf.slice(perMask, [chosenIdx], [1]), []);
             const actual = measured(x, t); // [2, 4]
