@@ -8,6 +8,18 @@ import { visionEncoderNHWC } from '@fedsam/shared/model/visionEncoder';
 import { initSamWeights, NormalRng } from '@fedsam/shared/model/init';
 import { architectureConfig } from '@fedsam/shared/pretrain/architecture';
 import type { Weights } from '@fedsam/shared/model/ops';
+import { mkdtemp, readFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeItem, runPretrain, type PretrainOptions } from '@fedsam/shared/pretrain/loop';
+import { pretrainableNames, pretrainLossAndGrads } from '@fedsam/shared/pretrain/step';
+import { processorFor } from '@fedsam/shared/model/presets';
+import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
+import { SamModel } from '@fedsam/shared/model/sam';
+import type { SampleSource } from '@fedsam/shared/pretrain/sample';
+import { Rng } from '@fedsam/shared/rng';
+import { synthSampleSource } from '@fedsam/client/data/synthSource';
+import { runFedsam as fedsam } from './helpers/fed-harness.ts';
 
 /** A model small enough for finite differences: 32 px, 4x4 patches grid, 2x2 windows, one windowed + one global block. */
 const FD_ARCH = { layers: 2, width: 16, heads: 2, imageSize: 32, patchSize: 8, windowSize: 2, decoderWidth: 16, decoderLayers: 1, decoderHeads: 2 };
@@ -85,4 +97,81 @@ test('vision encoder gradients match central finite differences (every parameter
   tf.dispose([px, R, ...weights.values()]);
   assert.deepEqual(bad, []);
   assert.equal(tf.memory().numTensors, before, 'no tensors leaked');
+});
+
+/** A 64-px model and corpus: a step takes a fraction of a second. */
+const SMALL_ARCH = { layers: 2, width: 32, heads: 2, imageSize: 64, patchSize: 8, windowSize: 4, decoderWidth: 32, decoderLayers: 2, decoderHeads: 4 };
+const SMALL: Partial<PretrainOptions> = { batchSize: 2, promptsPerImage: 1, lr: 3e-3, warmupSteps: 5, minLrFraction: 1 };
+
+/** `n` fixed images, repeated (an overfitting corpus). */
+function fixedImages(n: number, seed: number): SampleSource {
+  const base = synthSampleSource(64);
+  return (i) => base(i % n, new Rng(`fixed/${seed}/${i % n}`));
+}
+
+for (const seed of [1, 2]) {
+  test(`a short pretraining run lowers the loss on its images, with a stable tensor count (seed ${seed})`, async () => {
+    await initBackend();
+    const config = architectureConfig(SMALL_ARCH);
+    const out = await mkdtemp(join(tmpdir(), 'fedsam-pretrain-'));
+    const source = fixedImages(2, seed);
+    const counts: number[] = [];
+    await runPretrain({ out, config, source, sourceName: 'fixed', options: { ...SMALL, steps: 40, seed, checkpointEvery: 40 }, onStep: () => counts.push(tf.memory().numTensors) });
+    assert.equal(counts.length, 40);
+    assert.equal(counts[counts.length - 1], counts[1], 'no tensors pile up over steps');
+    // the same prompts on the same two images, before (initial weights) and after training
+    const processor = await processorFor(config);
+    const items = [0, 1, 2, 3].map((i) => makeItem(source, i, seed, config, processor, 1));
+    const lossOf = (model: SamModel): number => {
+      const { stats, grads } = pretrainLossAndGrads(model, items, pretrainableNames(model.weights.keys()), { iouWeight: 1, bceWeight: 0.1 });
+      tf.dispose([...grads.values()]);
+      return stats.maskLoss;
+    };
+    const before = SamModel.fromHost(config, initSamWeights(config, seed));
+    const after = SamModel.fromHost(config, (await loadSamCheckpoint(out)).weights);
+    const [l0, l1] = [lossOf(before), lossOf(after)];
+    before.dispose();
+    after.dispose();
+    assert.ok(l1 < 0.92 * l0, `mask loss ${l0.toFixed(4)} -> ${l1.toFixed(4)}`);
+  });
+}
+
+test('a run stopped and resumed from its checkpoint ends with the same weights and log as an uninterrupted run', async () => {
+  await initBackend();
+  const config = architectureConfig(SMALL_ARCH);
+  const source = synthSampleSource(64);
+  const options = { ...SMALL, steps: 6, checkpointEvery: 2, seed: 5 };
+  const a = await mkdtemp(join(tmpdir(), 'fedsam-pretrain-a-'));
+  const b = await mkdtemp(join(tmpdir(), 'fedsam-pretrain-b-'));
+  await runPretrain({ out: a, config, source, sourceName: 'synth', options });
+  await runPretrain({ out: b, config, source, sourceName: 'synth', options, stopAfter: 3 }); // checkpoint at 2, state at 3 lost
+  await assert.rejects(runPretrain({ out: b, config, source, sourceName: 'synth', options }), /--resume/);
+  await assert.rejects(runPretrain({ out: b, config, source, sourceName: 'synth', options: { ...options, lr: 1e-3 }, resume: true }), /other settings/);
+  const r = await runPretrain({ out: b, config, source, sourceName: 'synth', options, resume: true });
+  assert.equal(r.log[0]!.step, 4, 'resumed after the last checkpoint (step 3 ran past it, so it is redone)');
+  const wa = (await loadSamCheckpoint(a)).weights, wb = (await loadSamCheckpoint(b)).weights;
+  assert.deepEqual([...wa.keys()], [...wb.keys()]);
+  for (const [n, t] of wa) assert.deepEqual(Buffer.from((wb.get(n)!.data as Float32Array).buffer), Buffer.from((t.data as Float32Array).buffer), n);
+  const strip = (text: string) => text.trim().split('\n').map((l) => { const { seconds: _s, ...rest } = JSON.parse(l); return rest; });
+  const [la, lb] = [strip(await readFile(join(a, 'pretrain-log.jsonl'), 'utf8')), strip(await readFile(join(b, 'pretrain-log.jsonl'), 'utf8'))];
+  assert.equal(la.length, 6);
+  assert.deepEqual(lb, la);
+});
+
+test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-pretrain-'));
+  const arch = Object.entries(SMALL_ARCH).map(([k, v]) => `${k}=${v}`).join(',');
+  const p = await fedsam(['pretrain', '--out', join(dir, 'model'), '--steps', '2', '--batch-size', '1', '--config', arch, '--checkpoint-every', '1']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout, /step 2\/2/);
+  const files = await readdir(join(dir, 'model'));
+  for (const f of ['config.json', 'model.safetensors', 'preprocessor_config.json', 'pretrain-log.jsonl', 'checkpoint']) assert.ok(files.includes(f), f);
+  const again = await fedsam(['pretrain', '--out', join(dir, 'model'), '--steps', '2', '--batch-size', '1', '--config', arch]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /pass --resume/);
+  const s = await fedsam(['synth', '--out', join(dir, 'data'), '--sites', '1', '--images-per-site', '3', '--size', '64']);
+  assert.equal(s.code, 0, s.stderr);
+  const e = await fedsam(['evaluate', '--model', join(dir, 'model'), '--data', join(dir, 'data', 'site-1'), '--quiet'], { FEDSAM_CACHE_DIR: join(dir, 'cache') });
+  assert.equal(e.code, 0, e.stderr);
+  assert.match(e.stdout, /box Dice/);
 });
