@@ -13,7 +13,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 test('fedsam --help lists the subcommands', async () => {
   const r = await fedsam(['--help']);
   assert.equal(r.code, 0);
-  for (const c of ['verify-reference', 'predict', 'train', 'evaluate', 'synth', 'server', 'client', 'provision', 'simulate']) assert.match(r.stdout, new RegExp(c));
+  for (const c of ['verify-reference', 'predict', 'train', 'evaluate', 'synth', 'server', 'client', 'provision', 'simulate', 'pretrain']) assert.match(r.stdout, new RegExp(c));
 });
 
 test('the fedsam script runs node with the V8 heap flag the transfer speed depends on', async () => {

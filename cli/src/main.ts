@@ -15,6 +15,7 @@ import { registerServerCommand } from './commands/server.ts';
 import { registerClientCommand } from './commands/client.ts';
 import { registerProvisionCommand } from './commands/provision.ts';
 import { registerSimulateCommand } from './commands/simulate.ts';
+import { registerPretrainCommand } from './commands/pretrain.ts';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -40,7 +41,7 @@ function buildProgram(): Command {
     });
   for (const register of [
     registerVerifyReferenceCommand, registerPredictCommand, registerTrainCommand, registerEvaluateCommand, registerSynthCommand,
-    registerSaveDefaultModelCommand, registerServerCommand, registerClientCommand, registerProvisionCommand, registerSimulateCommand,
+    registerSaveDefaultModelCommand, registerServerCommand, registerClientCommand, registerProvisionCommand, registerSimulateCommand, registerPretrainCommand,
   ]) register(program);
   return program;
 }

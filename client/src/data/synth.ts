@@ -73,7 +73,7 @@ const BASE_STYLE: SiteStyle = {
   background: 0.35, contrast: 0.3, rim: 0.12, texture: 0.12, objectTexture: 0.08, noise: 0.04, gamma: 1, mix: [1, 1, 1, 1, 1],
 };
 
-function siteStyle(rng: Rng, k: number, nonIid: boolean): SiteStyle {
+export function siteStyle(rng: Rng, k: number, nonIid: boolean): SiteStyle {
   if (!nonIid) return { ...BASE_STYLE, mix: [...BASE_STYLE.mix] };
   const polarity = k % 3 === 1 ? -1 : 1;
   const mix = SHAPES.map(() => rng.float(0.3, 1));

@@ -2,7 +2,8 @@
 // built-in small configuration with fixed-seed weights that lets everything run on two CPU cores in minutes.
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseSamConfig, type SamConfig } from '../config.ts';
+import type { SamConfig } from '../config.ts';
+import { architectureConfig } from '../pretrain/architecture.ts';
 import { frozenEncodersHash } from '../checkpoint/baseModelHash.ts';
 import { hashWeights } from '../checkpoint/hash.ts';
 import type { SamPart } from '../checkpoint/keys.ts';
@@ -24,14 +25,7 @@ export const DEFAULT_MODEL_SEED = 20241;
  * clinical use.
  */
 export function tinySamConfig(): SamConfig {
-  return parseSamConfig({
-    vision_config: {
-      hidden_size: 64, output_channels: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 256, patch_size: 8,
-      window_size: 8, global_attn_indexes: [1], mlp_dim: 256, num_pos_feats: 32,
-    },
-    prompt_encoder_config: { hidden_size: 64, image_size: 256, patch_size: 8, image_embedding_size: 32, mask_input_channels: 16 },
-    mask_decoder_config: { hidden_size: 64, mlp_dim: 256, num_hidden_layers: 2, num_attention_heads: 4, iou_head_hidden_dim: 64 },
-  }, DEFAULT_MODEL);
+  return architectureConfig({}, DEFAULT_MODEL); // the architecture defaults are fedsam-tiny's shape
 }
 
 export interface LoadedModel {
