@@ -20,7 +20,7 @@ const D = PretrainOptionsSchema.parse({});
 /** How the shipped model was made; the lead fills the figures after the run. */
 export const REPRODUCE_HELP = `
 Reproduce the shipped built-in model:
-  fedsam pretrain --out models/fedsam-tiny --corpus synth --config layers=4,width=96 --steps 3000 --batch-size 8 --lr 1e-3 --seed 0
+  fedsam pretrain --out models/fedsam-tiny --corpus synth --config layers=4,width=96 --steps 2000 --batch-size 8 --lr 1e-3 --warmup 100 --seed 0
 That took <TIME TO BE FILLED IN> on 2 CPU cores (wasm backend). A stopped run continues with the same command and --resume.
 Outputs in --out: config.json + model.safetensors + preprocessor_config.json (pass the folder as --model to any
 command), checkpoint/ (resumable state: weights, Adam moments, step), pretrain-log.jsonl (loss, Dice, IoU, lr per step).`;
