@@ -95,6 +95,13 @@ export function adamStep(params: Map<string, tf.Tensor>, grads: Map<string, tf.T
   }
 }
 
+/** Steps taken so far (the most any parameter has taken; 0 for a fresh state). */
+export function adamStepCount(state: AdamState): number {
+  let t = 0;
+  for (const s of state.step.values()) if (s > t) t = s;
+  return t;
+}
+
 export function adamDispose(state: AdamState): void {
   for (const t of state.m.values()) t.dispose();
   for (const t of state.v.values()) t.dispose();
