@@ -22,6 +22,8 @@ export const SiteConfigSchema = z.object({
   data: z.string().min(1).nullable().default(null),
   model: z.string().min(1).nullable().default(null),
   cache_dir: z.string().min(1).nullable().default(null),
+  /** The site's own state: its Adam state kept across rounds (fit.optimizer_state: keep), so a restart resumes it. */
+  state_dir: z.string().min(1).default('runs/site'),
   val_split: z.number().min(0).lt(1).default(0.2),
   seed: z.number().int().nonnegative().default(0),
   /** Abandon a round's local training after this long (null: no limit); the round goes on without the site. */
@@ -51,7 +53,7 @@ export class SiteConfigError extends Error {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const PATH_KEYS = ['token_file', 'data', 'model', 'cache_dir'] as const;
+const PATH_KEYS = ['token_file', 'data', 'model', 'cache_dir', 'state_dir'] as const;
 
 /** Read site.yaml; relative paths in it are taken from the file's folder. */
 export async function readSiteConfigFile(file: string): Promise<Obj> {

@@ -33,7 +33,7 @@ export async function runSiteDaemon(c: SiteConfig, o: { quiet?: boolean } = {}):
     });
   }
   const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, {
-    quiet: true, log: (event, f) => log.info(f, event), onProgress: dash?.progress, onPrediction: dash?.prediction,
+    quiet: true, log: (event, f) => log.info(f, event), onProgress: dash?.progress, onPrediction: dash?.prediction, stateDir: c.state_dir,
   });
   const tls = c.tls ? { ca: c.tls.ca ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined } : false;
   const handle = runClient({

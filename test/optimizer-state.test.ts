@@ -1,0 +1,108 @@
+// A site's Adam state kept across rounds (fit.optimizer_state: keep): written to the site's state folder after each
+// fit, resumed by a new engine on the same folder (a restarted daemon) with the very same result as an engine that
+// never stopped; a state saved for another decoder is discarded; 'fresh' forgets it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '@fedsam/shared/backend';
+import { loadModel } from '@fedsam/shared/model/presets';
+import { decodeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
+import { adamInit, adamDispose } from '@fedsam/shared/train/adam';
+import { synthesize } from '@fedsam/client/data/synth';
+import { prepareSite, type Site } from '@fedsam/client/engine/site';
+import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
+import { SiteOptimizerState, OPTIMIZER_STATE_FILE } from '@fedsam/client/engine/optimizerState';
+import type { FitConfig } from '@fedsam/client/engine/localEngine';
+import { tempDir } from './helpers/fed-harness.ts';
+
+const cfg = (round: number, optimizerState: FitConfig['optimizerState']): FitConfig =>
+  ({ epochs: 1, lr: 3e-3, batchSize: 2, proximalMu: 0, seed: 4, round, optimizerState });
+
+function maxDiff(a: Map<string, HostTensor>, b: Map<string, HostTensor>): number {
+  let d = 0;
+  for (const [n, t] of a) {
+    const x = t.data as Float32Array, y = b.get(n)!.data as Float32Array;
+    for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i]! - y[i]!));
+  }
+  return d;
+}
+
+async function oneSite(): Promise<{ site: Site; root: string }> {
+  await initBackend();
+  const root = await tempDir('fedsam-optstate-');
+  await synthesize({ out: join(root, 'data'), sites: 1, imagesPerSite: 3, seed: 5, size: 128 });
+  const loaded = await loadModel(undefined);
+  const site = await prepareSite({ model: loaded, data: join(root, 'data', 'site-1'), valSplit: 0.25, seed: 1, cacheDir: join(root, 'cache'), quiet: true });
+  return { site, root };
+}
+
+const engine = (s: Site, stateDir: string | undefined, events?: Array<[string, Record<string, unknown>]>) =>
+  new SamEngine(s.loaded, s.cache, s.train, s.val, { quiet: true, dataParallel: false, stateDir, log: (e, f) => events?.push([e, f]) });
+
+test('kept optimizer state: saved after each fit, a restarted engine resumes it exactly; fresh forgets it', async () => {
+  const { site, root } = await oneSite();
+  const global0 = decoderToHost(site.loaded);
+
+  // An engine that never stops: rounds 1 and 2 with its state in memory.
+  const steady = engine(site, join(root, 'steady'));
+  const r1 = await steady.fit(global0, cfg(1, 'keep'));
+  const r2 = await steady.fit(r1.weights, cfg(2, 'keep'));
+  await steady.close();
+  const tensorsBefore = tf.memory().numTensors; // after a first fit (the model caches its positional embedding)
+
+  // A daemon stopped after round 1: its state is on disk, a new engine on the same folder takes round 2.
+  const dir = join(root, 'restarted');
+  const first = engine(site, dir);
+  const a1 = await first.fit(global0, cfg(1, 'keep'));
+  await first.close();
+  const file = join(dir, OPTIMIZER_STATE_FILE);
+  const saved = decodeSafetensors(await readFile(file));
+  assert.equal(saved.metadata.round, '1');
+  const steps = JSON.parse(saved.metadata.steps!) as Record<string, number>;
+  const perEpoch = Math.ceil(site.train.length / 2);
+  assert.ok(Object.values(steps).length > 0 && Object.values(steps).every((t) => t === perEpoch), `steps ${JSON.stringify(steps)}`);
+  const events: Array<[string, Record<string, unknown>]> = [];
+  const restarted = engine(site, dir, events);
+  const a2 = await restarted.fit(a1.weights, cfg(2, 'keep'));
+  const resumed = events.find(([e]) => e === 'optimizer_state_resumed');
+  assert.ok(resumed, 'the restarted engine logs that it resumed the state');
+  assert.equal(resumed[1].round, 1);
+  assert.equal(resumed[1].steps, perEpoch);
+  assert.equal(maxDiff(a1.weights, r1.weights), 0);
+  assert.equal(maxDiff(a2.weights, r2.weights), 0, 'restarted = never stopped');
+  assert.equal(JSON.parse(decodeSafetensors(await readFile(file)).metadata.steps!)[[...Object.keys(steps)][0]!], 2 * perEpoch);
+
+  // The state mattered: round 2 with a fresh Adam differs; and 'fresh' deletes the saved state.
+  const f2 = await restarted.fit(a1.weights, cfg(2, 'fresh'));
+  assert.ok(maxDiff(f2.weights, r2.weights) > 1e-6, 'a fresh optimizer gives another round 2');
+  await assert.rejects(access(file), 'fresh removes the saved state');
+  await restarted.close();
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'engines release their optimizer tensors');
+  site.loaded.model.dispose();
+});
+
+test('a saved optimizer state for another base model or decoder layout is discarded, not used', async () => {
+  const { site, root } = await oneSite();
+  const global0 = decoderToHost(site.loaded);
+  const dir = join(root, 'state');
+  // a state file for another decoder (its fingerprint differs)
+  const other = adamInit();
+  other.m.set('mask_decoder.iou_token.weight', tf.ones([1, 8]));
+  other.v.set('mask_decoder.iou_token.weight', tf.ones([1, 8]));
+  other.step.set('mask_decoder.iou_token.weight', 40);
+  await new SiteOptimizerState(dir, 'another-model').save(other, 9);
+  adamDispose(other);
+  const events: Array<[string, Record<string, unknown>]> = [];
+  const e = engine(site, dir, events);
+  const kept = await e.fit(global0, cfg(1, 'keep'));
+  const discarded = events.find(([n]) => n === 'optimizer_state_discarded');
+  assert.ok(discarded);
+  assert.equal(discarded[1].reason, 'other-model');
+  const fresh = await engine(site, undefined).fit(global0, cfg(1, 'fresh'));
+  assert.equal(maxDiff(kept.weights, fresh.weights), 0, 'a discarded state = a new Adam');
+  assert.equal(JSON.parse(decodeSafetensors(await readFile(join(dir, OPTIMIZER_STATE_FILE))).metadata.round!), 1, 'replaced by this decoder\'s state');
+  await e.close();
+  site.loaded.model.dispose();
+});
