@@ -5,7 +5,9 @@ import { join, resolve } from 'node:path';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable } from '@fedsam/shared/table';
 import { logger } from '@fedsam/shared/log';
-import type { StrategyName } from '@fedsam/server/strategy/config';
+import { StrategyConfigSchema, type StrategyName, type StrategyConfigInput } from '@fedsam/server/strategy/config';
+import { FitSchema } from '@fedsam/server/config';
+import { reportRow, type CompareReport } from './compareReport.ts';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
 import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/samEngine';
@@ -35,6 +37,15 @@ export interface SimulateOptions {
   history?: string;
   cacheDir?: string;
   compare?: boolean;
+  /** With compare: write the comparison as JSON here (compareReport.ts). */
+  report?: string;
+  /** Synthetic image size in pixels. */
+  imageSize?: number;
+  /** fit.optimizer_state (default: the server config's). */
+  optimizerState?: 'keep' | 'fresh';
+  warmupSteps?: number;
+  /** FedAvgM server momentum. */
+  serverMomentum?: number;
   quiet?: boolean;
   /** HOST:PORT of the live page, or false for none. */
   dashboard?: string | false;
@@ -63,8 +74,8 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   await mkdir(out, { recursive: true });
   let data = o.data ? resolve(o.data) : join(out, 'data');
   if (!o.data) {
-    const s = await synthesize({ out: data, sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite });
-    print(`synthetic data: ${o.sites} ${o.nonIid ? 'non-IID' : 'IID'} sites x ${o.imagesPerSite} images in ${data} (box-baseline Dice ${s.boxDice.toFixed(3)})`);
+    const s = await synthesize({ out: data, sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite, size: o.imageSize });
+    print(`synthetic data: ${o.sites} ${o.nonIid ? 'non-IID' : 'IID'} sites x ${o.imagesPerSite} images of ${s.size} px in ${data} (box-baseline Dice ${s.boxDice.toFixed(3)})`);
   }
   // A folder of site folders (site-1/, site-2/, ...) gives one site each; a single dataset is split across sites.
   const single = await isDataset(data);
@@ -77,8 +88,13 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const engines = await Promise.all(folders.map((_, i) => SiteWorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
+  const strategy: StrategyConfigInput = o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu }
+    : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum } : { name: o.strategy };
+  const fitDefaults = FitSchema.parse({});
+  const optimizerState = o.optimizerState ?? fitDefaults.optimizer_state;
+  const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
-  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -88,6 +104,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
     bn += e.valCount;
   });
   const boxMean = bs / bn;
+  const engineCounts = engines.map((e) => e.valCount);
   const headers = ['round', ...names.map((n) => `${n} Dice`), 'weighted mean Dice', 'box baseline', 'elapsed s'];
   let printedHeader = false;
   let result;
@@ -97,8 +114,9 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
     result = await runSimulation({
       sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
       rounds: o.rounds,
-      strategy: o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu } : { name: o.strategy },
-      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0 },
+      strategy,
+      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
+        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps },
       initialDecoder,
       samConfig: base.config,
       baseModelHash: base.baseModelHash,
@@ -154,6 +172,18 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       ['centralized (all data pooled)', ...names.map((n) => comparison.central[n]), comparison.centralMean],
     ]));
     await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
+    if (o.report) {
+      const counts = Object.fromEntries(names.map((n, i) => [n, engineCounts[i]!]));
+      const fed = Object.fromEntries(names.map((n) => [n, last?.sites[n]?.dice ?? NaN]));
+      const report: CompareReport = {
+        box_baseline: reportRow(names, boxBaselines, counts),
+        local_only: reportRow(names, comparison.local, counts),
+        federated: reportRow(names, fed, Object.fromEntries(names.map((n) => [n, last?.sites[n]?.num_examples ?? counts[n]!]))),
+        centralized: reportRow(names, comparison.central, counts),
+      };
+      await writeFile(resolve(o.report), JSON.stringify(report, null, 2) + '\n');
+      print(`report: ${resolve(o.report)}`);
+    }
   }
   return { history, comparison };
 }
