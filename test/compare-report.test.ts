@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { reportRow, type CompareReport } from '@fedsam/cli/compareReport';
+import { reportRow, type CompareReport, type ReportRow } from '@fedsam/cli/compareReport';
 import { runFedsam as fedsam } from './helpers/fed-harness.ts';
 
 test('reportRow: the mean is weighted by the sites\' object counts', () => {
@@ -21,10 +21,10 @@ test('simulate --compare --report writes every row with per-site Dice and counts
     '--compare', '--report', file, '--out', join(dir, 'out'), '--history', join(dir, 'h.json'), '--no-dashboard', '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(await readFile(file, 'utf8')) as CompareReport;
-  assert.deepEqual(Object.keys(report).sort(), ['box_baseline', 'centralized', 'federated', 'local_only']);
+  assert.deepEqual(Object.keys(report).sort(), ['box_baseline', 'centralized', 'federated', 'federated_personalized', 'local_only']);
   const history = JSON.parse(await readFile(join(dir, 'h.json'), 'utf8')) as Array<{ mean_dice: number; sites: Record<string, { num_examples: number }> }>;
   const last = history[history.length - 1]!;
-  for (const [row, R] of Object.entries(report) as Array<[keyof CompareReport, CompareReport[keyof CompareReport]]>) {
+  for (const [row, R] of Object.entries(report) as Array<[keyof CompareReport, ReportRow]>) {
     assert.deepEqual(Object.keys(R.sites).sort(), ['site-1', 'site-2'], row);
     let s = 0, n = 0;
     for (const [site, v] of Object.entries(R.sites)) {
@@ -35,7 +35,7 @@ test('simulate --compare --report writes every row with per-site Dice and counts
     }
     assert.ok(Math.abs(R.mean_dice - s / n) < 1e-12, `${row}: weighted mean`);
     // the table's last column prints the same mean (3 decimals)
-    const label = { box_baseline: 'box baseline', local_only: 'local-only', federated: 'federated', centralized: 'centralized' }[row]!;
+    const label = { box_baseline: 'box baseline', local_only: 'local-only', federated: 'federated (', centralized: 'centralized', federated_personalized: 'federated, each' }[row];
     const line = r.stdout.split('\n').find((l) => l.startsWith(label))!;
     assert.ok(line, `table row ${label}`);
     assert.equal(Number(line.trim().split(/\s+/).pop()).toFixed(3), R.mean_dice.toFixed(3), `${row} in the table`);

@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@fedsam/shared/backend';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { decodeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
-import { adamInit, adamDispose } from '@fedsam/shared/train/adam';
+import { adamInit, adamDispose, adamStep, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
+import { warmupLr } from '@fedsam/shared/train/lr';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
 import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
@@ -105,4 +106,55 @@ test('a saved optimizer state for another base model or decoder layout is discar
   assert.equal(JSON.parse(decodeSafetensors(await readFile(join(dir, OPTIMIZER_STATE_FILE))).metadata.round!), 1, 'replaced by this decoder\'s state');
   await e.close();
   site.loaded.model.dispose();
+});
+
+test('the site update rule: Adam continued across rounds through the state file, with warm-up, = float64 Adam run straight through', async () => {
+  await initBackend();
+  const dir = await tempDir('fedsam-optstate-math-');
+  const n = 7, steps = 6, perRound = 3, lr = 1e-2, warmup = 4;
+  const g = (t: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(1.7 * i + 0.9 * t) * (i % 3 === 0 ? 1e-3 : 1) + 0.05 * t);
+  const p0 = Float32Array.from({ length: n }, (_, i) => 0.1 * i - 0.3);
+  // float64 reference: torch.optim.Adam (bias-corrected, eps outside the square root), step t's lr warmed up.
+  const ref = (keep: boolean) => {
+    const p = Float64Array.from(p0); let m = new Float64Array(n), v = new Float64Array(n);
+    for (let s = 1; s <= steps; s++) {
+      if (!keep && s === perRound + 1) { m = new Float64Array(n); v = new Float64Array(n); }
+      const t = keep ? s : ((s - 1) % perRound) + 1;
+      const a = warmupLr(lr, t, warmup), gt = g(s);
+      for (let i = 0; i < n; i++) {
+        m[i] = 0.9 * m[i]! + 0.1 * gt[i]!;
+        v[i] = 0.999 * v[i]! + 0.001 * gt[i]! * gt[i]!;
+        p[i] = p[i]! - (a / (1 - 0.9 ** t)) * m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - 0.999 ** t) + 1e-8);
+      }
+    }
+    return p;
+  };
+  const name = 'mask_decoder.iou_token.weight';
+  const params = new Map([[name, tf.tensor(p0, [1, n])]]);
+  const file = new SiteOptimizerState(dir, 'fp');
+  let state = adamInit();
+  for (let s = 1; s <= steps; s++) {
+    if (s === perRound + 1) { // a new round in a restarted daemon: the state comes back from the file
+      await file.save(state, 1);
+      adamDispose(state);
+      const loaded = await file.load();
+      assert.ok('state' in loaded);
+      state = loaded.state;
+    }
+    const t = (state.step.get(name) ?? 0) + 1;
+    const grads = new Map([[name, tf.tensor(g(s), [1, n])]]);
+    adamStep(params, grads, state, { ...ADAM_DEFAULTS, lr: warmupLr(lr, t, warmup) });
+    grads.get(name)!.dispose();
+  }
+  const got = params.get(name)!.dataSync();
+  const kept = ref(true), fresh = ref(false);
+  let err = 0, gap = 0;
+  for (let i = 0; i < n; i++) { err = Math.max(err, Math.abs(got[i]! - kept[i]!)); gap = Math.max(gap, Math.abs(kept[i]! - fresh[i]!)); }
+  assert.ok(err < 1e-6, `max |float32 − float64| ${err}`);
+  assert.ok(gap > 100 * 1e-6, `kept and fresh Adam must differ by more than the tolerance (${gap})`);
+  assert.equal(warmupLr(lr, 2, warmup), lr / 2);
+  assert.equal(warmupLr(lr, 9, warmup), lr);
+  assert.equal(warmupLr(lr, 1, 0), lr);
+  adamDispose(state);
+  params.get(name)!.dispose();
 });

@@ -10,6 +10,8 @@ export interface CompareReport {
   local_only: ReportRow;
   federated: ReportRow;
   centralized: ReportRow;
+  /** Each site's own model after the last round's local training (federated + personalized, same epoch budget). */
+  federated_personalized?: ReportRow;
 }
 
 /** A row from per-site Dice and counts; the mean is weighted by the counts. */

@@ -4,6 +4,7 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable } from '@fedsam/shared/table';
+import type { HostTensor } from '@fedsam/shared/safetensors';
 import { logger } from '@fedsam/shared/log';
 import { StrategyConfigSchema, type StrategyName, type StrategyConfigInput } from '@fedsam/server/strategy/config';
 import { FitSchema } from '@fedsam/server/config';
@@ -66,6 +67,11 @@ async function siteFolders(data: string, n: number): Promise<string[]> {
   return sites.slice(0, n);
 }
 
+/** A private copy of weights an event hands out (the client reuses its buffers). */
+function cloneWeights(w: Map<string, HostTensor>): Map<string, HostTensor> {
+  return new Map([...w].map(([k, t]) => [k, { ...t, shape: [...t.shape], data: (t.data as Float32Array).slice() }]));
+}
+
 const f3 = (v: number | null | undefined) => (v === null || v === undefined ? undefined : v);
 
 export async function simulate(o: SimulateOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
@@ -108,7 +114,11 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const headers = ['round', ...names.map((n) => `${n} Dice`), 'weighted mean Dice', 'box baseline', 'elapsed s'];
   let printedHeader = false;
   let result;
+  const personalized: Record<string, number> = {};
   const live = simulateConsole(names);
+  // Each site's own model after the last round's local training (before averaging): federated + personalized, the
+  // same epoch budget as the global model.
+  const lastLocal = new Map<string, { round: number; weights: Map<string, HostTensor> }>();
   const elapsedAt = new Map<number, number>();
   try {
     result = await runSimulation({
@@ -130,6 +140,9 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
         });
         live.follow(server.view, { headers, boxMean, t0: performance.timeOrigin + t0, elapsedAt });
       },
+      onClientEvent: o.compare ? (site, e) => {
+        if (e.type === 'fit_done') lastLocal.set(site, { round: e.round, weights: cloneWeights(e.weights) });
+      } : undefined,
       onRound: (r: SimulationRound) => {
         elapsedAt.set(r.round, (performance.now() - t0) / 1000);
         // on a terminal the table is drawn live (with the sites' progress) and stays on the screen at the end
@@ -140,6 +153,12 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
         print(table[2]);
       },
     });
+    if (o.compare) {
+      for (let i = 0; i < engines.length; i++) {
+        const own = lastLocal.get(names[i]!);
+        if (own?.round === o.rounds) personalized[names[i]!] = (await engines[i]!.evaluate(own.weights)).metrics.dice!;
+      }
+    }
   } finally {
     live.close();
     await Promise.all(engines.map((e) => e.close()));
@@ -165,21 +184,24 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   base.model.dispose();
   if (comparison) {
     const last = history[history.length - 1];
+    const counts = Object.fromEntries(names.map((n, i) => [n, engineCounts[i]!]));
+    const hasPersonalized = names.every((n) => personalized[n] !== undefined);
     print(renderTable(['training', ...names.map((n) => `${n} Dice`), 'weighted mean Dice'], [
       ['box baseline', ...names.map((n) => boxBaselines[n]), boxMean],
       ['local-only (each site alone)', ...names.map((n) => comparison.local[n]), comparison.localMean],
       [`federated (${o.strategy}, ${o.rounds} rounds)`, ...names.map((n) => f3(last?.sites[n]?.dice)), f3(last?.mean_dice)],
+      ...(hasPersonalized ? [['federated, each site\'s last local model', ...names.map((n) => personalized[n]), reportRow(names, personalized, counts).mean_dice]] : []),
       ['centralized (all data pooled)', ...names.map((n) => comparison.central[n]), comparison.centralMean],
     ]));
     await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
     if (o.report) {
-      const counts = Object.fromEntries(names.map((n, i) => [n, engineCounts[i]!]));
       const fed = Object.fromEntries(names.map((n) => [n, last?.sites[n]?.dice ?? NaN]));
       const report: CompareReport = {
         box_baseline: reportRow(names, boxBaselines, counts),
         local_only: reportRow(names, comparison.local, counts),
         federated: reportRow(names, fed, Object.fromEntries(names.map((n) => [n, last?.sites[n]?.num_examples ?? counts[n]!]))),
         centralized: reportRow(names, comparison.central, counts),
+        ...(hasPersonalized ? { federated_personalized: reportRow(names, personalized, counts) } : {}),
       };
       await writeFile(resolve(o.report), JSON.stringify(report, null, 2) + '\n');
       print(`report: ${resolve(o.report)}`);

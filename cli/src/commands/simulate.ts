@@ -8,7 +8,7 @@ import { MODEL_HELP, print, timestampedRun } from '../options.ts';
 import { simulate } from '../simulate.ts';
 
 /** Defaults of `fedsam simulate` (the main job: under 5 minutes on 2 cores). */
-export const SIMULATE_DEFAULTS = { rounds: 6, epochs: 2, imagesPerSite: 40 };
+export const SIMULATE_DEFAULTS = { rounds: 12, epochs: 1, imagesPerSite: 40 };
 
 export function registerSimulateCommand(program: Command): Command {
   return program.command('simulate')

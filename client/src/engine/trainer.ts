@@ -5,6 +5,7 @@ import type { LoadedModel } from '@fedsam/shared/model/presets';
 import { trainStep, trainableDecoderNames, type ProximalTerm, type StepResult } from '@fedsam/shared/train/step';
 import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
 import { adamInit, adamDispose, adamStepCount, ADAM_DEFAULTS, type AdamState } from '@fedsam/shared/train/adam';
+import { warmupLr } from '@fedsam/shared/train/lr';
 import { postProcessMask, rescaleBoxes, type SamPreprocessed } from '@fedsam/shared/processor';
 import { inferenceFor } from '@fedsam/shared/samInference';
 import { currentEngine } from '@fedsam/shared/inference';
@@ -356,7 +357,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   const adam = opts.adam ?? adamInit();
   const warmup = opts.warmupSteps ?? 0;
   // the step about to be taken is Adam's t; its lr follows the warm-up
-  const adamOptsAt = () => ({ ...ADAM_DEFAULTS, lr: warmup > 0 ? opts.lr * Math.min(1, (adamStepCount(adam) + 1) / warmup) : opts.lr });
+  const adamOptsAt = () => ({ ...ADAM_DEFAULTS, lr: warmupLr(opts.lr, adamStepCount(adam) + 1, warmup) });
   const L = lowResSize(loaded);
   const rng = new Rng(opts.seed).fork('train');
   let proximal: ProximalTerm | undefined;
