@@ -54,7 +54,7 @@ export function registerClientCommand(program: Command): Command {
     .addOption(new Option('--data <path>', 'the site\'s dataset (images/ + masks/, manifest, or NIfTI folder)').env('FEDSAM_DATA'))
     .addOption(new Option('--model <dir>', MODEL_HELP).env('FEDSAM_MODEL'))
     .addOption(new Option('--cache-dir <dir>', 'embedding cache').env('FEDSAM_CACHE'))
-    .addOption(new Option('--state-dir <dir>', 'the site\'s own state: its optimizer kept across rounds, resumed after a restart (default runs/site)').env('FEDSAM_STATE_DIR'))
+    .addOption(new Option('--state-dir <dir>', 'the site\'s own state: its optimizer kept across rounds, resumed after a restart (default runs/sites/<site>)').env('FEDSAM_STATE_DIR'))
     .addOption(new Option('--val-split <fraction>', 'validation fraction of groups (for evaluation rounds; default 0.2)').argParser(parseFraction('--val-split')))
     .addOption(new Option('--seed <n>', 'split seed (default 0)').argParser(parseNonNegInt('--seed')))
     .addOption(new Option('--fit-timeout <s>', 'abandon a round\'s local training after this many seconds (the round goes on without this site)').argParser(parsePositiveFloat('--fit-timeout')).env('FEDSAM_FIT_TIMEOUT'))
