@@ -45,6 +45,7 @@ export interface SimulateOptions {
   /** fit.optimizer_state (default: the server config's). */
   optimizerState?: 'keep' | 'fresh';
   warmupSteps?: number;
+  lrDecay?: number;
   /** FedAvgM server momentum. */
   serverMomentum?: number;
   quiet?: boolean;
@@ -100,7 +101,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const optimizerState = o.optimizerState ?? fitDefaults.optimizer_state;
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -126,7 +127,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       rounds: o.rounds,
       strategy,
       fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
-        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps },
+        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay },
       initialDecoder,
       samConfig: base.config,
       baseModelHash: base.baseModelHash,

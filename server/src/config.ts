@@ -42,6 +42,8 @@ export const FitSchema = z.object({
   optimizer_state: z.enum(['keep', 'fresh']).default('keep'),
   /** Linear lr warm-up over a site optimizer's first N steps (across rounds with optimizer_state keep); 0 = none. */
   warmup_steps: z.number().int().nonnegative().default(0),
+  /** Round r trains with lr · lr_decay^(r − 1) (1 = a constant lr). */
+  lr_decay: z.number().gt(0).max(1).default(1),
 }).strict();
 
 export const ServerConfigSchema = z.object({

@@ -33,6 +33,7 @@ interface ServerFlags {
   lr?: number;
   optimizerState?: 'keep' | 'fresh';
   warmupSteps?: number;
+  lrDecay?: number;
   batchSize?: number;
   seed?: number;
   baseModel?: string;
@@ -62,7 +63,7 @@ export function flagsToConfig(f: ServerFlags): Record<string, unknown> {
     server_learning_rate: f.serverLr, server_momentum: f.serverMomentum,
   };
   const hasStrategyParams = Object.values(strategyParams).some((v) => v !== undefined);
-  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1], optimizer_state: f.optimizerState, warmup_steps: f.warmupSteps };
+  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1], optimizer_state: f.optimizerState, warmup_steps: f.warmupSteps, lr_decay: f.lrDecay };
   const tls = f.tlsCert || f.tlsKey || f.tlsClientCa || f.tlsCrl ? { cert: f.tlsCert, key: f.tlsKey, client_ca: f.tlsClientCa, crl: f.tlsCrl } : undefined;
   let metrics: unknown;
   if (f.metrics === false) metrics = null;
@@ -126,6 +127,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--epochs <n>', 'local epochs per round').env('FEDSAM_EPOCHS').argParser(parseInteger('--epochs')))
     .addOption(new Option('--lr <lr>', 'local Adam learning rate (default: the base model\'s, 1e-5 for SAM weights, 3e-3 for the built-in fedsam-tiny)').env('FEDSAM_LR').argParser(parseNumber('--lr')))
     .addOption(new Option('--optimizer-state <mode>', 'keep: each site continues its Adam state across rounds (saved in its state folder); fresh: a new Adam every round (default keep)').env('FEDSAM_OPTIMIZER_STATE').choices(['keep', 'fresh']))
+    .addOption(new Option('--lr-decay <f>', 'round r trains with lr x f^(r-1) (default 1: constant)').env('FEDSAM_LR_DECAY').argParser(parseNumber('--lr-decay')))
     .addOption(new Option('--warmup-steps <n>', 'linear lr warm-up over a site optimizer\'s first n steps (default 0: none)').env('FEDSAM_WARMUP_STEPS').argParser(parseInteger('--warmup-steps')))
     .addOption(new Option('--batch-size <n>', 'local batch size').env('FEDSAM_BATCH_SIZE').argParser(parseInteger('--batch-size')))
     .addOption(new Option('--seed <n>', 'seed of local training').env('FEDSAM_SEED').argParser(parseInteger('--seed')))

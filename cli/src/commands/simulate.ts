@@ -35,6 +35,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--image-size <px>', 'synthetic image size').argParser(parsePositiveInt('--image-size')).default(256))
     .addOption(new Option('--optimizer-state <mode>', `sites keep their Adam state across rounds (keep) or start a fresh one every round (fresh); default ${FitSchema.parse({}).optimizer_state}`).choices(['keep', 'fresh']))
     .addOption(new Option('--warmup-steps <n>', `linear lr warm-up over a site optimizer's first n steps (default ${FitSchema.parse({}).warmup_steps})`).argParser(parseNonNegInt('--warmup-steps')))
+    .addOption(new Option('--lr-decay <f>', `round r trains with lr x f^(r-1) (default ${FitSchema.parse({}).lr_decay}: constant)`).argParser(parsePositiveFloat('--lr-decay')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (with --strategy fedavgm)').argParser(parseFraction('--server-momentum')))
     .addOption(new Option('--dashboard <host:port>', 'serve the live federation page here (port 0: any free port)').default('127.0.0.1:0'))
     .addOption(new Option('--no-dashboard', 'no live page'))

@@ -57,7 +57,7 @@ export class FedAvg implements Strategy {
   protected fitConfig(round: number, site: string): WireFitConfig {
     const f = this.options.fit;
     return {
-      epochs: f.epochs, lr: f.lr ?? SAM_FINETUNE_LR, batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site), params: {},
+      epochs: f.epochs, lr: (f.lr ?? SAM_FINETUNE_LR) * Math.pow(f.lr_decay, round - 1), batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site), params: {},
       points_positive: f.points_positive, points_negative: f.points_negative, optimizer_state: f.optimizer_state, warmup_steps: f.warmup_steps,
     };
   }
