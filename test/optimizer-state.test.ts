@@ -3,8 +3,8 @@
 // never stopped; a state saved for another decoder is discarded; 'fresh' forgets it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@fedsam/shared/backend';
 import { loadModel } from '@fedsam/shared/model/presets';
@@ -16,6 +16,7 @@ import { prepareSite, type Site } from '@fedsam/client/engine/site';
 import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
 import { SiteOptimizerState, OPTIMIZER_STATE_FILE } from '@fedsam/client/engine/optimizerState';
 import type { FitConfig } from '@fedsam/client/engine/localEngine';
+import { loadSiteConfig, siteStateDir } from '@fedsam/client/daemon/siteConfig';
 import { tempDir } from './helpers/fed-harness.ts';
 
 const cfg = (round: number, optimizerState: FitConfig['optimizerState']): FitConfig =>
@@ -157,4 +158,14 @@ test('the site update rule: Adam continued across rounds through the state file,
   assert.equal(warmupLr(lr, 1, 0), lr);
   adamDispose(state);
   params.get(name)!.dispose();
+});
+
+test('site config: state_dir from site.yaml (relative to the file), else runs/sites/<site>', async () => {
+  const dir = await tempDir('fedsam-optstate-cfg-');
+  const file = join(dir, 'site.yaml');
+  await writeFile(file, 'server: localhost:8080\nsite: hospital-a\ntoken: t\nstate_dir: state\n');
+  const c = await loadSiteConfig(file, {});
+  assert.equal(siteStateDir(c), join(dir, 'state'));
+  const d = await loadSiteConfig(undefined, { server: 'localhost:8080', site: 'hospital-b', token: 't' });
+  assert.equal(siteStateDir(d), resolve('runs', 'sites', 'hospital-b'));
 });
