@@ -3,7 +3,7 @@
 // that logs what the gRPC run does not.
 //
 //   node --import tsx bench/fedquality.ts [--non-iid] [--seed 0] [--image-size 256] [--images-per-site 40]
-//       [--rounds 6] [--epochs 2] [--lr 3e-3] [--methods fedavg,fedavg+keep,fedavgm+keep] [--baselines] [--personalize]
+//       [--rounds 6] [--epochs 2] [--lr 3e-3] [--methods fedavg,fedavg+keep,fedavgm+keep] [--baselines] [--personalize] [--summary]
 //
 // A method is a strategy (fedavg | fedavgm | fedadam | fedprox) with modifiers joined by '+':
 //   keep      the site's Adam state persists across rounds (fit.optimizer_state: keep); without it a fresh Adam
@@ -46,8 +46,8 @@ const { values: args } = parseArgs({
     methods: { type: 'string', default: 'fedavg,fedavg+keep' },
     baselines: { type: 'boolean', default: false },
     personalize: { type: 'boolean', default: false },
-    /** Per-round, per-site rows (else one summary row per method). */
-    detail: { type: 'boolean', default: true },
+    /** Only the summary row per method (no per-round, per-site tables). */
+    summary: { type: 'boolean', default: false },
     data: { type: 'string' },
   },
 });
@@ -195,7 +195,7 @@ try {
       }
       pers = d.reduce((a, x, i) => a + x * sites[i]!.val.length, 0) / nVal;
     }
-    if (args.detail) {
+    if (!args.summary) {
       process.stdout.write(`\n${m.label}\n` + renderTable(['round', 'site', '|update|', 'cos to mean', 'loss start', 'loss end', 'site model Dice', 'global Dice before', 'global Dice after', '|mean update|'],
         detail, { digits: 3 }) + '\n');
     }
