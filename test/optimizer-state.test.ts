@@ -3,7 +3,7 @@
 // never stopped; a state saved for another decoder is discarded; 'fresh' forgets it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { access, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@fedsam/shared/backend';
@@ -17,7 +17,8 @@ import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
 import { SiteOptimizerState, OPTIMIZER_STATE_FILE } from '@fedsam/client/engine/optimizerState';
 import type { FitConfig } from '@fedsam/client/engine/localEngine';
 import { loadSiteConfig, siteStateDir } from '@fedsam/client/daemon/siteConfig';
-import { tempDir } from './helpers/fed-harness.ts';
+import { runSimulation } from '@fedsam/cli/simulation';
+import { quietLogger, tempDir } from './helpers/fed-harness.ts';
 
 const cfg = (round: number, optimizerState: FitConfig['optimizerState']): FitConfig =>
   ({ epochs: 1, lr: 3e-3, batchSize: 2, proximalMu: 0, seed: 4, round, optimizerState });
@@ -168,4 +169,40 @@ test('site config: state_dir from site.yaml (relative to the file), else runs/si
   assert.equal(siteStateDir(c), join(dir, 'state'));
   const d = await loadSiteConfig(undefined, { server: 'localhost:8080', site: 'hospital-b', token: 't' });
   assert.equal(siteStateDir(d), resolve('runs', 'sites', 'hospital-b'));
+});
+
+test('a federation stopped after round 1 and resumed (server --resume, new site daemons on the same state folders) trains round 2 as if it never stopped', async () => {
+  await initBackend();
+  const root = await tempDir('fedsam-optstate-fed-');
+  await synthesize({ out: join(root, 'data'), sites: 2, imagesPerSite: 3, seed: 7, size: 96 });
+  const loaded = await Promise.all([1, 2].map(() => loadModel(undefined)));
+  const sites = await Promise.all([1, 2].map((i) => prepareSite({ model: loaded[i - 1]!, data: join(root, 'data', `site-${i}`), valSplit: 0.25, seed: 1, cacheDir: join(root, 'cache'), quiet: true })));
+  const initial = decoderToHost(loaded[0]!);
+  const run = async (name: string, rounds: number, resume: boolean, events?: Array<[string, Record<string, unknown>]>) => {
+    const engines = sites.map((s, i) => engine(s, join(root, name, `state-${i + 1}`), events));
+    try {
+      return await runSimulation({
+        sites: engines.map((e, i) => ({ name: `site-${i + 1}`, engineFactory: () => e })), rounds,
+        fit: { epochs: 1, lr: 3e-3, batch_size: 2, seed: 3, optimizer_state: 'keep' },
+        initialDecoder: initial, samConfig: loaded[0]!.config, baseModelHash: loaded[0]!.baseModelHash,
+        outDir: join(root, name, 'server'), logger: quietLogger(), evaluateInitial: false, server: { resume },
+      });
+    } finally {
+      await Promise.all(engines.map((e) => e.close()));
+    }
+  };
+  const steady = await run('steady', 2, false);
+  await run('stopped', 1, false);
+  const events: Array<[string, Record<string, unknown>]> = [];
+  const resumed = await run('stopped', 2, true, events);
+  assert.equal(events.filter(([e]) => e === 'optimizer_state_resumed').length, 2, 'both new site daemons resume their optimizer');
+  assert.equal(maxDiff(resumed.finalWeights, steady.finalWeights), 0, 'round 2 after the restart = round 2 without one');
+  // and the kept state mattered: the same restart with fresh optimizers gives another round 2
+  for (const i of [1, 2]) await rm(join(root, 'stopped', `state-${i}`), { recursive: true });
+  await rm(join(root, 'stopped', 'server'), { recursive: true });
+  await run('stopped', 1, false);
+  for (const i of [1, 2]) await rm(join(root, 'stopped', `state-${i}`), { recursive: true });
+  const lost = await run('stopped', 2, true);
+  assert.ok(maxDiff(lost.finalWeights, steady.finalWeights) > 1e-6, 'without the saved state round 2 differs');
+  for (const l of loaded) l.model.dispose();
 });
