@@ -122,7 +122,7 @@ test('site page: the site\'s own overlays from the global model; the server\'s p
     const port = (await server.waitFor(/"event":"server_started".*"port":(\d+)/, 120_000))[1];
     const serverPage = JSON.parse((await server.waitFor(/^\{.*"event":"dashboard_started".*\}$/, 30_000))[0]).url as string;
     client = fedsam(['client', '--server', `127.0.0.1:${port}`, '--site', 'site-1', '--token', token, '--data', join(dir, 'data', 'site-1'),
-      '--cache-dir', join(dir, 'cache'), '--dashboard', '127.0.0.1:0']);
+      '--cache-dir', join(dir, 'cache'), '--state-dir', join(dir, 'state'), '--dashboard', '127.0.0.1:0']);
     const url = JSON.parse((await client.waitFor(/^\{.*"event":"dashboard_started".*\}$/, 180_000))[0]).url as string;
     const page = await ctx.newPage();
     const errors: string[] = [];

@@ -4,8 +4,11 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable } from '@fedsam/shared/table';
+import type { HostTensor } from '@fedsam/shared/safetensors';
 import { logger } from '@fedsam/shared/log';
-import type { StrategyName } from '@fedsam/server/strategy/config';
+import { StrategyConfigSchema, type StrategyName, type StrategyConfigInput } from '@fedsam/server/strategy/config';
+import { FitSchema } from '@fedsam/server/config';
+import { reportRow, type CompareReport } from './compareReport.ts';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
 import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/samEngine';
@@ -35,6 +38,16 @@ export interface SimulateOptions {
   history?: string;
   cacheDir?: string;
   compare?: boolean;
+  /** With compare: write the comparison as JSON here (compareReport.ts). */
+  report?: string;
+  /** Synthetic image size in pixels. */
+  imageSize?: number;
+  /** fit.optimizer_state (default: the server config's). */
+  optimizerState?: 'keep' | 'fresh';
+  warmupSteps?: number;
+  lrDecay?: number;
+  /** FedAvgM server momentum. */
+  serverMomentum?: number;
   quiet?: boolean;
   /** HOST:PORT of the live page, or false for none. */
   dashboard?: string | false;
@@ -55,6 +68,11 @@ async function siteFolders(data: string, n: number): Promise<string[]> {
   return sites.slice(0, n);
 }
 
+/** A private copy of weights an event hands out (the client reuses its buffers). */
+function cloneWeights(w: Map<string, HostTensor>): Map<string, HostTensor> {
+  return new Map([...w].map(([k, t]) => [k, { ...t, shape: [...t.shape], data: (t.data as Float32Array).slice() }]));
+}
+
 const f3 = (v: number | null | undefined) => (v === null || v === undefined ? undefined : v);
 
 export async function simulate(o: SimulateOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
@@ -63,8 +81,8 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   await mkdir(out, { recursive: true });
   let data = o.data ? resolve(o.data) : join(out, 'data');
   if (!o.data) {
-    const s = await synthesize({ out: data, sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite });
-    print(`synthetic data: ${o.sites} ${o.nonIid ? 'non-IID' : 'IID'} sites x ${o.imagesPerSite} images in ${data} (box-baseline Dice ${s.boxDice.toFixed(3)})`);
+    const s = await synthesize({ out: data, sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite, size: o.imageSize });
+    print(`synthetic data: ${o.sites} ${o.nonIid ? 'non-IID' : 'IID'} sites x ${o.imagesPerSite} images of ${s.size} px in ${data} (box-baseline Dice ${s.boxDice.toFixed(3)})`);
   }
   // A folder of site folders (site-1/, site-2/, ...) gives one site each; a single dataset is split across sites.
   const single = await isDataset(data);
@@ -77,8 +95,13 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const engines = await Promise.all(folders.map((_, i) => SiteWorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
+  const strategy: StrategyConfigInput = o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu }
+    : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum } : { name: o.strategy };
+  const fitDefaults = FitSchema.parse({});
+  const optimizerState = o.optimizerState ?? fitDefaults.optimizer_state;
+  const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
-  print(`model ${base.source}; strategy ${o.strategy}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}, batch ${o.batchSize}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -88,17 +111,23 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
     bn += e.valCount;
   });
   const boxMean = bs / bn;
+  const engineCounts = engines.map((e) => e.valCount);
   const headers = ['round', ...names.map((n) => `${n} Dice`), 'weighted mean Dice', 'box baseline', 'elapsed s'];
   let printedHeader = false;
   let result;
+  const personalized: Record<string, number> = {};
   const live = simulateConsole(names);
+  // Each site's own model after the last round's local training (before averaging): federated + personalized, the
+  // same epoch budget as the global model.
+  const lastLocal = new Map<string, { round: number; weights: Map<string, HostTensor> }>();
   const elapsedAt = new Map<number, number>();
   try {
     result = await runSimulation({
       sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
       rounds: o.rounds,
-      strategy: o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu } : { name: o.strategy },
-      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0 },
+      strategy,
+      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
+        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay },
       initialDecoder,
       samConfig: base.config,
       baseModelHash: base.baseModelHash,
@@ -112,6 +141,9 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
         });
         live.follow(server.view, { headers, boxMean, t0: performance.timeOrigin + t0, elapsedAt });
       },
+      onClientEvent: o.compare ? (site, e) => {
+        if (e.type === 'fit_done') lastLocal.set(site, { round: e.round, weights: cloneWeights(e.weights) });
+      } : undefined,
       onRound: (r: SimulationRound) => {
         elapsedAt.set(r.round, (performance.now() - t0) / 1000);
         // on a terminal the table is drawn live (with the sites' progress) and stays on the screen at the end
@@ -122,6 +154,12 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
         print(table[2]);
       },
     });
+    if (o.compare) {
+      for (let i = 0; i < engines.length; i++) {
+        const own = lastLocal.get(names[i]!);
+        if (own?.round === o.rounds) personalized[names[i]!] = (await engines[i]!.evaluate(own.weights)).metrics.dice!;
+      }
+    }
   } finally {
     live.close();
     await Promise.all(engines.map((e) => e.close()));
@@ -147,13 +185,28 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   base.model.dispose();
   if (comparison) {
     const last = history[history.length - 1];
+    const counts = Object.fromEntries(names.map((n, i) => [n, engineCounts[i]!]));
+    const hasPersonalized = names.every((n) => personalized[n] !== undefined);
     print(renderTable(['training', ...names.map((n) => `${n} Dice`), 'weighted mean Dice'], [
       ['box baseline', ...names.map((n) => boxBaselines[n]), boxMean],
       ['local-only (each site alone)', ...names.map((n) => comparison.local[n]), comparison.localMean],
       [`federated (${o.strategy}, ${o.rounds} rounds)`, ...names.map((n) => f3(last?.sites[n]?.dice)), f3(last?.mean_dice)],
+      ...(hasPersonalized ? [['federated, each site\'s last local model', ...names.map((n) => personalized[n]), reportRow(names, personalized, counts).mean_dice]] : []),
       ['centralized (all data pooled)', ...names.map((n) => comparison.central[n]), comparison.centralMean],
     ]));
     await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
+    if (o.report) {
+      const fed = Object.fromEntries(names.map((n) => [n, last?.sites[n]?.dice ?? NaN]));
+      const report: CompareReport = {
+        box_baseline: reportRow(names, boxBaselines, counts),
+        local_only: reportRow(names, comparison.local, counts),
+        federated: reportRow(names, fed, Object.fromEntries(names.map((n) => [n, last?.sites[n]?.num_examples ?? counts[n]!]))),
+        centralized: reportRow(names, comparison.central, counts),
+        ...(hasPersonalized ? { federated_personalized: reportRow(names, personalized, counts) } : {}),
+      };
+      await writeFile(resolve(o.report), JSON.stringify(report, null, 2) + '\n');
+      print(`report: ${resolve(o.report)}`);
+    }
   }
   return { history, comparison };
 }

@@ -27,6 +27,26 @@ export const WeightingSchema = z.object({
   max_examples: z.number().int().positive().default(10_000),
 }).strict();
 
+/** What every site trains with each round (FitConfig on the wire); the one source of these defaults. */
+export const FitSchema = z.object({
+  epochs: z.number().int().positive().default(1),
+  /** Local Adam lr; null (default): the base model's own, 1e-5 for SAM weights (the HF recipe), 3e-3 for the
+   *  built-in fedsam-tiny (shared/src/train/lr.ts). */
+  lr: z.number().positive().nullable().default(null),
+  batch_size: z.number().int().positive().default(4),
+  seed: z.number().int().nonnegative().default(0),
+  /** Point prompts per object in local training, besides the box (0 and 0 = boxes only, the reference recipe). */
+  points_positive: z.number().int().nonnegative().max(64).default(0),
+  points_negative: z.number().int().nonnegative().max(64).default(0),
+  /** keep: each site continues its Adam state (moments, step counts) across rounds, saved in its state folder;
+   *  fresh: a new Adam every round (its first steps jolt every weight by ~lr; see the README's Results). */
+  optimizer_state: z.enum(['keep', 'fresh']).default('keep'),
+  /** Linear lr warm-up over a site optimizer's first N steps (across rounds with optimizer_state keep); 0 = none. */
+  warmup_steps: z.number().int().nonnegative().default(0),
+  /** Round r trains with lr · lr_decay^(r − 1) (1 = a constant lr). */
+  lr_decay: z.number().gt(0).max(1).default(1),
+}).strict();
+
 export const ServerConfigSchema = z.object({
   /** host:port to listen on (port 0 = ephemeral). */
   listen: HostPortSchema.default('0.0.0.0:8080'),
@@ -50,15 +70,7 @@ export const ServerConfigSchema = z.object({
   /** A site silent this long is dropped from its round (and from the available pool until it heartbeats again). */
   heartbeat_timeout_s: z.number().positive().default(30),
   long_poll_s: z.number().positive().default(20),
-  fit: z.object({
-    epochs: z.number().int().positive().default(1),
-    lr: z.number().positive().default(1e-4),
-    batch_size: z.number().int().positive().default(4),
-    seed: z.number().int().nonnegative().default(0),
-    /** Point prompts per object in local training, besides the box (0 and 0 = boxes only, the reference recipe). */
-    points_positive: z.number().int().nonnegative().max(64).default(0),
-    points_negative: z.number().int().nonnegative().max(64).default(0),
-  }).strict().default({}),
+  fit: FitSchema.default({}),
   strategy: StrategyConfigSchema.default({ name: 'fedavg' }),
   /** HF SAM folder (config.json + model.safetensors) the sites fine-tune, or "fedsam-tiny" (the built-in model):
    *  initial decoder + base model hash. */

@@ -1,4 +1,5 @@
 // runServer: the aggregation daemon (gRPC service + round driver + persistence + /metrics).
+import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
 import { isDirectory } from '@fedsam/shared/fsutil';
 import { mkdir, readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -131,6 +132,8 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
   if (cfg.sites.length === 0) throw new ServerConfigError('no sites configured: add sites [{name, token_sha256}] (or --site NAME:SHA256)');
 
   const init = await loadInitialModel(cfg, opts, log);
+  // fit.lr null: the base model's own (the built-in model's, else the SAM recipe's)
+  if (cfg.fit.lr === null) cfg.fit.lr = cfg.base_model === BUILTIN_MODEL ? TINY_MODEL_LR : SAM_FINETUNE_LR;
   const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);

@@ -33,12 +33,12 @@ export function onceAny(emitter: NodeJS.EventEmitter, events: readonly string[])
   });
 }
 
-/** Write a text file atomically (temp file in the same folder, fsync, rename, fsync folder). */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
+/** Write a file (text or bytes) atomically (temp file in the same folder, fsync, rename, fsync folder). */
+export async function writeFileAtomic(file: string, text: string | Uint8Array): Promise<void> {
   const tmp = tempSibling(file);
   const fh = await open(tmp, 'wx');
   try {
-    await fh.writeFile(text, 'utf8');
+    await (typeof text === 'string' ? fh.writeFile(text, 'utf8') : fh.writeFile(text));
     await fh.sync();
   } finally {
     await fh.close();

@@ -16,6 +16,7 @@ interface ClientFlags {
   data?: string;
   model?: string;
   cacheDir?: string;
+  stateDir?: string;
   valSplit?: number;
   seed?: number;
   fitTimeout?: number;
@@ -37,7 +38,7 @@ export function flagsToSiteConfig(f: ClientFlags): Record<string, unknown> {
   const dashboard = f.dashboard ? { listen: f.dashboard, tls_cert: f.dashboardTlsCert, tls_key: f.dashboardTlsKey, token_file: f.dashboardTokenFile } : undefined;
   const tls = f.tlsCa || f.tlsCert || f.tlsKey ? { ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey } : f.tls ? {} : undefined;
   return {
-    server: f.server, site: f.site, token: f.token, token_file: f.tokenFile, tls, data: f.data, model: f.model, cache_dir: f.cacheDir,
+    server: f.server, site: f.site, token: f.token, token_file: f.tokenFile, tls, data: f.data, model: f.model, cache_dir: f.cacheDir, state_dir: f.stateDir,
     val_split: f.valSplit, seed: f.seed, fit_timeout_s: f.fitTimeout, upload_dtype: f.uploadDtype, download_dtype: f.downloadDtype, dashboard,
   };
 }
@@ -53,6 +54,7 @@ export function registerClientCommand(program: Command): Command {
     .addOption(new Option('--data <path>', 'the site\'s dataset (images/ + masks/, manifest, or NIfTI folder)').env('FEDSAM_DATA'))
     .addOption(new Option('--model <dir>', MODEL_HELP).env('FEDSAM_MODEL'))
     .addOption(new Option('--cache-dir <dir>', 'embedding cache').env('FEDSAM_CACHE'))
+    .addOption(new Option('--state-dir <dir>', 'the site\'s own state: its optimizer kept across rounds, resumed after a restart (default runs/sites/<site>)').env('FEDSAM_STATE_DIR'))
     .addOption(new Option('--val-split <fraction>', 'validation fraction of groups (for evaluation rounds; default 0.2)').argParser(parseFraction('--val-split')))
     .addOption(new Option('--seed <n>', 'split seed (default 0)').argParser(parseNonNegInt('--seed')))
     .addOption(new Option('--fit-timeout <s>', 'abandon a round\'s local training after this many seconds (the round goes on without this site)').argParser(parsePositiveFloat('--fit-timeout')).env('FEDSAM_FIT_TIMEOUT'))

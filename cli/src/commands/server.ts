@@ -31,6 +31,9 @@ interface ServerFlags {
   epochs?: number;
   points?: number[];
   lr?: number;
+  optimizerState?: 'keep' | 'fresh';
+  warmupSteps?: number;
+  lrDecay?: number;
   batchSize?: number;
   seed?: number;
   baseModel?: string;
@@ -60,7 +63,7 @@ export function flagsToConfig(f: ServerFlags): Record<string, unknown> {
     server_learning_rate: f.serverLr, server_momentum: f.serverMomentum,
   };
   const hasStrategyParams = Object.values(strategyParams).some((v) => v !== undefined);
-  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1] };
+  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1], optimizer_state: f.optimizerState, warmup_steps: f.warmupSteps, lr_decay: f.lrDecay };
   const tls = f.tlsCert || f.tlsKey || f.tlsClientCa || f.tlsCrl ? { cert: f.tlsCert, key: f.tlsKey, client_ca: f.tlsClientCa, crl: f.tlsCrl } : undefined;
   let metrics: unknown;
   if (f.metrics === false) metrics = null;
@@ -122,7 +125,10 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--server-lr <lr>', 'FedAvgM server learning rate (default 1)').env('FEDSAM_SERVER_LR').argParser(parseNumber('--server-lr')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (default 0: plain FedAvg)').env('FEDSAM_SERVER_MOMENTUM').argParser(parseNumber('--server-momentum')))
     .addOption(new Option('--epochs <n>', 'local epochs per round').env('FEDSAM_EPOCHS').argParser(parseInteger('--epochs')))
-    .addOption(new Option('--lr <lr>', 'local learning rate').env('FEDSAM_LR').argParser(parseNumber('--lr')))
+    .addOption(new Option('--lr <lr>', 'local Adam learning rate (default: the base model\'s, 1e-5 for SAM weights, 3e-3 for the built-in fedsam-tiny)').env('FEDSAM_LR').argParser(parseNumber('--lr')))
+    .addOption(new Option('--optimizer-state <mode>', 'keep: each site continues its Adam state across rounds (saved in its state folder); fresh: a new Adam every round (default keep)').env('FEDSAM_OPTIMIZER_STATE').choices(['keep', 'fresh']))
+    .addOption(new Option('--lr-decay <f>', 'round r trains with lr x f^(r-1) (default 1: constant)').env('FEDSAM_LR_DECAY').argParser(parseNumber('--lr-decay')))
+    .addOption(new Option('--warmup-steps <n>', 'linear lr warm-up over a site optimizer\'s first n steps (default 0: none)').env('FEDSAM_WARMUP_STEPS').argParser(parseInteger('--warmup-steps')))
     .addOption(new Option('--batch-size <n>', 'local batch size').env('FEDSAM_BATCH_SIZE').argParser(parseInteger('--batch-size')))
     .addOption(new Option('--seed <n>', 'seed of local training').env('FEDSAM_SEED').argParser(parseInteger('--seed')))
     .addOption(new Option('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (default 0,0: boxes only)').env('FEDSAM_POINTS').argParser(parseCounts('--points', 2)))

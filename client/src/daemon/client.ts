@@ -8,6 +8,7 @@ import { findNonFinite, type EncodedTransfer } from '@fedsam/shared/transfer/cod
 import { manifestOfLayout } from '@fedsam/shared/transfer/manifest';
 import type { Task, WireDtype } from '@fedsam/shared/transfer/messages';
 import type { FitConfig, LocalEngine } from '../engine/localEngine.ts';
+import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
 import { Connection, type ConnectionOptions, type TlsOptions } from './connection.ts';
 import { collectGarbage } from './heap.ts';
 
@@ -221,8 +222,9 @@ export function runClient(opts: RunClientOptions): ClientHandle {
       const g = await downloadFor(c, task, signal);
       if (!g) return;
       const cfg: FitConfig = {
-        epochs: wc?.epochs ?? 1, lr: wc?.lr ?? 1e-4, batchSize: wc?.batch_size ?? 1, proximalMu: wc?.proximal_mu ?? 0, seed: wc?.seed ?? 0, round: task.round,
+        epochs: wc?.epochs ?? 1, lr: wc?.lr || SAM_FINETUNE_LR, batchSize: wc?.batch_size ?? 1, proximalMu: wc?.proximal_mu ?? 0, seed: wc?.seed ?? 0, round: task.round,
         ...(wc?.points_positive || wc?.points_negative ? { points: { positive: wc.points_positive ?? 0, negative: wc.points_negative ?? 0 } } : {}),
+        optimizerState: wc?.optimizer_state === 'keep' ? 'keep' : 'fresh', warmupSteps: wc?.warmup_steps ?? 0,
       };
       log.info({ event: 'fit_started', site, round: task.round, config: cfg, global_version: g.version }, 'local training');
       let res;

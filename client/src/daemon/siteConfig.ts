@@ -23,6 +23,9 @@ export const SiteConfigSchema = z.object({
   data: z.string().min(1).nullable().default(null),
   model: z.string().min(1).nullable().default(null),
   cache_dir: z.string().min(1).nullable().default(null),
+  /** The site's own state: its Adam state kept across rounds (fit.optimizer_state: keep), so a restart resumes it.
+   *  null: runs/sites/<site> (siteStateDir). */
+  state_dir: z.string().min(1).nullable().default(null),
   val_split: z.number().min(0).lt(1).default(0.2),
   seed: z.number().int().nonnegative().default(0),
   /** Abandon a round's local training after this long (null: no limit); the round goes on without the site. */
@@ -40,13 +43,18 @@ export const SiteConfigSchema = z.object({
 
 export type SiteConfig = z.output<typeof SiteConfigSchema>;
 
+/** The site's state folder: state_dir, else runs/sites/<site> (one per site name: daemons side by side never share it). */
+export function siteStateDir(c: Pick<SiteConfig, 'state_dir' | 'site'>): string {
+  return c.state_dir ?? resolve('runs', 'sites', c.site ?? 'site');
+}
+
 export class SiteConfigError extends Error {
   override name = 'SiteConfigError';
 }
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const PATH_KEYS = ['token_file', 'data', 'model', 'cache_dir'] as const;
+const PATH_KEYS = ['token_file', 'data', 'model', 'cache_dir', 'state_dir'] as const;
 
 /** Read site.yaml; relative paths in it are taken from the file's folder. */
 export async function readSiteConfigFile(file: string): Promise<Obj> {

@@ -7,7 +7,7 @@ import { prepareSite } from '../engine/site.ts';
 import { SamEngine } from '../engine/samEngine.ts';
 import { logger } from '@fedsam/shared/log';
 import { serveSite, type SiteDashboard } from '../dashboard/serveSite.ts';
-import type { SiteConfig } from './siteConfig.ts';
+import { siteStateDir, type SiteConfig } from './siteConfig.ts';
 
 export async function runSiteDaemon(c: SiteConfig, o: { quiet?: boolean } = {}): Promise<void> {
   if (!c.data) throw new Error('no dataset: pass --data (or set data: in the site config / FEDSAM_DATA)');
@@ -33,7 +33,7 @@ export async function runSiteDaemon(c: SiteConfig, o: { quiet?: boolean } = {}):
     });
   }
   const engine = new SamEngine(site.loaded, site.cache, site.train, site.val, {
-    quiet: true, log: (event, f) => log.info(f, event), onProgress: dash?.progress, onPrediction: dash?.prediction,
+    quiet: true, log: (event, f) => log.info(f, event), onProgress: dash?.progress, onPrediction: dash?.prediction, stateDir: siteStateDir(c),
   });
   const tls = c.tls ? { ca: c.tls.ca ?? undefined, cert: c.tls.cert ?? undefined, key: c.tls.key ?? undefined } : false;
   const handle = runClient({

@@ -13,7 +13,14 @@ export interface FitConfig {
   round: number;
   /** Point prompts per object besides the box (absent or 0 and 0: boxes only). */
   points?: { positive: number; negative: number };
+  /** 'keep': continue the site's Adam state of earlier rounds (saved in its state folder); 'fresh' (default): a new Adam. */
+  optimizerState?: OptimizerStateMode;
+  /** Linear lr warm-up over the optimizer's first N steps (counted across rounds when the state is kept); 0 = none. */
+  warmupSteps?: number;
 }
+
+export const OPTIMIZER_STATE_MODES = ['keep', 'fresh'] as const;
+export type OptimizerStateMode = (typeof OPTIMIZER_STATE_MODES)[number];
 
 /** Where a local fit stands (steps over all its epochs), for live views. */
 export interface FitProgress {

@@ -7,6 +7,8 @@ import type { LocalEngine, FitConfig, FitResult, EvaluateResult, FitProgress } f
 import type { EmbeddingCache } from './cache.ts';
 import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel, type EngineItem } from './trainer.ts';
 import type { DataParallel } from './dataParallel.ts';
+import { adamDispose, adamInit, type AdamState } from '@fedsam/shared/train/adam';
+import { SiteOptimizerState, optimizerFingerprint } from './optimizerState.ts';
 
 /** Copy the model's mask-decoder weights to host arrays (what travels). */
 export function decoderToHost(loaded: LoadedModel): Map<string, HostTensor> {
@@ -37,8 +39,40 @@ export class SamEngine implements LocalEngine {
   constructor(readonly loaded: LoadedModel, readonly cache: EmbeddingCache, readonly train: EngineItem[], readonly val: EngineItem[],
     private readonly opts: { quiet?: boolean; dataParallel?: boolean; log?: (event: string, fields: Record<string, unknown>) => void; onProgress?: (p: FitProgress) => void;
       /** Each validation prediction (full-size binary mask) of an evaluation, e.g. for the site's own overlays. */
-      onPrediction?: (item: EngineItem, mask: Uint8Array) => void | Promise<void> } = {}) {
+      onPrediction?: (item: EngineItem, mask: Uint8Array) => void | Promise<void>;
+      /** Folder of the site's own state (its kept optimizer state); none: kept in memory only. */
+      stateDir?: string } = {}) {
     this.baseModelHash = loaded.baseModelHash;
+    this.optimizerFile = new SiteOptimizerState(opts.stateDir, optimizerFingerprint(loaded.baseModelHash, this.decoderNames()));
+  }
+
+  private readonly optimizerFile: SiteOptimizerState;
+  /** The Adam state kept across rounds (fit.optimizer_state: keep); loaded from the state folder on first use. */
+  private optimizer: AdamState | undefined;
+  private optimizerLoaded = false;
+
+  /** The kept Adam state, from memory or (a restarted daemon) from the state folder; a new one when there is none. */
+  private async keptOptimizer(): Promise<AdamState> {
+    if (!this.optimizer && !this.optimizerLoaded) {
+      this.optimizerLoaded = true;
+      const r = await this.optimizerFile.load();
+      if ('state' in r) {
+        this.optimizer = r.state;
+        this.opts.log?.('optimizer_state_resumed', { file: this.optimizerFile.file, round: r.round, steps: Math.max(0, ...r.state.step.values()) });
+      } else if (r.discarded) {
+        this.opts.log?.('optimizer_state_discarded', { file: this.optimizerFile.file, reason: r.discarded, detail: r.detail });
+        await this.optimizerFile.clear();
+      }
+    }
+    return (this.optimizer ??= adamInit());
+  }
+
+  /** Forget the kept optimizer (memory and file). */
+  private async dropOptimizer(): Promise<void> {
+    this.optimizerLoaded = true;
+    if (this.optimizer) adamDispose(this.optimizer);
+    this.optimizer = undefined;
+    await this.optimizerFile.clear();
   }
 
   private dp: Promise<DataParallel> | undefined;
@@ -48,6 +82,8 @@ export class SamEngine implements LocalEngine {
     const dp = this.dp;
     this.dp = undefined;
     if (dp) await (await dp).close();
+    if (this.optimizer) adamDispose(this.optimizer);
+    this.optimizer = undefined;
   }
 
   decoderNames(): Map<string, number[]> {
@@ -59,11 +95,20 @@ export class SamEngine implements LocalEngine {
     const t0 = performance.now();
     // One data-parallel worker for all rounds (starting one loads a second copy of the prompt encoder and decoder).
     const wantDp = usesDataParallel(this.loaded, { dataParallel: this.opts.dataParallel, batchSize: cfg.batchSize, proximalMu: cfg.proximalMu });
+    const keep = cfg.optimizerState === 'keep';
+    const adam = keep ? await this.keptOptimizer() : undefined;
+    if (!keep && (this.optimizer || !this.optimizerLoaded)) await this.dropOptimizer();
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
+      adam, warmupSteps: cfg.warmupSteps,
       dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,
       onStep: this.opts.onProgress ? (p) => this.opts.onProgress!({ round: cfg.round, ...p }) : undefined,
+    }).catch((e) => {
+      // a failed fit leaves a half-stepped optimizer: the next one resumes the last saved state instead
+      if (adam) { adamDispose(adam); this.optimizer = undefined; this.optimizerLoaded = false; }
+      throw e;
     });
+    if (adam) await this.optimizerFile.save(adam, cfg.round);
     const last = history[history.length - 1];
     this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000 });
     return {

@@ -4,7 +4,8 @@
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import { trainStep, trainableDecoderNames, type ProximalTerm, type StepResult } from '@fedsam/shared/train/step';
 import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
-import { adamInit, adamDispose, ADAM_DEFAULTS } from '@fedsam/shared/train/adam';
+import { adamInit, adamDispose, adamStepCount, ADAM_DEFAULTS, type AdamState } from '@fedsam/shared/train/adam';
+import { warmupLr } from '@fedsam/shared/train/lr';
 import { postProcessMask, rescaleBoxes, type SamPreprocessed } from '@fedsam/shared/processor';
 import { inferenceFor } from '@fedsam/shared/samInference';
 import { currentEngine } from '@fedsam/shared/inference';
@@ -342,6 +343,17 @@ export interface TrainOptions {
   /** FedProx proximal weight; the global weights are the ones in the model when training starts. */
   proximalMu?: number;
   /**
+   * Adam state to continue from (a site keeping its optimizer across federated rounds); the caller owns it and it
+   * is updated in place. Default: a fresh Adam, disposed at the end.
+   */
+  adam?: AdamState;
+  /**
+   * Linear learning-rate warm-up over the optimizer's first N steps: lr · min(1, t / N), t = Adam's step count
+   * (carried over with a kept `adam`). A fresh Adam's first bias-corrected steps move every weight by about lr
+   * whatever its gradient; warming up keeps that jolt small. 0 = none.
+   */
+  warmupSteps?: number;
+  /**
    * Split each batch over this thread and a worker (default: when it pays, see dataParallelPays; never with FedProx).
    * A DataParallel (startDataParallel) is used as given and left running, for callers that train again and again.
    */
@@ -376,8 +388,10 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   if (train.length === 0) throw new Error('no training samples');
   const model = loaded.model;
   const names = trainableDecoderNames(model.decoderParameterNames(), loaded.config.decoder.num_multimask_outputs);
-  const adam = adamInit();
-  const adamOpts = { ...ADAM_DEFAULTS, lr: opts.lr };
+  const adam = opts.adam ?? adamInit();
+  const warmup = opts.warmupSteps ?? 0;
+  // the step about to be taken is Adam's t; its lr follows the warm-up
+  const adamOptsAt = () => ({ ...ADAM_DEFAULTS, lr: warmupLr(opts.lr, adamStepCount(adam) + 1, warmup) });
   const L = lowResSize(loaded);
   const rng = new Rng(opts.seed).fork('train');
   let proximal: ProximalTerm | undefined;
@@ -408,10 +422,10 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
           const first = await loadHostBatch(cache, chunk.slice(0, half), boxes.slice(0, half), L, pts?.slice(0, half));
           const second = await loadHostBatch(cache, chunk.slice(half), boxes.slice(half), L, pts?.slice(half));
           const batch = hostToBatch(first);
-          try { r = await dp.step(loaded, batch, { second, firstSize: half }, adam, adamOpts); } finally { disposeBatch(batch); }
+          try { r = await dp.step(loaded, batch, { second, firstSize: half }, adam, adamOptsAt()); } finally { disposeBatch(batch); }
         } else {
           const batch = hostToBatch(await loadHostBatch(cache, chunk, boxes, L, pts));
-          try { r = trainStep(model, batch, names, adam, adamOpts, proximal); } finally { disposeBatch(batch); }
+          try { r = trainStep(model, batch, names, adam, adamOptsAt(), proximal); } finally { disposeBatch(batch); }
         }
         if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
         lossSum += r.loss;
@@ -427,7 +441,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
       await opts.onEpoch?.(m);
     }
   } finally {
-    adamDispose(adam);
+    if (adam !== opts.adam) adamDispose(adam);
     if (dp && dp !== shared) await dp.close();
     if (proximal) for (const t of proximal.global.values()) t.dispose();
   }

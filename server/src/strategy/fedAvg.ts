@@ -3,6 +3,7 @@
 // examples (FitRes.weight: as the server's weighting policy takes them, weighting.ts). The other strategies build
 // on it, as in Flower.
 import type { WireFitConfig } from '@fedsam/shared/transfer/messages';
+import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
 import { ServerConfigSchema } from '../config.ts';
 import { weightedMetrics, type NamedTensors } from './aggregate.ts';
 import { Aggregator, type UpdateHolding, type UpdateSum } from './aggregator.ts';
@@ -56,8 +57,8 @@ export class FedAvg implements Strategy {
   protected fitConfig(round: number, site: string): WireFitConfig {
     const f = this.options.fit;
     return {
-      epochs: f.epochs, lr: f.lr, batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site), params: {},
-      points_positive: f.points_positive, points_negative: f.points_negative,
+      epochs: f.epochs, lr: (f.lr ?? SAM_FINETUNE_LR) * Math.pow(f.lr_decay, round - 1), batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site), params: {},
+      points_positive: f.points_positive, points_negative: f.points_negative, optimizer_state: f.optimizer_state, warmup_steps: f.warmup_steps,
     };
   }
 

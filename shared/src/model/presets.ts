@@ -1,5 +1,6 @@
 // Where a SamModel comes from: an HF folder the user downloaded (config.json + model.safetensors), or the
 // built-in small configuration with fixed-seed weights that lets everything run on two CPU cores in minutes.
+import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '../train/lr.ts';
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { SamConfig } from '../config.ts';
@@ -84,7 +85,7 @@ export async function loadModel(spec: string | undefined, opts: { parts?: SamPar
     const { config, weights } = tinySamWeights();
     const { tfjs, visionHost } = placeWeights(weights, onHost);
     const model = SamModel.fromHost(config, tfjs);
-    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 3e-3, visionHost };
+    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: TINY_MODEL_LR, visionHost };
   }
   const dir = resolve(spec);
   try {
@@ -96,7 +97,7 @@ export async function loadModel(spec: string | undefined, opts: { parts?: SamPar
   const hashes = frozenHashes(weights);
   const { tfjs, visionHost } = placeWeights(weights, onHost);
   const model = SamModel.fromHost(config, tfjs);
-  return { source: dir, config, model, processor: await processorFor(config, dir), ...hashes, recommendedLr: 1e-5, visionHost };
+  return { source: dir, config, model, processor: await processorFor(config, dir), ...hashes, recommendedLr: SAM_FINETUNE_LR, visionHost };
 }
 
 export const modelFolderFiles = (dir: string) => [join(dir, 'config.json'), join(dir, 'model.safetensors')];

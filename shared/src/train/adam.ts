@@ -3,6 +3,7 @@
 // keep our own, as a pure function over named tensors: state in, state out.
 import * as tf from '@tensorflow/tfjs';
 import { hasJsKernels, registerJsKernel } from '../model/kernels.ts';
+import { SAM_FINETUNE_LR } from './lr.ts';
 
 // Fused Adam update as one JS kernel per parameter tensor on wasm and cpu (tfjs ops would take ~12 elementwise
 // passes and kernel launches per tensor). Float64 arithmetic per element, results rounded to float32.
@@ -47,7 +48,7 @@ registerJsKernel(ADAM_KERNEL, (raw, { p, g, m, v }, attrs) => {
 });
 
 export interface AdamOptions { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }
-export const ADAM_DEFAULTS: AdamOptions = { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+export const ADAM_DEFAULTS: AdamOptions = { lr: SAM_FINETUNE_LR, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 
 export interface AdamState {
   /** Steps taken per parameter (PyTorch keeps one per parameter; parameters without a gradient are not stepped). */
@@ -93,6 +94,13 @@ export function adamStep(params: Map<string, tf.Tensor>, grads: Map<string, tf.T
     state.v.set(name, vNew);
     state.step.set(name, t);
   }
+}
+
+/** Steps taken so far (the most any parameter has taken; 0 for a fresh state). */
+export function adamStepCount(state: AdamState): number {
+  let t = 0;
+  for (const s of state.step.values()) if (s > t) t = s;
+  return t;
 }
 
 export function adamDispose(state: AdamState): void {

@@ -31,6 +31,8 @@ export interface GetTaskRequest { wait_ms: number }
 export interface WireFitConfig {
   epochs: number; lr: number; batch_size: number; proximal_mu: number; seed: number; params: Record<string, number>;
   points_positive?: number; points_negative?: number;
+  /** 'keep' | 'fresh' ('' from older servers = fresh). */
+  optimizer_state?: string; warmup_steps?: number;
 }
 export interface Task {
   task_id: string;
