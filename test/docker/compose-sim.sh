@@ -11,12 +11,13 @@
 # Engine: the one that answers `docker info`; if none does, it starts `dockerd --bridge=none --iptables=false`
 # (no bridge network, no NAT rules) and stops it at the end. Base image: $FEDSAM_BASE_IMAGE if set, else one made
 # here from Debian's packages and the npm registry by docker/base-image.sh (Docker Hub is not needed).
-# Size: FEDSAM_ROUNDS (default 3), FEDSAM_IMAGES_PER_SITE (24); COMPOSE_SIM_TIMEOUT (s, default 900) bounds the run.
+# Size: FEDSAM_ROUNDS (default 3), FEDSAM_EPOCHS (2), FEDSAM_IMAGES_PER_SITE (24); COMPOSE_SIM_TIMEOUT (s, default 900) bounds the run.
 # Exit status: 0 passed, 1 failed, 77 skipped (no Docker engine can run here; the reason is printed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 export FEDSAM_ROUNDS=${FEDSAM_ROUNDS:-3}
+export FEDSAM_EPOCHS=${FEDSAM_EPOCHS:-2}
 export FEDSAM_IMAGES_PER_SITE=${FEDSAM_IMAGES_PER_SITE:-24}
 TIMEOUT=${COMPOSE_SIM_TIMEOUT:-900}
 PROJECT=fedsam-sim-test-$$
@@ -158,6 +159,6 @@ cleanup
 [ -z "$after" ] || { say "FAIL: bridge interfaces appeared: $after"; exit 1; }
 say "final model: config.json + model.safetensors (${final_mb} MB)"
 say "time: image build ${build_s} s, simulation ${sim_s} s, whole test $(elapsed "$t_start") s"
-say "PASS: validation Dice of the global model per round (docker-compose, $FEDSAM_ROUNDS rounds x 2 epochs, 3 IID sites x $FEDSAM_IMAGES_PER_SITE images):"
+say "PASS: validation Dice of the global model per round (docker-compose, $FEDSAM_ROUNDS rounds x $FEDSAM_EPOCHS epochs, 3 IID sites x $FEDSAM_IMAGES_PER_SITE images):"
 echo "$figures" | sed '$d' | column -t -s $'\t'
 echo "$figures" | tail -n 1
