@@ -52,8 +52,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app /app
 # Mount points: models (read-only), site data (written once by the synth service, then read-only), run outputs
-# (server state, site caches). Owned by "node", so that new named volumes mounted there are too.
-RUN mkdir -p /models /data /runs && chown node:node /data /runs
+# (server state, site caches), site state (each site's optimizer across rounds). Owned by "node", so that new named
+# volumes mounted there are too.
+RUN mkdir -p /models /data /runs /sites && chown node:node /data /runs /sites
 USER node
 # gRPC, Prometheus /metrics
 EXPOSE 8080 9464

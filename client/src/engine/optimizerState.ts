@@ -91,8 +91,12 @@ export class SiteOptimizerState {
       for (const [param, t] of state[kind]) tensors.set(`${kind}/${param}`, { dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array });
     }
     const meta = { format: FORMAT, fingerprint: this.fingerprint, round: String(round), steps: JSON.stringify(Object.fromEntries(state.step)) };
-    await mkdir(join(this.file, '..'), { recursive: true });
-    await writeFileAtomic(this.file, encodeSafetensors(tensors, meta));
+    try {
+      await mkdir(join(this.file, '..'), { recursive: true });
+      await writeFileAtomic(this.file, encodeSafetensors(tensors, meta));
+    } catch (e) {
+      throw new Error(`cannot write the site's optimizer state to ${this.file} (${(e as Error).message}): give the site a writable state folder with --state-dir, FEDSAM_STATE_DIR or state_dir in site.yaml`, { cause: e });
+    }
   }
 
   /** Forget the saved state (the server asked for a fresh optimizer, or the state was for another model). */
