@@ -5,7 +5,7 @@
 //   node --import tsx bench/fedquality.ts [--non-iid] [--seed 0] [--image-size 256] [--images-per-site 40]
 //       [--rounds 6] [--epochs 2] [--lr 3e-3] [--methods fedavg,fedavg+keep,fedavgm+keep] [--baselines] [--personalize] [--summary]
 //
-// A method is a strategy (fedavg | fedavgm | fedadam | fedprox) with modifiers joined by '+':
+// A method is a strategy (fedavg | fedavgm | fedadam | fedprox | scaffold) with modifiers joined by '+':
 //   keep      the site's Adam state persists across rounds (fit.optimizer_state: keep); without it a fresh Adam
 //   warmupN   linear lr warm-up over the optimizer's first N steps (fit.warmup_steps: N); 'warmup' = one epoch
 //   decayX    lr multiplied by X every round after the first (server-side schedule)
@@ -27,6 +27,7 @@ import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
 import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/samEngine';
 import { trainDecoder, evaluateItems } from '@fedsam/client/engine/trainer';
+import { SiteDriftControl } from '@fedsam/client/engine/driftControl';
 import { boxBaseline } from '@fedsam/client/engine/boxBaseline';
 import { fedAvg, fedAvgMStep, fedOptStep, type NamedTensors, type FedOptMoments } from '@fedsam/server/strategy/aggregate';
 import { siteSeed } from '@fedsam/server/strategy/sampling';
@@ -56,7 +57,7 @@ await initBackend();
 
 interface Method {
   label: string;
-  strategy: 'fedavg' | 'fedavgm' | 'fedadam' | 'fedprox';
+  strategy: 'fedavg' | 'fedavgm' | 'fedadam' | 'fedprox' | 'scaffold';
   keep: boolean;
   /** undefined: none; -1: one epoch of steps. */
   warmup?: number;
@@ -68,7 +69,7 @@ interface Method {
 
 function parseMethod(spec: string): Method {
   const [strategy, ...mods] = spec.split('+');
-  if (!['fedavg', 'fedavgm', 'fedadam', 'fedprox'].includes(strategy!)) throw new Error(`unknown strategy "${strategy}" in --methods ${spec}: fedavg | fedavgm | fedadam | fedprox`);
+  if (!['fedavg', 'fedavgm', 'fedadam', 'fedprox', 'scaffold'].includes(strategy!)) throw new Error(`unknown strategy "${strategy}" in --methods ${spec}: fedavg | fedavgm | fedadam | fedprox | scaffold`);
   const m: Method = { label: spec, strategy: strategy as Method['strategy'], keep: false, decay: 1, momentum: 0.5, eta: 0.1, mu: 0.01 };
   for (const x of mods) {
     const v = (p: string) => Number(x.slice(p.length));
@@ -133,6 +134,7 @@ try {
   for (const m of methods) {
     const detail: Cell[][] = [];
     const adam = new Map<string, AdamState>();
+    const drift = names.map(() => new SiteDriftControl(undefined, 'bench'));
     let global: NamedTensors = initial;
     let momentum: NamedTensors | undefined;
     let moments: FedOptMoments | undefined;
@@ -149,11 +151,13 @@ try {
         adam.set(names[i]!, state);
         const losses: number[] = [];
         const stepsPerEpoch = Math.ceil(s.train.length / batchSize);
-        await trainDecoder(model, s.cache, s.train, [], {
+        const correction = m.strategy === 'scaffold' ? await drift[i]!.correctionFor(global, round) : undefined;
+        const history = await trainDecoder(model, s.cache, s.train, [], {
           epochs, lr: roundLr, batchSize, seed: siteSeed(seed, round, names[i]!) * 1000 + round, quiet: true, dataParallel: false, adam: state,
           warmupSteps: m.warmup === -1 ? stepsPerEpoch : m.warmup, proximalMu: m.strategy === 'fedprox' ? m.mu : undefined,
-          onStep: (p) => losses.push(p.loss),
+          driftCorrection: correction, onStep: (p) => losses.push(p.loss),
         });
+        if (m.strategy === 'scaffold') await drift[i]!.record(global, decoderToHost(model), history.reduce((a, e) => a + e.lrSum, 0), round, correction);
         if (!m.keep) adamDispose(state);
         const k = Math.min(3, losses.length);
         const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / xs.length;

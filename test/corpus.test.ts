@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { corpusSource, pretrainCorpus, heldoutCorpus } from '@fedsam/shared/pretrain/corpus';
+import { corpusSource, easyShare, pretrainCorpus, heldoutCorpus } from '@fedsam/shared/pretrain/corpus';
 import { REGIMES, SHAPE_FAMILIES } from '@fedsam/shared/pretrain/corpus/families';
 import { MIN_OBJECT_PIXELS } from '@fedsam/shared/pretrain/corpus/scene';
 import { checkSample, type PretrainSample } from '@fedsam/shared/pretrain/sample';
@@ -81,6 +81,35 @@ test('a sample depends only on its seed: same seed same bytes, another seed anot
   assert.equal(small.width, 64);
   assert.equal(small.height, 64);
   assert.throws(() => corpusSource({ size: 8 }), /size must be an integer >= 32/);
+});
+
+test('the curriculum: easy scenes (1-3 large objects) first, their share falling to the floor; other samples unchanged', () => {
+  const curriculum = { rampSamples: 100, floor: 0.2 };
+  assert.equal(easyShare(curriculum, 0), 1);
+  assert.equal(easyShare(curriculum, 50), 0.5);
+  assert.equal(easyShare(curriculum, 1000), 0.2);
+  assert.equal(easyShare(undefined, 0), 0);
+  const src = corpusSource({ split: 'train', curriculum });
+  let easy = 0;
+  const share = (s: PretrainSample) => s.masks.map((m) => m.reduce((a, b) => a + b, 0) / (s.width * s.height));
+  const easyAreas: number[] = [], hardAreas: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const s = draw(src, 9, i);
+    checkSample(s);
+    if (!s.tags!.includes('easy')) continue;
+    easy++;
+    assert.ok(s.masks.length >= 1 && s.masks.length <= 3, `${s.masks.length} objects in an easy scene`);
+    easyAreas.push(...share(s));
+    hardAreas.push(...share(draw(pretrainCorpus, 9, i)));
+  }
+  assert.ok(easy >= 8, `${easy} of the first 12 samples are easy`);
+  const tiny = (xs: number[]) => xs.filter((a) => a * 256 * 256 < 64).length / xs.length; // < 64 px at 256 px
+  assert.ok(tiny(easyAreas) <= 0.1 && tiny(easyAreas) < tiny(hardAreas), `tiny objects: ${tiny(easyAreas)} of the easy ones, ${tiny(hardAreas)} of the corpus's`);
+  const late = Array.from({ length: 40 }, (_, i) => draw(src, 9, 1000 + i)).filter((s) => s.tags!.includes('easy')).length;
+  assert.ok(late > 0 && late < 20, `${late} of 40 late samples are easy (floor 0.2)`);
+  // a sample drawn hard is the very sample the corpus without a curriculum gives
+  const hard = Array.from({ length: 40 }, (_, i) => 1000 + i).find((i) => !draw(src, 9, i).tags!.includes('easy'))!;
+  assert.deepEqual(draw(src, 9, hard).image, draw(corpusSource({ split: 'train' }), 9, hard).image);
 });
 
 test('fedsam synth --generator corpus writes a loadable, deterministic dataset folder; wrong flag mixes are refused', async (t) => {

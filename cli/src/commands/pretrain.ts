@@ -6,16 +6,24 @@ import { resolve } from 'node:path';
 import { architectureConfig, configSize, parseArchitecture } from '@fedsam/shared/pretrain/architecture';
 import { runPretrain, PretrainOptionsSchema } from '@fedsam/shared/pretrain/loop';
 import type { SampleSource } from '@fedsam/shared/pretrain/sample';
-import { pretrainCorpus } from '@fedsam/shared/pretrain/corpus';
+import { corpusSource } from '@fedsam/shared/pretrain/corpus';
 import { synthSampleSource } from '@fedsam/client/data/synthSource';
 import { parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
 import { print, timestampedRun } from '../options.ts';
 
 /** Corpora a run can draw from, by name (the name is recorded in the checkpoint). */
-export const CORPORA: Record<string, { describe: string; make: () => SampleSource }> = {
-  corpus: { describe: 'the pretraining corpus, train split (docs/corpus.md): 10 shape families x 6 appearance regimes', make: () => pretrainCorpus },
+export const CORPORA: Record<string, { describe: string; make: (curriculum: number) => SampleSource }> = {
+  corpus: {
+    describe: 'the pretraining corpus, train split (docs/corpus.md): 10 shape families x 6 appearance regimes',
+    make: (curriculum) => corpusSource({ split: 'train', curriculum: curriculum > 0 ? { rampSamples: curriculum, floor: CURRICULUM_FLOOR } : undefined }),
+  },
   synth: { describe: 'the synthetic site generator (fedsam synth), a new non-IID style per image', make: () => synthSampleSource(256) },
 };
+
+/** Share of easy scenes that stays after the curriculum's ramp. */
+const CURRICULUM_FLOOR = 0.2;
+/** Default ramp of the curriculum, in samples. */
+const CURRICULUM_SAMPLES = 16000;
 
 const D = PretrainOptionsSchema.parse({});
 
@@ -40,6 +48,7 @@ export function registerPretrainCommand(program: Command): Command {
     .addOption(new Option('--out <dir>', 'output model folder (also holds checkpoint/ and pretrain-log.jsonl)').default(timestampedRun('pretrain')))
     .addOption(new Option('--corpus <name>', 'training images').choices(Object.keys(CORPORA)).default('corpus'))
     .addOption(new Option('--config <arch>', 'architecture: key=value list (layers, width, heads, imageSize, patchSize, windowSize, decoderWidth, decoderLayers, decoderHeads) or a .json file; default: the fedsam-tiny shape (layers=2,width=64)').default(''))
+    .addOption(new Option('--curriculum <samples>', `corpus only: easy scenes first (1-3 large, well-contrasted objects), their share falling linearly from all to ${CURRICULUM_FLOOR} over this many samples; 0 = none`).argParser(parseNonNegInt('--curriculum')).default(CURRICULUM_SAMPLES))
     .addOption(new Option('--steps <n>', 'optimizer steps').argParser(parsePositiveInt('--steps')).default(D.steps))
     .addOption(new Option('--batch-size <n>', 'images per step').argParser(parsePositiveInt('--batch-size')).default(D.batchSize))
     .addOption(new Option('--prompts-per-image <n>', 'objects prompted per image').argParser(parsePositiveInt('--prompts-per-image')).default(D.promptsPerImage))
@@ -55,11 +64,13 @@ export function registerPretrainCommand(program: Command): Command {
       const config = architectureConfig(arch);
       const { parameters, bytes } = configSize(config);
       const out = resolve(o.out);
-      print(`pretraining ${JSON.stringify(arch)}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${o.corpus}, into ${out}`);
+      const curriculum = o.corpus === 'corpus' ? o.curriculum as number : 0;
+      const sourceName = curriculum ? `${o.corpus}+curriculum${curriculum}` : o.corpus;
+      print(`pretraining ${JSON.stringify(arch)}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
       const t0 = Date.now();
       let every = 0;
       const result = await runPretrain({
-        out, config, source: CORPORA[o.corpus]!.make(), sourceName: o.corpus, resume: !!o.resume,
+        out, config, source: CORPORA[o.corpus]!.make(curriculum), sourceName, resume: !!o.resume,
         options: {
           steps: o.steps, batchSize: o.batchSize, promptsPerImage: o.promptsPerImage, lr: o.lr, warmupSteps: o.warmup,
           seed: o.seed, checkpointEvery: o.checkpointEvery,

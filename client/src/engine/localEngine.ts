@@ -17,6 +17,8 @@ export interface FitConfig {
   optimizerState?: OptimizerStateMode;
   /** Linear lr warm-up over the optimizer's first N steps (counted across rounds when the state is kept); 0 = none. */
   warmupSteps?: number;
+  /** SCAFFOLD drift correction from the site's kept control variates (driftControl.ts); the server's strategy asks for it. */
+  scaffold?: boolean;
 }
 
 export const OPTIMIZER_STATE_MODES = ['keep', 'fresh'] as const;

@@ -9,6 +9,7 @@ import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel, type 
 import type { DataParallel } from './dataParallel.ts';
 import { adamDispose, adamInit, type AdamState } from '@fedsam/shared/train/adam';
 import { SiteOptimizerState, optimizerFingerprint } from './optimizerState.ts';
+import { SiteDriftControl } from './driftControl.ts';
 
 /** Copy the model's mask-decoder weights to host arrays (what travels). */
 export function decoderToHost(loaded: LoadedModel): Map<string, HostTensor> {
@@ -43,8 +44,14 @@ export class SamEngine implements LocalEngine {
       /** Folder of the site's own state (its kept optimizer state); none: kept in memory only. */
       stateDir?: string } = {}) {
     this.baseModelHash = loaded.baseModelHash;
-    this.optimizerFile = new SiteOptimizerState(opts.stateDir, optimizerFingerprint(loaded.baseModelHash, this.decoderNames()));
+    const fingerprint = optimizerFingerprint(loaded.baseModelHash, this.decoderNames());
+    this.optimizerFile = new SiteOptimizerState(opts.stateDir, fingerprint);
+    this.drift = new SiteDriftControl(opts.stateDir, fingerprint, opts.log);
   }
+
+  /** SCAFFOLD's control variates of this site (used when the server's strategy asks for them). */
+  private readonly drift: SiteDriftControl;
+  private driftCleared = false;
 
   private readonly optimizerFile: SiteOptimizerState;
   /** The Adam state kept across rounds (fit.optimizer_state: keep); loaded from the state folder on first use. */
@@ -98,9 +105,12 @@ export class SamEngine implements LocalEngine {
     const keep = cfg.optimizerState === 'keep';
     const adam = keep ? await this.keptOptimizer() : undefined;
     if (!keep && (this.optimizer || !this.optimizerLoaded)) await this.dropOptimizer();
+    const correction = cfg.scaffold ? await this.drift.correctionFor(global, cfg.round) : undefined;
+    if (!cfg.scaffold && !this.driftCleared) { this.driftCleared = true; await this.drift.clear(); }
+    if (cfg.scaffold) this.driftCleared = false;
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
-      adam, warmupSteps: cfg.warmupSteps,
+      adam, warmupSteps: cfg.warmupSteps, driftCorrection: correction,
       dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,
       onStep: this.opts.onProgress ? (p) => this.opts.onProgress!({ round: cfg.round, ...p }) : undefined,
     }).catch((e) => {
@@ -110,9 +120,11 @@ export class SamEngine implements LocalEngine {
     });
     if (adam) await this.optimizerFile.save(adam, cfg.round);
     const last = history[history.length - 1];
-    this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000 });
+    const weights = decoderToHost(this.loaded);
+    if (cfg.scaffold) await this.drift.record(global, weights, history.reduce((s, e) => s + e.lrSum, 0), cfg.round, correction);
+    this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000, ...(cfg.scaffold ? { scaffold_corrected: !!correction } : {}) });
     return {
-      weights: decoderToHost(this.loaded),
+      weights,
       numExamples: this.train.length,
       metrics: { train_loss: last?.trainLoss ?? NaN, train_soft_dice: last?.trainDice ?? NaN, fit_seconds: (performance.now() - t0) / 1000 },
     };

@@ -1,6 +1,8 @@
 // The local fine-tuning engine: what a site does between two federated rounds, and `fedsam train` on its own.
 // Images are embedded once (cache); each step reads cached embeddings, builds box prompts (jittered while
 // training) and low-res targets, and takes a DiceCE + Adam step on the mask decoder only.
+import * as tf from '@tensorflow/tfjs';
+import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import { trainStep, trainableDecoderNames, type ProximalTerm, type StepResult } from '@fedsam/shared/train/step';
 import { DataParallel, dataParallelPays, disposeBatch, hostToBatch, type HostHalf } from './dataParallel.ts';
@@ -360,6 +362,11 @@ export interface TrainOptions {
   dataParallel?: boolean | DataParallel;
   /** Also prompt with points sampled inside (positive) / outside but within the box (negative) the object. */
   points?: { positive: number; negative: number };
+  /**
+   * SCAFFOLD's drift correction c − c_i (driftControl.ts): after every optimizer step each weight also moves by
+   * −lr·(c − c_i), lr being that step's. Names not in the map are not corrected.
+   */
+  driftCorrection?: ReadonlyMap<string, HostTensor>;
   quiet?: boolean;
   /** Called after each epoch (with validation metrics when val items were given). */
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
@@ -367,7 +374,12 @@ export interface TrainOptions {
   onStep?: (p: { done: number; total: number; epoch: number; epochs: number; loss: number }) => void;
 }
 
-export interface EpochMetrics { epoch: number; trainLoss: number; trainDice: number; steps: number; seconds: number; val?: EvalMetrics }
+export interface EpochMetrics {
+  epoch: number; trainLoss: number; trainDice: number; steps: number; seconds: number;
+  /** Sum of the learning rates of this epoch's steps (SCAFFOLD's K·η). */
+  lrSum: number;
+  val?: EvalMetrics;
+}
 
 /** A data-parallel worker for this model, to pass as TrainOptions.dataParallel to several trainDecoder calls. */
 export function startDataParallel(loaded: LoadedModel): Promise<DataParallel> {
@@ -404,12 +416,15 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   const dp = usesDataParallel(loaded, opts) ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
   const totalSteps = Math.ceil(train.length / opts.batchSize) * opts.epochs;
   let doneSteps = 0;
+  const correction = opts.driftCorrection
+    ? new Map([...opts.driftCorrection].filter(([n]) => names.includes(n)).map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape, 'float32')]))
+    : undefined;
   try {
     for (let epoch = 1; epoch <= opts.epochs; epoch++) {
       const t0 = performance.now();
       const order = [...train.keys()];
       rng.shuffle(order);
-      let lossSum = 0, diceSum = 0, steps = 0;
+      let lossSum = 0, diceSum = 0, steps = 0, lrSum = 0;
       const bar = createProgress(`epoch ${epoch}/${opts.epochs}`, Math.ceil(order.length / opts.batchSize), { quiet: opts.quiet });
       for (let i = 0; i < order.length; i += opts.batchSize) {
         const chunk = order.slice(i, i + opts.batchSize).map((k) => train[k]);
@@ -417,6 +432,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
         const pts = opts.points && opts.points.positive + opts.points.negative > 0
           ? chunk.map((it, j) => samplePointsLowRes(it, boxes[j], L, loaded.processor.config.pad_size.height, opts.points!, rng)) : undefined;
         let r: StepResult;
+        const stepLr = adamOptsAt().lr;
         if (dp && chunk.length >= 2) {
           const half = Math.ceil(chunk.length / 2);
           const first = await loadHostBatch(cache, chunk.slice(0, half), boxes.slice(0, half), L, pts?.slice(0, half));
@@ -428,6 +444,8 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
           try { r = trainStep(model, batch, names, adam, adamOptsAt(), proximal); } finally { disposeBatch(batch); }
         }
         if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
+        if (correction) applyDriftCorrection(model.weights, correction, stepLr);
+        lrSum += stepLr;
         lossSum += r.loss;
         diceSum += 1 - r.dice;
         steps++;
@@ -435,7 +453,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
         opts.onStep?.({ done: ++doneSteps, total: totalSteps, epoch, epochs: opts.epochs, loss: r.loss });
       }
       bar.stop();
-      const m: EpochMetrics = { epoch, trainLoss: lossSum / steps, trainDice: diceSum / steps, steps, seconds: (performance.now() - t0) / 1000 };
+      const m: EpochMetrics = { epoch, trainLoss: lossSum / steps, trainDice: diceSum / steps, steps, lrSum, seconds: (performance.now() - t0) / 1000 };
       if (val.length) m.val = await evaluateItems(loaded, cache, val, { batchSize: opts.batchSize });
       history.push(m);
       await opts.onEpoch?.(m);
@@ -444,6 +462,16 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
     if (adam !== opts.adam) adamDispose(adam);
     if (dp && dp !== shared) await dp.close();
     if (proximal) for (const t of proximal.global.values()) t.dispose();
+    if (correction) tf.dispose([...correction.values()]);
   }
   return history;
+}
+
+/** w ← w − lr·(c − c_i) for every corrected weight (tensors replaced, old ones disposed). */
+function applyDriftCorrection(weights: Map<string, tf.Tensor>, correction: ReadonlyMap<string, tf.Tensor>, lr: number): void {
+  for (const [n, c] of correction) {
+    const w = weights.get(n)!;
+    weights.set(n, tf.tidy(() => tf.sub(w, tf.mul(c, lr))));
+    w.dispose();
+  }
 }

@@ -5,6 +5,7 @@ import { z } from 'zod';
 export const StrategyConfigSchema = z.discriminatedUnion('name', [
   z.object({ name: z.literal('fedavg') }).strict(),
   z.object({ name: z.literal('fedprox'), proximal_mu: z.number().nonnegative().default(0.01) }).strict(),
+  z.object({ name: z.literal('scaffold') }).strict(),
   z.object({
     name: z.literal('fedadam'),
     eta: z.number().positive().default(1e-1),

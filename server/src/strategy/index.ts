@@ -7,12 +7,13 @@ import { FedMedian } from './fedMedian.ts';
 import { FedProx } from './fedProx.ts';
 import { FedTrimmedAvg } from './fedTrimmedAvg.ts';
 import { FedYogi } from './fedYogi.ts';
+import { Scaffold } from './scaffold.ts';
 import type { Strategy, StrategyOptions } from './strategy.ts';
 
 export * from './config.ts';
 export * from './strategy.ts';
 export { AggregationError, type NamedTensors } from './aggregate.ts';
-export { FedAvg, FedProx, FedAdam, FedYogi, FedAvgM, FedMedian, FedTrimmedAvg };
+export { FedAvg, FedProx, FedAdam, FedYogi, FedAvgM, FedMedian, FedTrimmedAvg, Scaffold };
 
 /** The strategy a config names; `options` (sampling, local training) default to the server config's defaults. */
 export function createStrategy(cfg: StrategyConfigInput | StrategyConfig, options?: StrategyOptions): Strategy {
@@ -22,6 +23,8 @@ export function createStrategy(cfg: StrategyConfigInput | StrategyConfig, option
       return new FedAvg(options);
     case 'fedprox':
       return new FedProx(c, options);
+    case 'scaffold':
+      return new Scaffold(options);
     case 'fedadam':
       return new FedAdam(c, options);
     case 'fedyogi':

@@ -20,6 +20,21 @@ export interface CorpusOptions {
   size?: number;
   /** Only square images (default: a quarter of the images have the shorter side at 60-100% of the longer). */
   square?: boolean;
+  /** Easy scenes first (scene.ts `easy`), see Curriculum. */
+  curriculum?: Curriculum;
+}
+
+/**
+ * Sample i is an easy scene with probability max(floor, 1 − i/rampSamples): from scratch, a model learns almost
+ * nothing on the full corpus in its first thousands of images (Dice ≈ 0.03 after 250 steps of 8) while it learns
+ * on large, well-contrasted objects at once; the floor keeps some easy scenes to the end.
+ */
+export interface Curriculum { rampSamples: number; floor: number }
+
+/** Probability that sample `index` is an easy scene. */
+export function easyShare(c: Curriculum | undefined, index: number): number {
+  if (!c || c.rampSamples <= 0) return 0;
+  return Math.max(c.floor, 1 - index / c.rampSamples);
 }
 
 /** A corpus sample source. Pure: the sample depends only on the rng's seed (the loop forks one per index). */
@@ -28,7 +43,7 @@ export function corpusSource(o: CorpusOptions = {}): SampleSource {
   const regimes = REGIMES[o.regimes ?? o.split ?? 'train'];
   const size = o.size ?? 256;
   if (!(Number.isInteger(size) && size >= 32)) throw new RangeError(`corpus size must be an integer >= 32, got ${size}`);
-  return (_index: number, rng: SampleRng): PretrainSample => {
+  return (index: number, rng: SampleRng): PretrainSample => {
     const layout = rng.fork('layout');
     let width = size, height = size;
     if (!o.square && layout.bool(0.25)) {
@@ -37,10 +52,11 @@ export function corpusSource(o: CorpusOptions = {}): SampleSource {
       else height = short;
     }
     const regime = pick(layout, regimes);
-    const scene = composeScene({ width, height, families, regime }, rng.fork('scene'));
+    const easy = o.curriculum ? rng.fork('curriculum').next() < easyShare(o.curriculum, index) : false;
+    const scene = composeScene({ width, height, families, regime, easy }, rng.fork('scene'));
     return {
       image: scene.image, width, height, masks: scene.masks,
-      tags: [`regime:${regime.name}`, ...scene.families.map((f) => `object:${f}`), `decoys:${scene.decoys}`],
+      tags: [`regime:${regime.name}`, ...scene.families.map((f) => `object:${f}`), `decoys:${scene.decoys}`, ...(easy ? ['easy'] : [])],
     };
   };
 }

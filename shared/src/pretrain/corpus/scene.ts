@@ -17,6 +17,8 @@ export interface SceneRequest {
   height: number;
   families: readonly ShapeFamily[];
   regime: Regime;
+  /** An easy scene for the start of a curriculum: 1-3 free-standing objects of 8-35% of the side, well contrasted, at most one decoy. */
+  easy?: boolean;
 }
 
 export interface Scene {
@@ -52,8 +54,8 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
   }
   const objTex = randomFractalNoise(w, h, objRng);
   const owner = new Int16Array(n).fill(-1);
-  const objects = weighted(objRng, OBJECT_COUNT_WEIGHTS);
-  const decoys = weighted(objRng, [4, 3, 2, 1]);
+  const objects = weighted(objRng, q.easy ? [0, 3, 2, 1] : OBJECT_COUNT_WEIGHTS);
+  const decoys = weighted(objRng, q.easy ? [3, 1] : [4, 3, 2, 1]);
   const order: boolean[] = Array.from({ length: objects + decoys }, (_, i) => i >= objects); // true = decoy
   for (let i = order.length - 1; i > 0; i--) {
     const j = Math.floor(objRng.next() * (i + 1));
@@ -64,7 +66,7 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
   let k = 0;
   for (const decoy of order) {
     const fam = pick(objRng, q.families);
-    const arrangement = prev ? objRng.next() : 0;
+    const arrangement = prev && !q.easy ? objRng.next() : 0;
     let p: Placed;
     if (prev && arrangement > 0.85 && prev.r > 8) {
       // nested inside the previous object
@@ -76,13 +78,13 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
       p = { cx: prev.cx + d * Math.cos(a), cy: prev.cy + d * Math.sin(a), r };
     } else {
       // from a few pixels to most of the image: log-uniform, a quarter of them tiny (radius 1.5-6 px)
-      const r = objRng.bool(0.25) ? logUniform(objRng, 1.5, 6) : logUniform(objRng, 6, 0.5 * side);
+      const r = q.easy ? logUniform(objRng, 0.08 * side, 0.35 * side) : objRng.bool(0.25) ? logUniform(objRng, 1.5, 6) : logUniform(objRng, 6, 0.5 * side);
       p = { cx: objRng.float(0.2 * r, w - 0.2 * r), cy: objRng.float(0.2 * r, h - 0.2 * r), r };
     }
     p.r = Math.max(p.r, fam.minRadius);
     const shape = fam.draw({ width: w, height: h, cx: p.cx, cy: p.cy, r: p.r, rng: objRng });
     if (shape.box[2] < shape.box[0]) continue; // fell outside the image
-    paintObject(planes, shape, owner, decoy ? -2 : k, regime, objTex, objRng);
+    paintObject(planes, shape, owner, decoy ? -2 : k, regime, objTex, objRng, q.easy);
     if (!decoy) {
       families.push(fam.name);
       k++;
@@ -105,7 +107,7 @@ export function composeScene(q: SceneRequest, rng: SampleRng): Scene {
 }
 
 /** Paint one object opaquely: its colour against the local background, internal texture, shading, sometimes a rim. */
-function paintObject(planes: Float32Array[], s: Shape, owner: Int16Array, id: number, regime: Regime, tex: Float32Array, rng: SampleRng): void {
+function paintObject(planes: Float32Array[], s: Shape, owner: Int16Array, id: number, regime: Regime, tex: Float32Array, rng: SampleRng, easy = false): void {
   const { width: w, data } = s;
   const [x0, y0, x1, y1] = s.box;
   // local background: the mean under the object (sampled)
@@ -123,7 +125,7 @@ function paintObject(planes: Float32Array[], s: Shape, owner: Int16Array, id: nu
   if (!cnt) return;
   for (let c = 0; c < bg.length; c++) bg[c]! /= cnt;
   // strong to faint: a fifth near the noise floor
-  const contrast = rng.bool(0.2) ? logUniform(rng, 0.03, 0.1) : logUniform(rng, 0.1, 0.7);
+  const contrast = easy ? logUniform(rng, 0.25, 0.7) : rng.bool(0.2) ? logUniform(rng, 0.03, 0.1) : logUniform(rng, 0.1, 0.7);
   const polarity: 1 | -1 = rng.bool(regime.brightShare) ? 1 : -1;
   const colour = regime.objectColour(bg, contrast, polarity, rng);
   const texAmp = rng.bool(0.5) ? contrast * rng.float(0, 0.8) : 0;
