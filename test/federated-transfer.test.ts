@@ -290,7 +290,7 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
   const sites = [{ name: 'a', token_sha256: hashToken('x') }];
   const c = parseServerConfig({ sites, base_model_hash: 'ABCDEF0123' });
   assert.equal(c.rounds, 10);
-  assert.equal(c.strategy.name, 'fedavg');
+  assert.equal(c.strategy.name, 'scaffold');
   assert.equal(c.base_model_hash, 'abcdef0123');
   assert.equal(c.limits.chunk_bytes, 1 << 20);
   assert.throws(

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeItem, runPretrain, type PretrainOptions } from '@fedsam/shared/pretrain/loop';
 import { pretrainableNames, pretrainLossAndGrads } from '@fedsam/shared/pretrain/step';
+import { PretrainParallel } from '@fedsam/shared/pretrain/parallel';
 import { processorFor } from '@fedsam/shared/model/presets';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
 import { SamModel } from '@fedsam/shared/model/sam';
@@ -156,6 +157,35 @@ test('a run stopped and resumed from its checkpoint ends with the same weights a
   const [la, lb] = [strip(await readFile(join(a, 'pretrain-log.jsonl'), 'utf8')), strip(await readFile(join(b, 'pretrain-log.jsonl'), 'utf8'))];
   assert.equal(la.length, 6);
   assert.deepEqual(lb, la);
+});
+
+test('two threads give the gradients and stats of the sequential step', async () => {
+  await initBackend();
+  const config = architectureConfig(SMALL_ARCH);
+  const model = SamModel.fromHost(config, initSamWeights(config, 3));
+  const processor = await processorFor(config);
+  const items = [0, 1, 2].map((i) => makeItem(synthSampleSource(64), i, 3, config, processor, 2));
+  items.push({ ...items[0]!, prompts: [] }); // an image without objects counts for neither half
+  const names = pretrainableNames(model.weights.keys());
+  const opts = { iouWeight: 1, bceWeight: 0.1 };
+  const seq = pretrainLossAndGrads(model, items, names, opts);
+  const parallel = await PretrainParallel.start(config, model);
+  try {
+    const par = await parallel.lossAndGrads(model, items, names, opts);
+    assert.deepEqual([...par.grads.keys()].sort(), [...seq.grads.keys()].sort());
+    for (const [n, g] of seq.grads) {
+      const d = tf.tidy(() => tf.max(tf.abs(tf.sub(g, par.grads.get(n)!))).dataSync()[0]!);
+      const m = tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]!);
+      assert.ok(d <= 1e-5 * Math.max(1, m), `${n}: differs by ${d} (max ${m})`);
+    }
+    assert.equal(par.stats.prompts, seq.stats.prompts);
+    assert.ok(Math.abs(par.stats.loss - seq.stats.loss) < 1e-6 && Math.abs(par.stats.dice - seq.stats.dice) < 1e-6);
+    tf.dispose([...par.grads.values()]);
+  } finally {
+    await parallel.close();
+    tf.dispose([...seq.grads.values()]);
+    model.dispose();
+  }
 });
 
 test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', async () => {

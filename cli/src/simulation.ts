@@ -104,7 +104,7 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationRes
     heartbeat_interval_s: 5,
     long_poll_s: 5,
     fit: o.fit ?? {},
-    strategy: o.strategy ?? { name: 'fedavg' },
+    strategy: o.strategy ?? { name: 'scaffold' },
     base_model: o.initialDecoder ? null : (o.baseModel ?? null),
     base_model_hash: o.initialDecoder ? (o.baseModelHash ?? engines[0]!.baseModelHash) : (o.baseModelHash ?? null),
     out_dir: outDir,

@@ -71,7 +71,7 @@ export const ServerConfigSchema = z.object({
   heartbeat_timeout_s: z.number().positive().default(30),
   long_poll_s: z.number().positive().default(20),
   fit: FitSchema.default({}),
-  strategy: StrategyConfigSchema.default({ name: 'fedavg' }),
+  strategy: StrategyConfigSchema.default({ name: 'scaffold' }),
   /** HF SAM folder (config.json + model.safetensors) the sites fine-tune, or "fedsam-tiny" (the built-in model):
    *  initial decoder + base model hash. */
   base_model: z.string().min(1).nullable().default(null),

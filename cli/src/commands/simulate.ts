@@ -22,7 +22,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--epochs <n>', 'local epochs per round').argParser(parsePositiveInt('--epochs')).default(SIMULATE_DEFAULTS.epochs))
     .addOption(new Option('--lr <lr>', 'local Adam learning rate (default: the model\'s: 1e-5 for SAM weights, 3e-3 for the built-in model)').argParser(parsePositiveFloat('--lr')))
     .addOption(new Option('--batch-size <n>', 'local batch size').argParser(parsePositiveInt('--batch-size')).default(4))
-    .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(STRATEGY_NAMES).default('fedavg'))
+    .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(STRATEGY_NAMES).default('scaffold'))
     .addOption(new Option('--proximal-mu <mu>', 'FedProx proximal weight').argParser(parsePositiveFloat('--proximal-mu')))
     .addOption(new Option('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (e.g. 1,1; default boxes only)').argParser(parseCounts('--points', 2)))
     .addOption(new Option('--val-split <fraction>', 'validation fraction per site').argParser(parseFraction('--val-split')).default(0.25))

@@ -5,6 +5,7 @@
 // (config.json, model.safetensors, preprocessor_config.json) at every checkpoint and at the end, checkpoint/ (the
 // resumable state) and pretrain-log.jsonl (one line per step).
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
@@ -22,6 +23,7 @@ import { maskGeometry, samplePrompt } from './prompts.ts';
 import { checkSample, type SampleSource } from './sample.ts';
 import { clipGradNorm, pretrainableNames, pretrainLossAndGrads, type PretrainItem, type PretrainStats } from './step.ts';
 import { lowResTarget } from './targets.ts';
+import { PretrainParallel } from './parallel.ts';
 
 export const PretrainOptionsSchema = z.object({
   steps: z.number().int().positive().default(3000),
@@ -42,6 +44,12 @@ export const PretrainOptionsSchema = z.object({
   seed: z.number().int().default(0),
   checkpointEvery: z.number().int().positive().default(50),
 }).strict();
+
+/** How a run computes (not part of its identity: a run may resume with another setting). */
+export interface PretrainCompute {
+  /** Split each batch over this thread and a worker (parallel.ts); default: with 2+ cores and batches of 2+. */
+  parallel?: boolean;
+}
 
 export type PretrainOptions = z.output<typeof PretrainOptionsSchema>;
 
@@ -67,6 +75,7 @@ export interface PretrainRun {
   onCheckpoint?: (step: number) => void;
   /** Stop after this many steps in this call (tests interrupting a run); the run stays resumable. */
   stopAfter?: number;
+  compute?: PretrainCompute;
 }
 
 export interface PretrainResult { step: number; log: StepLog[]; out: string }
@@ -136,11 +145,14 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const names = pretrainableNames(model.weights.keys());
   const log: StepLog[] = [];
   const end = run.stopAfter !== undefined ? Math.min(o.steps, start + run.stopAfter) : o.steps;
+  const parallel = (run.compute?.parallel ?? (cpus().length >= 2)) && o.batchSize >= 2 && start < end
+    ? await PretrainParallel.start(run.config, model) : undefined;
   try {
     for (let s = start; s < end; s++) {
       const t0 = performance.now();
       const items = Array.from({ length: o.batchSize }, (_, b) => makeItem(run.source, s * o.batchSize + b, o.seed, run.config, processor, o.promptsPerImage));
-      const { stats, grads } = pretrainLossAndGrads(model, items, names, { iouWeight: o.iouWeight, bceWeight: o.bceWeight });
+      const lossOpts = { iouWeight: o.iouWeight, bceWeight: o.bceWeight };
+      const { stats, grads } = parallel ? await parallel.lossAndGrads(model, items, names, lossOpts) : pretrainLossAndGrads(model, items, names, lossOpts);
       const gradNorm = clipGradNorm(grads, o.clipNorm);
       const lr = learningRate(o, s);
       adamStep(model.weights, grads, adam, { ...ADAM_DEFAULTS, lr, weightDecay: o.weightDecay });
@@ -158,6 +170,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     if (start >= end) await writeModelFolder(out, run.config, model.weights, processor);
     return { step: end, log, out };
   } finally {
+    await parallel?.close();
     adamDispose(adam);
     model.dispose();
   }
