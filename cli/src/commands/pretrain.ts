@@ -33,7 +33,7 @@ The recipe being tried for a pretrained built-in model (not shipped yet; the bui
 encoders):
   fedsam pretrain --out models/fedsam-tiny-pretrained --corpus corpus --curriculum 16000 --config layers=4,width=96,patchSize=16 --steps 3000 --batch-size 8 --lr 2e-3 --warmup 100 --seed 0 --checkpoint-every 100
 About 1.1 s per step on 2 CPU cores (wasm backend, a worker thread takes half of each batch), i.e. about an hour for
-3000 steps. Held-out box-prompt Dice after 1200 steps: 0.085 (box baseline 0.629): not yet a segmenter (README,
+3000 steps (57 min here). Held-out box-prompt Dice after 3000 steps: 0.085 (box baseline 0.629): not yet a segmenter (README,
 "Pretraining a small SAM"). A stopped run continues with the same command and --resume.
 Outputs in --out: config.json + model.safetensors + preprocessor_config.json (pass the folder as --model to any
 command), checkpoint/ (resumable state: weights, Adam moments, step), pretrain-log.jsonl (loss, Dice, IoU, lr per step).`;
