@@ -7,10 +7,9 @@
 // "direction" is the optimizer's step per unit of lr, and K·η is the sum of the lrs of the site's steps.
 // The correction is only used when the site took part in the round just before; otherwise the round is plain
 // FedAvg and the site records its control for the next one. State: <state_dir>/scaffold.safetensors.
-import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeSafetensors, encodeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
-import { writeFileAtomic } from '@fedsam/shared/fsutil';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import { readSiteState, removeSiteState, writeSiteState } from './siteStateFile.ts';
 
 export const DRIFT_CONTROL_FILE = 'scaffold.safetensors';
 const FORMAT = 'fedsam-scaffold-1';
@@ -64,9 +63,6 @@ export function siteControl(global: Tensors, local: Tensors, lrSum: number, corr
   return out;
 }
 
-/** Why a saved state was not used. */
-export type DriftDiscardReason = 'other-model' | 'unreadable';
-
 /** The site's SCAFFOLD state, in memory and (with a state folder) on disk, so a restarted daemon resumes it. */
 export class SiteDriftControl {
   readonly file: string | undefined;
@@ -93,52 +89,33 @@ export class SiteDriftControl {
     const tensors = new Map<string, HostTensor>();
     for (const [n, t] of this.state.global) tensors.set(`global/${n}`, t);
     for (const [n, t] of this.state.control) tensors.set(`control/${n}`, t);
-    try {
-      await mkdir(join(this.file, '..'), { recursive: true });
-      await writeFileAtomic(this.file, encodeSafetensors(tensors, { format: FORMAT, fingerprint: this.fingerprint, round: String(round), lr_sum: String(lrSum) }));
-    } catch (e) {
-      throw new Error(`cannot write the site's SCAFFOLD state to ${this.file} (${(e as Error).message}): give the site a writable state folder with --state-dir, FEDSAM_STATE_DIR or state_dir in site.yaml`, { cause: e });
-    }
+    await writeSiteState(this.file, 'SCAFFOLD state', tensors, { format: FORMAT, fingerprint: this.fingerprint, round: String(round), lr_sum: String(lrSum) });
   }
 
   /** Forget the state (the server no longer asks for SCAFFOLD). */
   async clear(): Promise<void> {
     this.state = undefined;
     this.loaded = true;
-    if (this.file) await rm(this.file, { force: true });
+    await removeSiteState(this.file);
   }
 
   private async current(): Promise<DriftControlState | undefined> {
     if (this.loaded) return this.state;
     this.loaded = true;
     if (!this.file) return undefined;
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(this.file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log?.('scaffold_state_discarded', { file: this.file, reason: 'unreadable', detail: (e as Error).message });
+    const r = await readSiteState(this.file, FORMAT, this.fingerprint);
+    if (!('tensors' in r)) {
+      if (r.discarded) this.log?.('scaffold_state_discarded', { file: this.file, reason: r.discarded, detail: r.detail });
       return undefined;
     }
-    const discard = (reason: DriftDiscardReason, detail: string) => {
-      this.log?.('scaffold_state_discarded', { file: this.file, reason, detail });
-      return undefined;
-    };
-    let c;
-    try {
-      c = decodeSafetensors(bytes, this.file);
-    } catch (e) {
-      return discard('unreadable', (e as Error).message);
-    }
-    if (c.metadata.format !== FORMAT) return discard('unreadable', `format ${c.metadata.format ?? '(none)'}, expected ${FORMAT}`);
-    if (c.metadata.fingerprint !== this.fingerprint) return discard('other-model', 'saved for another base model or decoder layout');
     const global = new Map<string, HostTensor>(), control = new Map<string, HostTensor>();
-    for (const [name, t] of c.tensors) {
+    for (const [name, t] of r.tensors) {
       const slash = name.indexOf('/');
       const kind = name.slice(0, slash), param = name.slice(slash + 1);
       if (kind === 'global') global.set(param, f32(t.shape, t.data as Float32Array));
       else if (kind === 'control') control.set(param, f32(t.shape, t.data as Float32Array));
     }
-    this.state = { round: Number(c.metadata.round ?? -1), global, control, lrSum: Number(c.metadata.lr_sum ?? 0) };
+    this.state = { round: Number(r.metadata.round ?? -1), global, control, lrSum: Number(r.metadata.lr_sum ?? 0) };
     this.log?.('scaffold_state_resumed', { file: this.file, round: this.state.round });
     return this.state;
   }

@@ -5,11 +5,10 @@
 // daemon resumes it. It is only valid for the decoder it was built on: a different base model or decoder layout
 // discards it.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { decodeSafetensors, encodeSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
-import { writeFileAtomic } from '@fedsam/shared/fsutil';
+import type { HostTensor } from '@fedsam/shared/safetensors';
+import { readSiteState, removeSiteState, writeSiteState, type DiscardReason } from './siteStateFile.ts';
 import { adamDispose, adamInit, type AdamState } from '@fedsam/shared/train/adam';
 
 export const OPTIMIZER_STATE_FILE = 'optimizer.safetensors';
@@ -28,8 +27,7 @@ export interface LoadedOptimizerState {
   round: number;
 }
 
-/** Why a state file was not used (undefined: there was none). */
-export type DiscardReason = 'other-model' | 'unreadable';
+export type { DiscardReason };
 
 /**
  * The kept Adam state of a site: `load` once at start (a restarted daemon), `save` after each fit, `clear` when the
@@ -44,22 +42,9 @@ export class SiteOptimizerState {
   /** The saved state, or why it was discarded (a state for another model or decoder shape is never used). */
   async load(): Promise<LoadedOptimizerState | { discarded?: DiscardReason; detail?: string }> {
     if (!this.file) return {};
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(this.file);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-      return { discarded: 'unreadable', detail: (e as Error).message };
-    }
-    let c;
-    try {
-      c = decodeSafetensors(bytes, this.file);
-    } catch (e) {
-      return { discarded: 'unreadable', detail: (e as Error).message };
-    }
-    const meta = c.metadata;
-    if (meta.format !== FORMAT) return { discarded: 'unreadable', detail: `format ${meta.format ?? '(none)'}, expected ${FORMAT}` };
-    if (meta.fingerprint !== this.fingerprint) return { discarded: 'other-model', detail: 'saved for another base model or decoder layout' };
+    const r = await readSiteState(this.file, FORMAT, this.fingerprint);
+    if (!('tensors' in r)) return r;
+    const meta = r.metadata;
     let steps: Record<string, number>;
     try {
       steps = JSON.parse(meta.steps ?? '{}') as Record<string, number>;
@@ -67,7 +52,7 @@ export class SiteOptimizerState {
       return { discarded: 'unreadable', detail: `steps: ${(e as Error).message}` };
     }
     const state = adamInit();
-    for (const [name, t] of c.tensors) {
+    for (const [name, t] of r.tensors) {
       const [kind, ...rest] = name.split('/');
       const param = rest.join('/');
       if ((kind !== 'm' && kind !== 'v') || !(param in steps)) continue;
@@ -91,16 +76,11 @@ export class SiteOptimizerState {
       for (const [param, t] of state[kind]) tensors.set(`${kind}/${param}`, { dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array });
     }
     const meta = { format: FORMAT, fingerprint: this.fingerprint, round: String(round), steps: JSON.stringify(Object.fromEntries(state.step)) };
-    try {
-      await mkdir(join(this.file, '..'), { recursive: true });
-      await writeFileAtomic(this.file, encodeSafetensors(tensors, meta));
-    } catch (e) {
-      throw new Error(`cannot write the site's optimizer state to ${this.file} (${(e as Error).message}): give the site a writable state folder with --state-dir, FEDSAM_STATE_DIR or state_dir in site.yaml`, { cause: e });
-    }
+    await writeSiteState(this.file, 'optimizer state', tensors, meta);
   }
 
   /** Forget the saved state (the server asked for a fresh optimizer, or the state was for another model). */
   async clear(): Promise<void> {
-    if (this.file) await rm(this.file, { force: true });
+    await removeSiteState(this.file);
   }
 }

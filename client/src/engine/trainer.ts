@@ -416,8 +416,9 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   const dp = usesDataParallel(loaded, opts) ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
   const totalSteps = Math.ceil(train.length / opts.batchSize) * opts.epochs;
   let doneSteps = 0;
+  const trainable = new Set(names);
   const correction = opts.driftCorrection
-    ? new Map([...opts.driftCorrection].filter(([n]) => names.includes(n)).map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape, 'float32')]))
+    ? new Map([...opts.driftCorrection].filter(([n]) => trainable.has(n)).map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape, 'float32')]))
     : undefined;
   try {
     for (let epoch = 1; epoch <= opts.epochs; epoch++) {
@@ -432,20 +433,20 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
         const pts = opts.points && opts.points.positive + opts.points.negative > 0
           ? chunk.map((it, j) => samplePointsLowRes(it, boxes[j], L, loaded.processor.config.pad_size.height, opts.points!, rng)) : undefined;
         let r: StepResult;
-        const stepLr = adamOptsAt().lr;
+        const stepOpts = adamOptsAt();
         if (dp && chunk.length >= 2) {
           const half = Math.ceil(chunk.length / 2);
           const first = await loadHostBatch(cache, chunk.slice(0, half), boxes.slice(0, half), L, pts?.slice(0, half));
           const second = await loadHostBatch(cache, chunk.slice(half), boxes.slice(half), L, pts?.slice(half));
           const batch = hostToBatch(first);
-          try { r = await dp.step(loaded, batch, { second, firstSize: half }, adam, adamOptsAt()); } finally { disposeBatch(batch); }
+          try { r = await dp.step(loaded, batch, { second, firstSize: half }, adam, stepOpts); } finally { disposeBatch(batch); }
         } else {
           const batch = hostToBatch(await loadHostBatch(cache, chunk, boxes, L, pts));
-          try { r = trainStep(model, batch, names, adam, adamOptsAt(), proximal); } finally { disposeBatch(batch); }
+          try { r = trainStep(model, batch, names, adam, stepOpts, proximal); } finally { disposeBatch(batch); }
         }
         if (!Number.isFinite(r.loss)) throw new Error(`training diverged: loss ${r.loss} at epoch ${epoch} (try a smaller --lr)`);
-        if (correction) applyDriftCorrection(model.weights, correction, stepLr);
-        lrSum += stepLr;
+        if (correction) applyDriftCorrection(model.weights, correction, stepOpts.lr);
+        lrSum += stepOpts.lr;
         lossSum += r.loss;
         diceSum += 1 - r.dice;
         steps++;
