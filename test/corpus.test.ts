@@ -9,6 +9,7 @@ import { corpusSource, easyShare, pretrainCorpus, heldoutCorpus } from '@fedsam/
 import { REGIMES, SHAPE_FAMILIES } from '@fedsam/shared/pretrain/corpus/families';
 import { MIN_OBJECT_PIXELS } from '@fedsam/shared/pretrain/corpus/scene';
 import { checkSample, type PretrainSample } from '@fedsam/shared/pretrain/sample';
+import { plainScenes } from '@fedsam/shared/pretrain/plainScenes';
 import { Rng } from '@fedsam/shared/rng';
 import { hashFile, loadDataset } from '../client/src/data/index.ts';
 import { writeCorpusDataset } from '../client/src/data/corpusDataset.ts';
@@ -143,4 +144,16 @@ test('fedsam synth --generator corpus writes a loadable, deterministic dataset f
   assert.notEqual(mixed2.code, 0);
   assert.match(mixed2.stderr, /--split apply to --generator corpus only/);
   for (const flag of ['--generator', '--split', '--images', '--contact-sheet']) assert.match(help.stdout, new RegExp(flag));
+});
+
+test('plain scenes: 2-3 bright, separate objects on dark noise, the same for the same seed', () => {
+  for (let i = 0; i < 20; i++) {
+    const s = plainScenes(i, new Rng(`plain/${i}`));
+    checkSample(s);
+    assert.ok(s.masks.length >= 2 && s.masks.length <= 3, `${s.masks.length} objects`);
+    const owner = new Int8Array(s.width * s.height);
+    s.masks.forEach((m, k) => m.forEach((v, p) => { if (v) { assert.equal(owner[p], 0, 'objects overlap'); owner[p] = k + 1; } }));
+    for (let p = 0; p < owner.length; p++) assert.ok(owner[p] ? s.image[3 * p]! >= 200 : s.image[3 * p]! <= 70, `pixel ${p}`);
+    assert.deepEqual(plainScenes(i, new Rng(`plain/${i}`)).image, s.image);
+  }
 });

@@ -205,3 +205,29 @@ test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', 
   assert.equal(e.code, 0, e.stderr);
   assert.match(e.stdout, /box Dice/);
 });
+
+test('fedsam pretrain --eval records held-out Dice at every checkpoint, the same as fedsam evaluate gives', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-pretrain-eval-'));
+  const arch = Object.entries(SMALL_ARCH).map(([k, v]) => `${k}=${v}`).join(',');
+  const model = join(dir, 'model'), data = join(dir, 'data', 'site-1'), log = join(model, 'eval-log.jsonl');
+  const missing = await fedsam(['pretrain', '--out', model, '--steps', '2', '--batch-size', '1', '--config', arch, '--eval', join(dir, 'nowhere')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /does not exist/);
+  assert.ok(!(await readdir(dir)).includes('model'), 'nothing trained before the eval folder is checked');
+  const s = await fedsam(['synth', '--out', join(dir, 'data'), '--sites', '1', '--images-per-site', '3', '--size', '64']);
+  assert.equal(s.code, 0, s.stderr);
+  const p = await fedsam(['pretrain', '--out', model, '--steps', '2', '--batch-size', '1', '--config', arch, '--checkpoint-every', '1', '--eval', data]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout, /held-out at step 2: box-prompt Dice [0-9.]+ over \d+ objects/);
+  const read = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { step: number; n: number; dice: number; boxDice: number; otsuDice: number });
+  const first = await read();
+  assert.deepEqual(first.map((e) => e.step), [1, 2]);
+  const e = await fedsam(['evaluate', '--model', model, '--data', data, '--split', 'all', '--json', '--quiet'], { FEDSAM_CACHE_DIR: join(dir, 'cache') });
+  assert.equal(e.code, 0, e.stderr);
+  const mean = (JSON.parse(e.stdout) as { mean: { n: number; dice: number; boxDice: number; otsuDice: number } }).mean;
+  const last = first.at(-1)!;
+  assert.equal(last.n, mean.n);
+  assert.ok(Math.abs(last.dice - mean.dice) < 1e-9, `${last.dice} vs ${mean.dice}`);
+  assert.equal(last.boxDice, mean.boxDice);
+  assert.equal(last.otsuDice, mean.otsuDice);
+});

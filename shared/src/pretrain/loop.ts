@@ -71,8 +71,8 @@ export interface PretrainRun {
   resume?: boolean;
   /** Called after every step (progress display). */
   onStep?: (s: StepLog, options: PretrainOptions) => void;
-  /** Called after a checkpoint is written. */
-  onCheckpoint?: (step: number) => void;
+  /** Called (and awaited) after a checkpoint and the model folder are written. */
+  onCheckpoint?: (step: number) => Promise<void> | void;
   /** Stop after this many steps in this call (tests interrupting a run); the run stays resumable. */
   stopAfter?: number;
   compute?: PretrainCompute;
@@ -164,7 +164,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
       if ((s + 1) % o.checkpointEvery === 0 || s + 1 === end) {
         await saveCheckpoint(out, { step: s + 1, run: runInfo }, model.weights, adam);
         await writeModelFolder(out, run.config, model.weights, processor);
-        run.onCheckpoint?.(s + 1);
+        await run.onCheckpoint?.(s + 1);
       }
     }
     if (start >= end) await writeModelFolder(out, run.config, model.weights, processor);
