@@ -10,6 +10,7 @@ import { REGIMES, SHAPE_FAMILIES } from '@fedsam/shared/pretrain/corpus/families
 import { MIN_OBJECT_PIXELS } from '@fedsam/shared/pretrain/corpus/scene';
 import { checkSample, type PretrainSample } from '@fedsam/shared/pretrain/sample';
 import { plainScenes } from '@fedsam/shared/pretrain/plainScenes';
+import { withPlainScenes } from '@fedsam/shared/pretrain/plainMix';
 import { Rng } from '@fedsam/shared/rng';
 import { hashFile, loadDataset } from '../client/src/data/index.ts';
 import { writeCorpusDataset } from '../client/src/data/corpusDataset.ts';
@@ -156,4 +157,19 @@ test('plain scenes: 2-3 bright, separate objects on dark noise, the same for the
     for (let p = 0; p < owner.length; p++) assert.ok(owner[p] ? s.image[3 * p]! >= 200 : s.image[3 * p]! <= 70, `pixel ${p}`);
     assert.deepEqual(plainScenes(i, new Rng(`plain/${i}`)).image, s.image);
   }
+});
+
+test('plain scenes first and mixed in: the other corpus continues at its own index 0 and keeps its samples', () => {
+  const corpus = corpusSource({ split: 'train', size: 64 });
+  const mixed = withPlainScenes(corpus, { warmupSamples: 10, share: 0.3 });
+  const isPlain = (s: PretrainSample) => s.tags?.includes('plain') ?? false;
+  for (let i = 0; i < 10; i++) assert.ok(isPlain(mixed(i, new Rng(`m/${i}`))), `warm-up sample ${i}`);
+  let plain = 0;
+  for (let i = 10; i < 210; i++) {
+    const s = mixed(i, new Rng(`m/${i}`));
+    if (isPlain(s)) { plain++; continue; }
+    assert.deepEqual(s.image, corpus(i - 10, new Rng(`m/${i}`)).image, `sample ${i}`);
+  }
+  assert.ok(plain > 40 && plain < 80, `${plain} of 200 plain after the warm-up (share 0.3)`);
+  assert.throws(() => withPlainScenes(corpus, { warmupSamples: 0, share: 2 }), /share/);
 });
