@@ -91,11 +91,11 @@ export function registerPretrainCommand(program: Command): Command {
       const { parameters, bytes } = configSize(config);
       const out = resolve(o.out);
       const curriculum = o.corpus === 'corpus' ? o.curriculum as number : 0;
-      const mix = o.corpus === 'plain' ? undefined : { warmupSamples: o.plainWarmup as number, share: o.plainShare as number };
-      const mixed = mix && (mix.warmupSamples > 0 || mix.share > 0) ? mix : undefined;
-      const sourceName = (curriculum ? `${o.corpus}+curriculum${curriculum}` : o.corpus) + (mixed ? `+plain${mixed.warmupSamples}/${mixed.share}` : '');
+      const mix = { warmupSamples: o.plainWarmup as number, share: o.plainShare as number };
+      const mixed = o.corpus !== 'plain' && (mix.warmupSamples > 0 || mix.share > 0);
+      const sourceName = (curriculum ? `${o.corpus}+curriculum${curriculum}` : o.corpus) + (mixed ? `+plain${mix.warmupSamples}/${mix.share}` : '');
       const base = CORPORA[o.corpus]!.make(curriculum);
-      const source = mixed ? withPlainScenes(base, mixed) : base;
+      const source = mixed ? withPlainScenes(base, mix) : base;
       print(`pretraining ${JSON.stringify(arch)}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
       if (o.eval) await checkEvalData(resolve(o.eval));
       const t0 = Date.now();
