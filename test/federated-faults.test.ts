@@ -48,6 +48,10 @@ for (const mode of ['upload', 'download'] as const) {
   test(`fault: a site killed mid-${mode} (SIGKILL) costs the others nothing; the round goes on`, { timeout: 60_000 }, async () => {
     const logs = captureLogs();
     const h = await server(['a', 'b', 'killed'], { min_fit_clients: 2, limits: { max_concurrent_uploads: 1 } }, logs, BIG);
+    // The kill must land after the server has begun the upload (the raw site's writes may still sit in its buffers when it says 'stalled').
+    const begun = new Promise<void>((r) => {
+      for (const e of ['upload_started', 'refused'] as const) h.coordinator.on(e, (site: string) => site === 'killed' && r());
+    });
     const proc = spawnHelper('raw-site-proc.ts', [JSON.stringify({ server: `127.0.0.1:${h.port}`, site: 'killed', token: tokenFor('killed'), layout: [...BIG], mode })]);
     cleanups.push(() => proc.proc.kill('SIGKILL'));
     // a and b train only after the killed site has stalled (with one upload permit, a stalled upload holds it)
@@ -55,6 +59,7 @@ for (const mode of ['upload', 'download'] as const) {
     const gate = new Promise<void>((r) => (open = r));
     const clients = ['a', 'b'].map((s, i) => client(h.port, s, fakeEngine({ target: 0.1 * i, delta: 1, numExamples: 2 + i, layout: BIG, gate })));
     await proc.waitFor((m) => m.event === 'stalled', 30_000);
+    if (mode === 'upload') await begun;
     proc.proc.kill('SIGKILL');
     await proc.exited;
     const t0 = Date.now();
