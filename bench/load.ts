@@ -49,7 +49,7 @@ const { values: a } = parseArgs({
 
 async function tinyDecoder(): Promise<{ decoder: Map<string, HostTensor>; hash: string }> {
   const { tinySamWeights } = await import('@fedsam/shared/model/presets');
-  const { weights } = tinySamWeights();
+  const { weights } = await tinySamWeights();
   return { decoder: new Map([...weights].filter(([n]) => n.startsWith('mask_decoder.'))), hash: frozenEncodersHash(weights) };
 }
 

@@ -279,7 +279,7 @@ test('frozenEncodersHash ignores the decoder and the tied positional embedding',
 
 test("frozenEncodersHash is the engines' base model hash (presets.frozenHashes)", async () => {
   const { frozenHashes, tinySamWeights } = await import('@fedsam/shared/model/presets');
-  const { weights } = tinySamWeights();
+  const { weights } = await tinySamWeights();
   assert.equal(frozenEncodersHash(weights), frozenHashes(weights).baseModelHash);
   const { loadSamCheckpoint } = await import('@fedsam/shared/checkpoint/load');
   const ck = await loadSamCheckpoint(fileURLToPath(new URL('./fixtures/tiny-box', import.meta.url)));

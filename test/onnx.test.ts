@@ -63,7 +63,7 @@ test('the two engines embed and decode the built-in model alike (cache entries a
     };
     const x = await onnx.decode(inp);
     const y = await tfjs.decode(inp);
-    assert.deepEqual(x.predMasks.shape, [1, 1, 3, 128, 128]);
+    assert.deepEqual(x.predMasks.shape, [1, 1, 3, 64, 64]);
     assert.deepEqual(x.predMasks.shape, y.predMasks.shape);
     let m = 0;
     for (let i = 0; i < x.predMasks.data.length; i++) m = Math.max(m, Math.abs(x.predMasks.data[i] - y.predMasks.data[i]));
@@ -97,8 +97,8 @@ test('decoder sessions follow the decoder weights when training replaces them', 
   }
 });
 
-test('the ONNX model is a well-formed ModelProto with HF-named initializers and opset 17', () => {
-  const { config, weights } = tinySamWeights();
+test('the ONNX model is a well-formed ModelProto with HF-named initializers and opset 17', async () => {
+  const { config, weights } = await tinySamWeights();
   const bytes = buildVisionGraph(config, weights).encode();
   const m = ModelProto.toObject(ModelProto.decode(bytes), { longs: Number }) as any;
   assert.equal(m.irVersion, 8);
@@ -110,7 +110,7 @@ test('the ONNX model is a well-formed ModelProto with HF-named initializers and 
 
 test('graph cache: built once, read after; truncated or corrupt copies are rebuilt; a failed build leaves nothing', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-onnx-cache-'));
-  const { config, weights } = tinySamWeights();
+  const { config, weights } = await tinySamWeights();
   const key = graphKey('vision', 'test-hash', {});
   let builds = 0;
   const events: string[] = [];
@@ -180,7 +180,7 @@ test('a transformers.js SAM folder (onnx/vision_encoder.onnx + onnx/prompt_encod
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-tjs-'));
   // Our builder writes both files with transformers.js's I/O signature (NCHW embeddings, positional embeddings from
   // the encoder, int64 labels, three multimask outputs); the decoder here takes 1 point + a box.
-  const { config, weights } = tinySamWeights();
+  const { config, weights } = await tinySamWeights();
   const folder = join(dir, 'sam-tjs');
   await mkdir(join(folder, 'onnx'), { recursive: true });
   await writeFile(join(folder, 'onnx', 'vision_encoder.onnx'), buildVisionGraph(config, weights, { layout: 'nchw', positionalOutput: true }).encode());

@@ -30,8 +30,8 @@ export const WeightingSchema = z.object({
 /** What every site trains with each round (FitConfig on the wire); the one source of these defaults. */
 export const FitSchema = z.object({
   epochs: z.number().int().positive().default(1),
-  /** Local Adam lr; null (default): the base model's own, 1e-5 for SAM weights (the HF recipe), 3e-3 for the
-   *  built-in fedsam-tiny (shared/src/train/lr.ts). */
+  /** Local Adam lr; null (default): the base model's own, SAM_FINETUNE_LR for SAM weights (the HF recipe),
+   *  TINY_MODEL_LR for the built-in fedsam-tiny (shared/src/train/lr.ts). */
   lr: z.number().positive().nullable().default(null),
   batch_size: z.number().int().positive().default(4),
   seed: z.number().int().nonnegative().default(0),

@@ -89,7 +89,7 @@ async function loadInitialModel(cfg: ServerConfig, opts: RunServerOptions, log: 
   if (cfg.base_model === BUILTIN_MODEL) {
     // the built-in toy model (deterministic weights, no folder): loaded lazily, it pulls in the model code
     const { tinySamWeights } = await import('@fedsam/shared/model/presets');
-    const { config, weights } = tinySamWeights();
+    const { config, weights } = await tinySamWeights();
     const hash = frozenEncodersHash(weights);
     log.info({ event: 'base_model_loaded', base_model: cfg.base_model, base_model_hash: hash }, 'built-in base model');
     return { decoder: onlyDecoder(weights, cfg.base_model), baseModelHash: hash, samConfig: config };
@@ -239,7 +239,7 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
       }
       if (cfg.export_merged && cfg.base_model) {
         const ck = cfg.base_model === BUILTIN_MODEL
-          ? (await import('@fedsam/shared/model/presets')).tinySamWeights()
+          ? await (await import('@fedsam/shared/model/presets')).tinySamWeights()
           : await loadSamCheckpoint(cfg.base_model);
         const merged = new Map(ck.weights);
         for (const [n, t] of coordinator.globalWeights) merged.set(n, t);

@@ -1,4 +1,5 @@
 // fedsam server: the aggregation daemon. Every flag can also come from the environment (FEDSAM_*), for containers.
+import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
 import { Option, type Command } from 'commander';
 import { loadServerConfig, ServerConfigError } from '@fedsam/server/config';
 import { runServer } from '@fedsam/server/server';
@@ -125,7 +126,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--server-lr <lr>', 'FedAvgM server learning rate (default 1)').env('FEDSAM_SERVER_LR').argParser(parseNumber('--server-lr')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (default 0: plain FedAvg)').env('FEDSAM_SERVER_MOMENTUM').argParser(parseNumber('--server-momentum')))
     .addOption(new Option('--epochs <n>', 'local epochs per round').env('FEDSAM_EPOCHS').argParser(parseInteger('--epochs')))
-    .addOption(new Option('--lr <lr>', 'local Adam learning rate (default: the base model\'s, 1e-5 for SAM weights, 3e-3 for the built-in fedsam-tiny)').env('FEDSAM_LR').argParser(parseNumber('--lr')))
+    .addOption(new Option('--lr <lr>', `local Adam learning rate (default: the base model's, ${SAM_FINETUNE_LR} for SAM weights, ${TINY_MODEL_LR} for the built-in fedsam-tiny)`).env('FEDSAM_LR').argParser(parseNumber('--lr')))
     .addOption(new Option('--optimizer-state <mode>', 'keep: each site continues its Adam state across rounds (saved in its state folder); fresh: a new Adam every round (default keep)').env('FEDSAM_OPTIMIZER_STATE').choices(['keep', 'fresh']))
     .addOption(new Option('--lr-decay <f>', 'round r trains with lr x f^(r-1) (default 1: constant)').env('FEDSAM_LR_DECAY').argParser(parseNumber('--lr-decay')))
     .addOption(new Option('--warmup-steps <n>', 'linear lr warm-up over a site optimizer\'s first n steps (default 0: none)').env('FEDSAM_WARMUP_STEPS').argParser(parseInteger('--warmup-steps')))

@@ -1,4 +1,5 @@
 // fedsam simulate: the whole federation on this machine (aggregator + N site clients over loopback gRPC).
+import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
 import { Option, InvalidArgumentError, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
@@ -20,7 +21,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--images-per-site <n>', 'synthetic images per site').argParser(parsePositiveInt('--images-per-site')).default(SIMULATE_DEFAULTS.imagesPerSite))
     .addOption(new Option('--model <dir>', MODEL_HELP))
     .addOption(new Option('--epochs <n>', 'local epochs per round').argParser(parsePositiveInt('--epochs')).default(SIMULATE_DEFAULTS.epochs))
-    .addOption(new Option('--lr <lr>', 'local Adam learning rate (default: the model\'s: 1e-5 for SAM weights, 3e-3 for the built-in model)').argParser(parsePositiveFloat('--lr')))
+    .addOption(new Option('--lr <lr>', `local Adam learning rate (default: the model's: ${SAM_FINETUNE_LR} for SAM weights, ${TINY_MODEL_LR} for the built-in model)`).argParser(parsePositiveFloat('--lr')))
     .addOption(new Option('--batch-size <n>', 'local batch size').argParser(parsePositiveInt('--batch-size')).default(4))
     .addOption(new Option('--strategy <name>', 'aggregation strategy').choices(STRATEGY_NAMES).default('scaffold'))
     .addOption(new Option('--proximal-mu <mu>', 'FedProx proximal weight').argParser(parsePositiveFloat('--proximal-mu')))

@@ -1,4 +1,5 @@
 // fedsam train: local-only (or centralized) fine-tuning of the mask decoder on one site's data.
+import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
 import { Option, type Command } from 'commander';
 import { trainLocal } from '@fedsam/client/local/train';
 import { parseCounts, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
@@ -8,7 +9,7 @@ export function registerTrainCommand(program: Command): Command {
   return siteDataOptions(program.command('train'))
     .description('fine-tune the mask decoder on local data (local-only or centralized baseline); writes an HF model folder and metrics.json')
     .addOption(new Option('--epochs <n>', 'passes over the training split').argParser(parsePositiveInt('--epochs')).default(10))
-    .addOption(new Option('--lr <lr>', 'Adam learning rate (default 1e-5 for downloaded SAM weights, 3e-3 for the built-in model)').argParser(parsePositiveFloat('--lr')))
+    .addOption(new Option('--lr <lr>', `Adam learning rate (default ${SAM_FINETUNE_LR} for downloaded SAM weights, ${TINY_MODEL_LR} for the built-in model)`).argParser(parsePositiveFloat('--lr')))
     .addOption(new Option('--batch-size <n>', 'objects per step').argParser(parsePositiveInt('--batch-size')).default(4))
     .addOption(new Option('--jitter <px>', 'max random box enlargement per side while training').argParser(parseNonNegInt('--jitter')).default(20))
     .addOption(new Option('--data-parallel <mode>', 'split each batch over this thread and a worker (auto: with batch >= 2 on 2+ cores)').choices(['auto', 'on', 'off']).default('auto'))

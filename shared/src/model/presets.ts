@@ -1,33 +1,28 @@
 // Where a SamModel comes from: an HF folder the user downloaded (config.json + model.safetensors), or the
-// built-in small configuration with fixed-seed weights that lets everything run on two CPU cores in minutes.
+// built-in small model that ships with fedsam and runs everything on two CPU cores in minutes.
 import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '../train/lr.ts';
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { SamConfig } from '../config.ts';
-import { architectureConfig } from '../pretrain/architecture.ts';
 import { frozenEncodersHash } from '../checkpoint/baseModelHash.ts';
 import { hashWeights } from '../checkpoint/hash.ts';
 import type { SamPart } from '../checkpoint/keys.ts';
 import { loadSamCheckpoint } from '../checkpoint/load.ts';
 import type { HostTensor } from '../safetensors.ts';
 import { SamProcessor, loadPreprocessorConfig } from '../processor.ts';
-import { initSamWeights } from './init.ts';
 import { SamModel } from './sam.ts';
 import { currentEngine } from '../inference.ts';
 
 /** The built-in model's name (what `--model` defaults to). */
 export const DEFAULT_MODEL = 'fedsam-tiny';
-export const DEFAULT_MODEL_SEED = 20241;
 
 /**
- * fedsam-tiny: SAM's architecture at toy size. 256-pixel input, 8-pixel patches (a 32×32 embedding grid, 128×128
- * low-res masks), 2 vision layers of width 64, a 64-wide two-way transformer. Its frozen encoders are random
- * (fixed seed), so only what the decoder learns on site matters; it is for trying the system end to end, not for
- * clinical use.
+ * fedsam-tiny: SAM's architecture at toy size (256-pixel input, 16-pixel patches, 2 vision layers of width 64, a
+ * 64-wide two-way transformer; 0.40 M parameters), pretrained by `fedsam pretrain` on the procedural corpus (the
+ * recipe: `fedsam pretrain --help`). An HF SamModel folder in the repository, so it loads like any download.
  */
-export function tinySamConfig(): SamConfig {
-  return architectureConfig({}, DEFAULT_MODEL); // the architecture defaults are fedsam-tiny's shape
-}
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/fedsam-tiny/', import.meta.url));
 
 export interface LoadedModel {
   /** A folder path, or 'fedsam-tiny'. */
@@ -69,10 +64,9 @@ export async function processorFor(config: SamConfig, folder?: string): Promise<
   return new SamProcessor({ ...pc, size: { longest_edge: s }, pad_size: { height: s, width: s } }, `defaults for ${s}px input`);
 }
 
-/** Host weights of the built-in model (deterministic). */
-export function tinySamWeights(): { config: SamConfig; weights: Map<string, HostTensor> } {
-  const config = tinySamConfig();
-  return { config, weights: initSamWeights(config, DEFAULT_MODEL_SEED) };
+/** Host weights of the built-in model. */
+export async function tinySamWeights(): Promise<{ config: SamConfig; weights: Map<string, HostTensor> }> {
+  return loadSamCheckpoint(DEFAULT_MODEL_DIR);
 }
 
 /**
@@ -82,10 +76,10 @@ export function tinySamWeights(): { config: SamConfig; weights: Map<string, Host
 export async function loadModel(spec: string | undefined, opts: { parts?: SamPart[]; visionOnHost?: boolean } = {}): Promise<LoadedModel> {
   const onHost = opts.visionOnHost ?? currentEngine().name === 'onnx';
   if (!spec || spec === DEFAULT_MODEL) {
-    const { config, weights } = tinySamWeights();
+    const { config, weights } = await tinySamWeights();
     const { tfjs, visionHost } = placeWeights(weights, onHost);
     const model = SamModel.fromHost(config, tfjs);
-    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: TINY_MODEL_LR, visionHost };
+    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config, DEFAULT_MODEL_DIR), ...frozenHashes(weights), recommendedLr: TINY_MODEL_LR, visionHost };
   }
   const dir = resolve(spec);
   try {

@@ -1,5 +1,5 @@
 // The architecture a pretraining run builds: a few knobs (layers, widths, input size) turned into an HF SamConfig.
-// One source of defaults: these give exactly the built-in fedsam-tiny shape (model/presets.ts tinySamConfig).
+// One source of defaults: these give exactly the built-in fedsam-tiny's shape (shared/models/fedsam-tiny/config.json; a test checks).
 import { z } from 'zod';
 import { parseSamConfig, type SamConfig } from '../config.ts';
 import { samParameters, TIED_POS_EMBED_KEY } from '../checkpoint/keys.ts';
@@ -14,7 +14,7 @@ export const PretrainArchitectureSchema = z.object({
   /** Model input side in pixels. */
   imageSize: z.number().int().min(16).default(256),
   /** Patch side; the embedding grid is imageSize/patchSize. */
-  patchSize: z.number().int().min(2).default(8),
+  patchSize: z.number().int().min(2).default(16),
   /** Window side of the windowed attention blocks (in patches). */
   windowSize: z.number().int().min(1).default(8),
   /** Width of the image embedding, prompt tokens and mask decoder (vision output_channels = decoder hidden_size). */
