@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The docker-compose local simulation, for real: a Docker engine, the image built from ./Dockerfile, and
 # `docker-compose up` of docker-compose.yml (synth, aggregator, three sites) with docker/compose.host.yml on top
-# (host networking: every packet stays on 127.0.0.1). Checks that every container exited 0, that the global Dice
-# rose from the untrained model to the last round, and that the final model folder exists; tears down containers
+# (host networking: every packet stays on 127.0.0.1). Checks that every container exited 0, that round 0's global Dice
+# (the pretrained built-in model) beat the box baseline and the last round's beat round 0's, and that the final model folder exists; tears down containers
 # and volumes (images stay as the build cache), stops the engine when it started one, and prints the Dice figures
 # last.
 #
@@ -148,8 +148,9 @@ const f = (v) => (typeof v === 'number' ? v.toFixed(3) : '-');
 console.log(['round', ...names, 'weighted mean', 'box baseline'].join('\t'));
 for (const r of rows) console.log([r.round, ...names.map((n) => f(r.sites[n])), f(r.mean), box || '-'].join('\t'));
 const first = rows[0], last = rows.at(-1);
-const rose = first.round === 0 && last.mean > first.mean + 0.05;
-console.log(`${rose ? 'OK' : 'ERROR'} global Dice ${f(first.mean)} (round ${first.round}) -> ${f(last.mean)} (round ${last.round})`);
+// the pretrained built-in model starts above the box baseline; the rounds must improve on it
+const rose = first.round === 0 && last.mean > first.mean + 0.01 && (!box || first.mean > Number(box));
+console.log(`${rose ? 'OK' : 'ERROR'} global Dice ${f(first.mean)} (round ${first.round}) -> ${f(last.mean)} (round ${last.round}), box baseline ${box || '-'}`);
 process.exit(rose ? 0 : 1);
 EOF
 ) || { echo "$figures"; fail "the global Dice did not rise"; }

@@ -32,7 +32,7 @@ export async function trainLocal(o: TrainLocalOptions, print: (s: string) => voi
   if (!site.val.length) print('warning: no validation split (a single group?): validation metrics are not reported');
   const rows: ReturnType<typeof evalRow>[] = [];
   const untrained = site.val.length ? await evaluateItems(site.loaded, site.cache, site.val) : undefined;
-  rows.push(evalRow('untrained', undefined, untrained));
+  rows.push(evalRow('before', undefined, untrained));
   print(renderTable(EVAL_HEADERS, rows));
   const history = await trainDecoder(site.loaded, site.cache, site.train, site.val, {
     epochs: o.epochs, lr, batchSize: o.batchSize, seed: o.seed, jitter: o.jitter, quiet: o.quiet,
