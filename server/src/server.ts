@@ -87,7 +87,7 @@ async function loadInitialModel(cfg: ServerConfig, opts: RunServerOptions, log: 
     return { decoder: onlyDecoder(opts.initialDecoder, 'initial decoder'), baseModelHash: cfg.base_model_hash, samConfig: opts.samConfig };
   }
   if (cfg.base_model === BUILTIN_MODEL) {
-    // the built-in toy model (deterministic weights, no folder): loaded lazily, it pulls in the model code
+    // the built-in model (shared/models/fedsam-tiny): loaded lazily, it pulls in the model code
     const { tinySamWeights } = await import('@fedsam/shared/model/presets');
     const { config, weights } = await tinySamWeights();
     const hash = frozenEncodersHash(weights);
