@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
 import type { SamConfig } from '@fedsam/shared/config';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
+import { DEFAULT_MODEL, modelFolder } from '@fedsam/shared/model/builtin';
 import { saveSamCheckpoint } from '@fedsam/shared/checkpoint/save';
 import { readSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
 import { frozenEncodersHash } from '@fedsam/shared/checkpoint/baseModelHash';
@@ -64,9 +65,6 @@ export interface ServerHandle {
   reload(): Promise<void>;
 }
 
-/** `base_model: fedsam-tiny`: the built-in model of @fedsam/shared/model/presets. */
-const BUILTIN_MODEL = 'fedsam-tiny';
-
 interface InitialModel {
   decoder: Map<string, HostTensor>;
   baseModelHash: string;
@@ -86,16 +84,8 @@ async function loadInitialModel(cfg: ServerConfig, opts: RunServerOptions, log: 
     if (!cfg.base_model_hash) throw new ServerConfigError('an in-memory initial decoder needs base_model_hash');
     return { decoder: onlyDecoder(opts.initialDecoder, 'initial decoder'), baseModelHash: cfg.base_model_hash, samConfig: opts.samConfig };
   }
-  if (cfg.base_model === BUILTIN_MODEL) {
-    // the built-in model (shared/models/fedsam-tiny): loaded lazily, it pulls in the model code
-    const { tinySamWeights } = await import('@fedsam/shared/model/presets');
-    const { config, weights } = await tinySamWeights();
-    const hash = frozenEncodersHash(weights);
-    log.info({ event: 'base_model_loaded', base_model: cfg.base_model, base_model_hash: hash }, 'built-in base model');
-    return { decoder: onlyDecoder(weights, cfg.base_model), baseModelHash: hash, samConfig: config };
-  }
   if (cfg.base_model) {
-    const ck = await loadSamCheckpoint(cfg.base_model, { onWarning: (m) => log.warn({ event: 'checkpoint_warning' }, m) });
+    const ck = await loadSamCheckpoint(modelFolder(cfg.base_model), { onWarning: (m) => log.warn({ event: 'checkpoint_warning' }, m) });
     const hash = frozenEncodersHash(ck.weights);
     if (cfg.base_model_hash && cfg.base_model_hash !== hash) {
       throw new ServerConfigError(`base_model ${cfg.base_model} has frozen-encoder hash ${hash}, but base_model_hash says ${cfg.base_model_hash}`);
@@ -133,7 +123,7 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
 
   const init = await loadInitialModel(cfg, opts, log);
   // fit.lr null: the base model's own (the built-in model's, else the SAM recipe's)
-  if (cfg.fit.lr === null) cfg.fit.lr = cfg.base_model === BUILTIN_MODEL ? TINY_MODEL_LR : SAM_FINETUNE_LR;
+  if (cfg.fit.lr === null) cfg.fit.lr = cfg.base_model === DEFAULT_MODEL ? TINY_MODEL_LR : SAM_FINETUNE_LR;
   const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);
@@ -238,9 +228,7 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
         await new Promise((r) => setTimeout(r, 50));
       }
       if (cfg.export_merged && cfg.base_model) {
-        const ck = cfg.base_model === BUILTIN_MODEL
-          ? await (await import('@fedsam/shared/model/presets')).tinySamWeights()
-          : await loadSamCheckpoint(cfg.base_model);
+        const ck = await loadSamCheckpoint(modelFolder(cfg.base_model));
         const merged = new Map(ck.weights);
         for (const [n, t] of coordinator.globalWeights) merged.set(n, t);
         await saveSamCheckpoint(cfg.export_merged, ck.config, merged);

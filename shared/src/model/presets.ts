@@ -3,7 +3,7 @@
 import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '../train/lr.ts';
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { DEFAULT_MODEL, DEFAULT_MODEL_DIR } from './builtin.ts';
 import type { SamConfig } from '../config.ts';
 import { frozenEncodersHash } from '../checkpoint/baseModelHash.ts';
 import { hashWeights } from '../checkpoint/hash.ts';
@@ -14,15 +14,7 @@ import { SamProcessor, loadPreprocessorConfig } from '../processor.ts';
 import { SamModel } from './sam.ts';
 import { currentEngine } from '../inference.ts';
 
-/** The built-in model's name (what `--model` defaults to). */
-export const DEFAULT_MODEL = 'fedsam-tiny';
-
-/**
- * fedsam-tiny: SAM's architecture at toy size (256-pixel input, 16-pixel patches, 2 vision layers of width 64, a
- * 64-wide two-way transformer; 0.40 M parameters), pretrained by `fedsam pretrain` on the procedural corpus (the
- * recipe: `fedsam pretrain --help`). An HF SamModel folder in the repository, so it loads like any download.
- */
-export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/fedsam-tiny/', import.meta.url));
+export { DEFAULT_MODEL, DEFAULT_MODEL_DIR } from './builtin.ts';
 
 export interface LoadedModel {
   /** A folder path, or 'fedsam-tiny'. */
@@ -75,23 +67,23 @@ export async function tinySamWeights(): Promise<{ config: SamConfig; weights: Ma
  */
 export async function loadModel(spec: string | undefined, opts: { parts?: SamPart[]; visionOnHost?: boolean } = {}): Promise<LoadedModel> {
   const onHost = opts.visionOnHost ?? currentEngine().name === 'onnx';
-  if (!spec || spec === DEFAULT_MODEL) {
-    const { config, weights } = await tinySamWeights();
-    const { tfjs, visionHost } = placeWeights(weights, onHost);
-    const model = SamModel.fromHost(config, tfjs);
-    return { source: DEFAULT_MODEL, config, model, processor: await processorFor(config, DEFAULT_MODEL_DIR), ...frozenHashes(weights), recommendedLr: TINY_MODEL_LR, visionHost };
-  }
-  const dir = resolve(spec);
-  try {
-    await access(dir);
-  } catch {
-    throw new Error(`model folder ${dir} does not exist: pass --model with a folder holding config.json and model.safetensors (e.g. a download of facebook/sam-vit-base), or omit --model for the built-in ${DEFAULT_MODEL}`);
+  const builtin = !spec || spec === DEFAULT_MODEL;
+  const dir = builtin ? DEFAULT_MODEL_DIR : resolve(spec!);
+  if (!builtin) {
+    try {
+      await access(dir);
+    } catch {
+      throw new Error(`model folder ${dir} does not exist: pass --model with a folder holding config.json and model.safetensors (e.g. a download of facebook/sam-vit-base), or omit --model for the built-in ${DEFAULT_MODEL}`);
+    }
   }
   const { config, weights } = await loadSamCheckpoint(dir, opts.parts ? { parts: opts.parts } : undefined);
   const hashes = frozenHashes(weights);
   const { tfjs, visionHost } = placeWeights(weights, onHost);
   const model = SamModel.fromHost(config, tfjs);
-  return { source: dir, config, model, processor: await processorFor(config, dir), ...hashes, recommendedLr: SAM_FINETUNE_LR, visionHost };
+  return {
+    source: builtin ? DEFAULT_MODEL : dir, config, model, processor: await processorFor(config, dir), ...hashes,
+    recommendedLr: builtin ? TINY_MODEL_LR : SAM_FINETUNE_LR, visionHost,
+  };
 }
 
 export const modelFolderFiles = (dir: string) => [join(dir, 'config.json'), join(dir, 'model.safetensors')];
