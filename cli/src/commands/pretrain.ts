@@ -38,10 +38,10 @@ const D = PretrainOptionsSchema.parse({});
 export const REPRODUCE_HELP = `
 The built-in fedsam-tiny (shared/models/fedsam-tiny) was made with:
   fedsam synth --generator corpus --split heldout --seed 1 --images 24 --out data/heldout
-  fedsam pretrain --out models/fedsam-tiny --steps 2000 --batch-size 8 --lr 2e-3 --warmup 100 --seed 1 --checkpoint-every 100 --eval data/heldout
+  fedsam pretrain --out models/fedsam-tiny --steps 4000 --batch-size 8 --lr 2e-3 --warmup 100 --seed 1 --checkpoint-every 100 --eval data/heldout
 (the fedsam-tiny shape, corpus, curriculum 16000 and plain scenes ${PLAIN_WARMUP} first then ${PLAIN_SHARE} of the samples: the
-defaults.) About 0.75 s per step on 2 CPU cores (wasm backend, a worker thread takes half of each batch): 29 minutes
-here. Held-out box-prompt Dice 0.342 at step 2000 (box baseline 0.629, Otsu-in-box 0.719) on the corpus's held-out
+defaults.) About 0.63 s per step on 2 CPU cores (wasm backend, a worker thread takes half of each batch): 42 minutes
+here. Held-out box-prompt Dice 0.357 at step 4000 (box baseline 0.629, Otsu-in-box 0.719) on the corpus's held-out
 shape families and regimes: it answers its box but is weak on small objects; on fedsam synth's sites it scores ~0.69
 before any fine-tuning (box 0.44). Whether a model learns to pick the prompted object at all shows in minutes with
 --corpus plain (train Dice 0.87 after 300 steps).

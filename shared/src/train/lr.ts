@@ -1,7 +1,7 @@
 // Learning-rate defaults, one place for every command, the server config and the site daemon.
 /** The HF recipe's Adam lr for fine-tuning pretrained SAM weights (any downloaded SAM folder). */
 export const SAM_FINETUNE_LR = 1e-5;
-/** The built-in fedsam-tiny's own: a 0.4 M-parameter model pretrained for 2000 steps takes a far larger step than SAM's
+/** The built-in fedsam-tiny's own: a 0.4 M-parameter model pretrained for 4000 steps takes a far larger step than SAM's
  *  weights. 1e-3 holds on IID and non-IID sites alike; 3e-3 swings on non-IID ones, 3e-4 leaves federated behind
  *  (README, Results). */
 export const TINY_MODEL_LR = 1e-3;
