@@ -108,6 +108,16 @@ test('synth, train and evaluate from the command line', async () => {
   assert.equal((await readdir(join(dir, 'ov'))).length, 2);
 });
 
+test('simulate: when every site fails a round it stops after three attempts, backing off, and says why', { timeout: 120_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-simfail-'));
+  const t0 = performance.now();
+  const r = await fedsam(['simulate', '--sites', '2', '--rounds', '2', '--images-per-site', '4', '--lr', '1e30', '--out', join(dir, 'out'), '--quiet', '--no-dashboard']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /round \d: only 0 of the 2 required updates after 3 attempts \(site-1: .*training diverged.*site-2: .*training diverged/);
+  assert.equal(r.stderr.split('\n').filter((l) => l.includes('"round_retry"')).length, 3, 'three attempts, no busy loop');
+  assert.ok(performance.now() - t0 > 3000, 'the retries waited 1 s and 2 s');
+});
+
 test('simulate: aggregator + 2 sites over loopback gRPC, per-round table and --history JSON', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-sim-'));
   const r = await fedsam(['simulate', '--sites', '2', '--rounds', '1', '--epochs', '1', '--images-per-site', '4', '--out', join(dir, 'out'), '--history', join(dir, 'h.json'), '--quiet']);

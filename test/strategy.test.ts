@@ -1,4 +1,5 @@
 // Aggregation strategies: math checked against independent / hand computations.
+import { roundRetryDelayS } from '@fedsam/server/roundRetry';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { HostTensor } from '@fedsam/shared/safetensors';
@@ -485,4 +486,9 @@ test('FedOpt state in the format earlier releases wrote (m.<name>, v.<name>, has
     { eta: 0.1, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 }, 3);
   assert.deepEqual(got, vals(expected.weights));
   assert.deepEqual([...s.saveState().tensors.keys()].sort(), [`m.${name}`, `v.${name}`]);
+});
+
+test('a failed round is retried after 1, 2, 4 ... s, at most a minute apart', () => {
+  assert.deepEqual([1, 2, 3, 4, 7, 8].map((a) => roundRetryDelayS(1, a)), [1, 2, 4, 8, 60, 60]);
+  assert.equal(roundRetryDelayS(0, 5), 0);
 });

@@ -98,6 +98,8 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationRes
     evaluate_every: 1,
     evaluate_initial: o.evaluateInitial ?? true,
     round_timeout_s: o.roundTimeoutS ?? 3600,
+    // every site is here: if all fail a round three times they will fail it again; stop and say why
+    max_round_attempts: 3,
     evaluate_timeout_s: o.roundTimeoutS ?? 3600,
     // Clients share this event loop with the server: a long synchronous training step must not look like death.
     heartbeat_timeout_s: 3600,

@@ -64,6 +64,8 @@ export const ServerConfigSchema = z.object({
   evaluate_timeout_s: z.number().positive().default(300),
   /** Attempts of one round when fewer than min_fit_clients answer (0 = retry until it works). */
   max_round_attempts: z.number().int().nonnegative().default(0),
+  /** Wait before a round's second attempt; it doubles with every further attempt, up to ROUND_RETRY_MAX_DELAY_S. */
+  round_retry_delay_s: z.number().nonnegative().default(1),
   /** Give up waiting for min_available_clients after this long (null = wait forever). */
   wait_for_clients_timeout_s: z.number().positive().nullable().default(null),
   heartbeat_interval_s: z.number().positive().default(5),

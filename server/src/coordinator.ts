@@ -14,6 +14,7 @@ import type { ServerConfig } from './config.ts';
 import { failedPrecondition, FedError, invalidArgument } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { RoundReporter } from './roundReporter.ts';
+import { abortableDelay, RoundFailedError, roundRetryDelayS } from './roundRetry.ts';
 import type { RoundRecord, SiteResult, StateStore } from './state.ts';
 import type { FitAggregation, FitIns, Strategy } from './strategy/index.ts';
 import { checkEvaluation, checkSlot, checkUpdateHeader } from './validation.ts';
@@ -423,9 +424,10 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       if (accepted.length < c.min_fit_clients || accepted.length === 0) {
         p.aggregation!.abandon();
         this.report.roundRetry(round, attempt, accepted, this.failedOf(p), c.min_fit_clients);
-        if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) {
-          throw new Error(`round ${round}: only ${accepted.length} of the ${c.min_fit_clients} required updates after ${attempt} attempts`);
-        }
+        if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) throw new RoundFailedError(round, attempt, accepted.length, c.min_fit_clients, this.failedOf(p));
+        // sites that fail at once (a bad config, a bug) must not turn the retries into a busy loop
+        await abortableDelay(roundRetryDelayS(c.round_retry_delay_s, attempt) * 1000, signal);
+        if (signal.aborted) throw signal.reason;
         continue;
       }
       const t0 = performance.now();
