@@ -29,7 +29,7 @@ function startClients(port: number, engines: FakeEngine[], names = SITES): Clien
   );
 }
 
-test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomputed here in float64)', async () => {
+test('3 sites x 2 rounds: each new global is the FedAvg of the uploads, the last one averaged with the round before (recomputed here in float64)', async () => {
   const out = await tempDir();
   const logs = captureLogs();
   const initial = tinyDecoder(7);
@@ -46,6 +46,7 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
       metrics: { host: '127.0.0.1', port: 0 },
       long_poll_s: 2,
       shutdown_grace_s: 5,
+      final_average_rounds: 3,
     },
     { logger: logs.logger, initialDecoder: initial },
   );
@@ -78,7 +79,9 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
       assert.deepEqual(f.cfg.points, { positive: 2, negative: 1 }); // point prompts travel in the FitConfig
       assert.equal(f.cfg.round, round);
     }
-    const expected = referenceFedAvg(fits.map((f) => ({ weights: f.weights, numExamples: f.numExamples })));
+    let expected = referenceFedAvg(fits.map((f) => ({ weights: f.weights, numExamples: f.numExamples })));
+    // final_average_rounds 3: the last round's global is the plain mean of its FedAvg and the globals before (round 1)
+    if (round === 2) expected = new Map([...expected].map(([n, e]) => [n, e.map((x, i) => (x + (expectedGlobal.get(n)!.data[i] as number)) / 2)]));
     const saved = (await readSafetensors(join(out, 'rounds', `round-00000${round}`, 'model.safetensors'))).tensors;
     assert.equal(saved.size, expected.size);
     for (const [n, e] of expected) assertClose(saved.get(n)!.data as Float32Array, e, `round ${round} ${n}`);
@@ -102,6 +105,9 @@ test('3 sites x 2 rounds: each new global is the FedAvg of the uploads (recomput
   const acc = logs.find('update_accepted', (l) => l.round === 2 && l.site === 'site-c');
   assert.ok(acc, 'update_accepted log line for site-c round 2');
   assert.ok(logs.find('round_completed', (l) => l.round === 1));
+  assert.deepEqual(logs.find('final_average', (l) => l.round === 2)?.rounds, [1, 2]);
+  assert.deepEqual(history[1].fit.averaged_rounds, [1, 2]);
+  assert.equal(history[0].fit.averaged_rounds, undefined);
 
   // Prometheus
   assert.match(metricsText, /fedsam_round 1/);

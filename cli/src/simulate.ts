@@ -7,7 +7,7 @@ import { renderTable } from '@fedsam/shared/table';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { logger } from '@fedsam/shared/log';
 import { StrategyConfigSchema, type StrategyName, type StrategyConfigInput } from '@fedsam/server/strategy/config';
-import { FitSchema } from '@fedsam/server/config';
+import { FitSchema, ServerConfigSchema } from '@fedsam/server/config';
 import { reportRow, type CompareReport } from './compareReport.ts';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
@@ -48,6 +48,8 @@ export interface SimulateOptions {
   lrDecay?: number;
   /** FedAvgM server momentum. */
   serverMomentum?: number;
+  /** server final_average_rounds (default: the server config's). */
+  finalAverageRounds?: number;
   quiet?: boolean;
   /** HOST:PORT of the live page, or false for none. */
   dashboard?: string | false;
@@ -101,7 +103,8 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const optimizerState = o.optimizerState ?? fitDefaults.optimizer_state;
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}; sites in ${engines.length} worker threads`);
+  const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -133,7 +136,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       baseModelHash: base.baseModelHash,
       outDir: join(out, 'server'),
       logger: logger('simulate'),
-      server: { dashboard: o.dashboard ? { listen: o.dashboard } : null },
+      server: { dashboard: o.dashboard ? { listen: o.dashboard } : null, ...(o.finalAverageRounds ? { final_average_rounds: o.finalAverageRounds } : {}) },
       onStarted: (server) => {
         if (server.dashboardUrl) print(`dashboard: ${server.dashboardUrl}`);
         engines.forEach((e, i) => {

@@ -86,6 +86,12 @@ export const ServerConfigSchema = z.object({
   resume: z.boolean().default(false),
   /** Round folders kept in out_dir/rounds (older ones are deleted). */
   keep_rounds: z.number().int().positive().default(3),
+  /**
+   * The last round's global is the mean of the last N rounds' globals (tail averaging of the server's iterates, as
+   * SWA averages SGD's): the final model does not hang on the last round's swing. 1 = the last round's own
+   * (README, Results: a wash on eleven sets, so off by default).
+   */
+  final_average_rounds: z.number().int().positive().default(1),
   /** At the end, write frozen encoders + global decoder as a full HF folder here (needs base_model). */
   export_merged: z.string().min(1).nullable().default(null),
   sites: z.array(SiteSchema).default([]),
@@ -131,6 +137,9 @@ export const ServerConfigSchema = z.object({
   seed: z.number().int().nonnegative().default(0),
   shutdown_grace_s: z.number().nonnegative().default(5),
 }).strict().superRefine((c, ctx) => {
+  if (c.final_average_rounds - 1 > c.keep_rounds) {
+    ctx.addIssue({ code: 'custom', path: ['final_average_rounds'], message: `final_average_rounds (${c.final_average_rounds}) needs the ${c.final_average_rounds - 1} rounds before the last on disk: set keep_rounds to at least ${c.final_average_rounds - 1}` });
+  }
   if (c.min_fit_clients > c.min_available_clients) {
     ctx.addIssue({ code: 'custom', path: ['min_fit_clients'], message: `min_fit_clients (${c.min_fit_clients}) exceeds min_available_clients (${c.min_available_clients})` });
   }

@@ -15,6 +15,7 @@ import { failedPrecondition, FedError, invalidArgument } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { RoundReporter } from './roundReporter.ts';
 import { abortableDelay, RoundFailedError, roundRetryDelayS } from './roundRetry.ts';
+import { fedAvg } from './strategy/aggregate.ts';
 import type { RoundRecord, SiteResult, StateStore } from './state.ts';
 import type { FitAggregation, FitIns, Strategy } from './strategy/index.ts';
 import { checkEvaluation, checkSlot, checkUpdateHeader } from './validation.ts';
@@ -435,7 +436,8 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       const aggSeconds = p.aggSeconds + (performance.now() - t0) / 1000;
       this.report.aggregated(aggSeconds);
       await loopTurns();
-      this.setGlobal(next);
+      const averaged = round === c.rounds && c.final_average_rounds > 1 ? await this.tailAverage(round, next) : undefined;
+      this.setGlobal(averaged?.global ?? next);
       this.completedRound = round;
       this.phase = undefined;
       const results = [...p.results.entries()];
@@ -451,6 +453,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         aggregation_seconds: aggSeconds,
         duration_seconds: duration,
         global_version: this.version,
+        ...(averaged ? { averaged_rounds: averaged.rounds } : {}),
       };
       const central = this.strategy.evaluate(round, this.global);
       if (central) rec.server_evaluate = central;
@@ -462,6 +465,25 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
       this.emit('round', rec);
       return;
     }
+  }
+
+  /**
+   * The last round's global as the mean of its own and the final_average_rounds − 1 globals before it, read from
+   * their round folders (a resumed server has them too); a folder already pruned is left out, and said so.
+   */
+  private async tailAverage(round: number, last: Map<string, HostTensor>): Promise<{ global: Map<string, HostTensor>; rounds: number[] }> {
+    const parts = [{ weights: last, numExamples: 1 }];
+    const rounds = [round];
+    const missing: number[] = [];
+    for (let r = round - 1; r >= Math.max(1, round - this.config.final_average_rounds + 1); r--) {
+      const g = await this.store.loadRoundGlobal(r);
+      if (g) {
+        parts.push({ weights: g, numExamples: 1 });
+        rounds.unshift(r);
+      } else missing.push(r);
+    }
+    this.report.finalAverage(round, rounds, missing);
+    return { global: fedAvg(parts), rounds };
   }
 
   private async evaluateRound(round: number, signal: AbortSignal): Promise<void> {

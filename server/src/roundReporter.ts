@@ -66,6 +66,10 @@ export class RoundReporter {
     this.log.warn({ event: 'round_retry', round, attempt, accepted, failed, min_fit_clients: minFitClients }, 'too few updates: retrying the round');
   }
 
+  finalAverage(round: number, rounds: number[], missing: number[]): void {
+    this.log.info({ event: 'final_average', round, rounds, ...(missing.length ? { missing } : {}) }, `the final global is the mean of the globals of rounds ${rounds.join(', ')}`);
+  }
+
   aggregated(seconds: number): void {
     this.metrics.aggregationSeconds.observe(seconds);
   }

@@ -37,6 +37,8 @@ export interface RoundRecord {
     aggregation_seconds: number;
     duration_seconds: number;
     global_version: string;
+    /** Set in the last round when its global is the mean of these rounds' globals (final_average_rounds). */
+    averaged_rounds?: number[];
   };
   /** The strategy's own evaluation of the new global (Flower's Strategy.evaluate), when it has one. */
   server_evaluate?: { loss: number; metrics: Record<string, number> };
@@ -72,6 +74,12 @@ export class StateError extends Error {
 export const STATE_FILE = 'state.json';
 export const HISTORY_FILE = 'history.json';
 
+/** A round folder's global decoder: an HF decoder folder (with a model config) or a bare model.safetensors. */
+async function readRoundGlobal(dir: string): Promise<Map<string, HostTensor>> {
+  if (await pathExists(join(dir, 'config.json'))) return (await loadSamCheckpoint(dir, { parts: ['mask_decoder'] })).weights;
+  return (await readSafetensors(join(dir, 'model.safetensors'), { filter: (n) => n.startsWith('mask_decoder.') })).tensors;
+}
+
 export function roundDirName(round: number): string {
   return `round-${String(round).padStart(6, '0')}`;
 }
@@ -105,12 +113,7 @@ export class StateStore {
   /** Global decoder + strategy state of a persisted round; checks the content version. */
   async loadRound(state: PersistedState): Promise<{ global: Map<string, HostTensor>; strategy: StrategyState }> {
     const dir = join(this.outDir, state.round_dir);
-    let global: Map<string, HostTensor>;
-    if (await pathExists(join(dir, 'config.json'))) {
-      global = (await loadSamCheckpoint(dir, { parts: ['mask_decoder'] })).weights;
-    } else {
-      global = (await readSafetensors(join(dir, 'model.safetensors'), { filter: (n) => n.startsWith('mask_decoder.') })).tensors;
-    }
+    const global = await readRoundGlobal(dir);
     const version = tensorsVersion(global);
     if (version !== state.global_version) {
       throw new StateError(`${dir}: global decoder version ${version} differs from ${state.global_version} recorded in ${STATE_FILE} (corrupt state)`);
@@ -119,6 +122,12 @@ export class StateStore {
       ? (await readSafetensors(join(dir, state.strategy.tensors_file))).tensors
       : new Map<string, HostTensor>();
     return { global, strategy: { scalars: state.strategy.scalars, tensors } };
+  }
+
+  /** The global decoder saved for round `round`, if its folder is still kept (keep_rounds). */
+  async loadRoundGlobal(round: number): Promise<Map<string, HostTensor> | undefined> {
+    const dir = join(this.outDir, 'rounds', roundDirName(round));
+    return (await pathExists(dir)) ? readRoundGlobal(dir) : undefined;
   }
 
   /** Persist round `round`: its folder first, then state.json (atomic), then history.json. */
