@@ -2,11 +2,15 @@
 // and the mark for commands that need no compute backend.
 import { Command, Option } from 'commander';
 import { DEFAULT_MODEL } from '@fedsam/shared/model/presets';
+import { ServerConfigSchema } from '@fedsam/server/config';
 import { parseFraction, parseNonNegInt } from './args.ts';
 
 export const print = (s: string) => process.stdout.write(s + '\n');
 
 export const MODEL_HELP = `SAM model folder in HF layout (config.json + model.safetensors), e.g. a download of facebook/sam-vit-base; default: the built-in ${DEFAULT_MODEL}`;
+
+/** `--final-average-rounds` of `fedsam server` and `fedsam simulate`. */
+export const FINAL_AVERAGE_ROUNDS_HELP = `the final global is the mean of the last n rounds' globals (default ${ServerConfigSchema.parse({}).final_average_rounds}; 1: the last round's own)`;
 
 /** The command runs no model: main.ts skips choosing a compute backend for it. */
 export function noBackend(cmd: Command): Command {

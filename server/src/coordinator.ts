@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { tensorsVersion } from '@fedsam/shared/checkpoint/hash';
+import { abortableSleep } from '@fedsam/shared/abortableSleep';
 import { layoutOf, type TensorLayout } from '@fedsam/shared/transfer/manifest';
 import type { EvaluationResult, Task, UpdateHeader } from '@fedsam/shared/transfer/messages';
 import type { ClientRegistry, SessionEnd } from './clients.ts';
@@ -14,7 +15,7 @@ import type { ServerConfig } from './config.ts';
 import { failedPrecondition, FedError, invalidArgument } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { RoundReporter } from './roundReporter.ts';
-import { abortableDelay, RoundFailedError, roundRetryDelayS } from './roundRetry.ts';
+import { RoundFailedError, roundRetryDelayS } from './roundRetry.ts';
 import { fedAvg } from './strategy/aggregate.ts';
 import type { RoundRecord, SiteResult, StateStore } from './state.ts';
 import type { FitAggregation, FitIns, Strategy } from './strategy/index.ts';
@@ -427,7 +428,7 @@ export class Coordinator extends EventEmitter<CoordinatorEvents> {
         this.report.roundRetry(round, attempt, accepted, this.failedOf(p), c.min_fit_clients);
         if (c.max_round_attempts > 0 && attempt >= c.max_round_attempts) throw new RoundFailedError(round, attempt, accepted.length, c.min_fit_clients, this.failedOf(p));
         // sites that fail at once (a bad config, a bug) must not turn the retries into a busy loop
-        await abortableDelay(roundRetryDelayS(c.round_retry_delay_s, attempt) * 1000, signal);
+        await abortableSleep(roundRetryDelayS(c.round_retry_delay_s, attempt) * 1000, signal);
         if (signal.aborted) throw signal.reason;
         continue;
       }

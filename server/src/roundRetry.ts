@@ -1,20 +1,12 @@
 // What happens when a round gets fewer updates than min_fit_clients: it is tried again after a delay that doubles
 // with every attempt (so sites that fail at once do not turn the retries into a busy loop), and with
 // max_round_attempts set the federation stops with a RoundFailedError that says why each site failed.
-import { setTimeout as sleep } from 'node:timers/promises';
-
 /** The longest wait between two attempts of a round. */
 export const ROUND_RETRY_MAX_DELAY_S = 60;
 
 /** Seconds to wait after failed attempt `attempt` (1-based): first · 2^(attempt−1), at most ROUND_RETRY_MAX_DELAY_S. */
 export function roundRetryDelayS(first: number, attempt: number): number {
   return Math.min(first * 2 ** (attempt - 1), ROUND_RETRY_MAX_DELAY_S);
-}
-
-/** Resolves after `ms` or as soon as `signal` aborts (the caller checks signal.aborted). */
-export async function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return;
-  await sleep(ms, undefined, { signal }).catch(() => undefined);
 }
 
 /** A round that got too few updates in max_round_attempts attempts; `failed` holds each failed site's reason. */

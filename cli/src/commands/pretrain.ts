@@ -42,7 +42,7 @@ The built-in fedsam-tiny (shared/models/fedsam-tiny) was made with:
 (the fedsam-tiny shape, corpus, curriculum 16000 and plain scenes ${PLAIN_WARMUP} first then ${PLAIN_SHARE} of the samples: the
 defaults.) About 0.63 s per step on 2 CPU cores (wasm backend, a worker thread takes half of each batch): 42 minutes
 here. Held-out box-prompt Dice 0.357 at step 4000 (box baseline 0.629, Otsu-in-box 0.719) on the corpus's held-out
-shape families and regimes: it answers its box but is weak on small objects; on fedsam synth's sites it scores ~0.69
+shape families and regimes: it answers its box but is weak on small objects; on fedsam synth's sites it scores ~0.75
 before any fine-tuning (box 0.44). Whether a model learns to pick the prompted object at all shows in minutes with
 --corpus plain (train Dice 0.87 after 300 steps).
 A stopped run continues with the same command and --resume.

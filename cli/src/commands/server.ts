@@ -1,11 +1,11 @@
 // fedsam server: the aggregation daemon. Every flag can also come from the environment (FEDSAM_*), for containers.
 import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
 import { Option, type Command } from 'commander';
-import { loadServerConfig, ServerConfigError, ServerConfigSchema } from '@fedsam/server/config';
+import { loadServerConfig, ServerConfigError } from '@fedsam/server/config';
 import { runServer } from '@fedsam/server/server';
 import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
 import { parseCounts, parseInteger, parseNumber, parseSiteSpec, type SiteSpec } from '../args.ts';
-import { noBackend } from '../options.ts';
+import { FINAL_AVERAGE_ROUNDS_HELP, noBackend } from '../options.ts';
 
 interface ServerFlags {
   config?: string;
@@ -116,7 +116,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--fraction-evaluate <f>', 'fraction of sites asked to evaluate (0 = no evaluation)').env('FEDSAM_FRACTION_EVALUATE').argParser(parseNumber('--fraction-evaluate')))
     .addOption(new Option('--evaluate-every <n>', 'evaluate the global model every n rounds (0 = never)').env('FEDSAM_EVALUATE_EVERY').argParser(parseInteger('--evaluate-every')))
     .addOption(new Option('--evaluate-initial', 'also evaluate the initial model (round 0)').env('FEDSAM_EVALUATE_INITIAL'))
-    .addOption(new Option('--final-average-rounds <n>', `the final global is the mean of the last n rounds' globals (default ${ServerConfigSchema.parse({}).final_average_rounds}; 1: the last round's own)`).env('FEDSAM_FINAL_AVERAGE_ROUNDS').argParser(parseInteger('--final-average-rounds')))
+    .addOption(new Option('--final-average-rounds <n>', FINAL_AVERAGE_ROUNDS_HELP).env('FEDSAM_FINAL_AVERAGE_ROUNDS').argParser(parseInteger('--final-average-rounds')))
     .addOption(new Option('--round-timeout <s>', 'seconds to wait for updates in a round').env('FEDSAM_ROUND_TIMEOUT').argParser(parseNumber('--round-timeout')))
     .addOption(new Option('--heartbeat-timeout <s>', 'seconds of silence after which a site is dropped').env('FEDSAM_HEARTBEAT_TIMEOUT').argParser(parseNumber('--heartbeat-timeout')))
     .addOption(new Option('--strategy <name>', 'aggregation strategy').env('FEDSAM_STRATEGY').choices(STRATEGY_NAMES))

@@ -3,9 +3,9 @@ import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
 import { Option, InvalidArgumentError, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
-import { FitSchema, ServerConfigSchema } from '@fedsam/server/config';
+import { FitSchema } from '@fedsam/server/config';
 import { parseCounts, parseFraction, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
-import { MODEL_HELP, print, timestampedRun } from '../options.ts';
+import { FINAL_AVERAGE_ROUNDS_HELP, MODEL_HELP, print, timestampedRun } from '../options.ts';
 import { simulate } from '../simulate.ts';
 
 /** Defaults of `fedsam simulate` (the main job: under 5 minutes on 2 cores). */
@@ -38,7 +38,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--warmup-steps <n>', `linear lr warm-up over a site optimizer's first n steps (default ${FitSchema.parse({}).warmup_steps})`).argParser(parseNonNegInt('--warmup-steps')))
     .addOption(new Option('--lr-decay <f>', `round r trains with lr x f^(r-1) (default ${FitSchema.parse({}).lr_decay}: constant)`).argParser(parsePositiveFloat('--lr-decay')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (with --strategy fedavgm)').argParser(parseFraction('--server-momentum')))
-    .addOption(new Option('--final-average-rounds <n>', `the final global is the mean of the last n rounds' globals (default ${ServerConfigSchema.parse({}).final_average_rounds}; 1: the last round's own)`).argParser(parsePositiveInt('--final-average-rounds')))
+    .addOption(new Option('--final-average-rounds <n>', FINAL_AVERAGE_ROUNDS_HELP).argParser(parsePositiveInt('--final-average-rounds')))
     .addOption(new Option('--dashboard <host:port>', 'serve the live federation page here (port 0: any free port)').default('127.0.0.1:0'))
     .addOption(new Option('--no-dashboard', 'no live page'))
     .addOption(new Option('--quiet', 'no progress bars'))

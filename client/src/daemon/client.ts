@@ -3,6 +3,7 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
+import { abortableSleep } from '@fedsam/shared/abortableSleep';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { findNonFinite, type EncodedTransfer } from '@fedsam/shared/transfer/codec';
 import { manifestOfLayout } from '@fedsam/shared/transfer/manifest';
@@ -82,19 +83,6 @@ export class FatalClientError extends Error {
 const isServiceError = (e: unknown): e is ServiceError => typeof e === 'object' && e !== null && 'code' in e && typeof (e as ServiceError).code === 'number';
 
 class StopSignal extends Error {}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** The promise, or a rejection after ms (none: no limit); what it would still produce is left to itself. */
 function withTimeout<T>(p: Promise<T>, ms: number | undefined, what: string): Promise<T> {
@@ -321,7 +309,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
           emit({ type: 'disconnected', error: msg, retryInMs: wait });
           conn.close();
           conn = undefined;
-          await sleep(wait, stopCtl.signal);
+          await abortableSleep(wait, stopCtl.signal);
         }
       }
     } finally {
