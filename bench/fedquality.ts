@@ -25,7 +25,7 @@ import { renderTable, type Cell } from '@fedsam/shared/table';
 import { adamInit, adamDispose, type AdamState } from '@fedsam/shared/train/adam';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
-import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/samEngine';
+import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/decoderWeights';
 import { trainDecoder, evaluateItems } from '@fedsam/client/engine/trainer';
 import { SiteDriftControl } from '@fedsam/client/engine/driftControl';
 import { boxBaseline } from '@fedsam/client/engine/boxBaseline';

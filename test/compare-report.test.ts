@@ -14,15 +14,15 @@ test('reportRow: the mean is weighted by the sites\' object counts', () => {
   assert.throws(() => reportRow(['a', 'c'], { a: 0.5 }, { a: 3 }), /no Dice or count for c/);
 });
 
-test('simulate --compare --report writes every row with per-site Dice and counts; the table prints the same means', async () => {
+test('simulate --compare --report writes every row with per-site Dice and counts (Ditto\'s personal models too); the table prints the same means', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-report-'));
   const file = join(dir, 'report.json');
   const r = await fedsam(['simulate', '--sites', '2', '--rounds', '1', '--epochs', '1', '--images-per-site', '3', '--image-size', '96', '--non-iid',
-    '--compare', '--report', file, '--out', join(dir, 'out'), '--history', join(dir, 'h.json'), '--no-dashboard', '--quiet']);
+    '--compare', '--report', file, '--out', join(dir, 'out'), '--history', join(dir, 'h.json'), '--ditto-lambda', '0.01', '--no-dashboard', '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(await readFile(file, 'utf8')) as CompareReport;
-  assert.deepEqual(Object.keys(report).sort(), ['box_baseline', 'centralized', 'federated', 'federated_personalized', 'local_only']);
-  const history = JSON.parse(await readFile(join(dir, 'h.json'), 'utf8')) as Array<{ mean_dice: number; sites: Record<string, { num_examples: number }> }>;
+  assert.deepEqual(Object.keys(report).sort(), ['box_baseline', 'centralized', 'federated', 'federated_ditto', 'federated_personalized', 'local_only']);
+  const history = JSON.parse(await readFile(join(dir, 'h.json'), 'utf8')) as Array<{ mean_dice: number; sites: Record<string, { num_examples: number; personal_dice: number }> }>;
   const last = history[history.length - 1]!;
   for (const [row, R] of Object.entries(report) as Array<[keyof CompareReport, ReportRow]>) {
     assert.deepEqual(Object.keys(R.sites).sort(), ['site-1', 'site-2'], row);
@@ -35,12 +35,13 @@ test('simulate --compare --report writes every row with per-site Dice and counts
     }
     assert.ok(Math.abs(R.mean_dice - s / n) < 1e-12, `${row}: weighted mean`);
     // the table's last column prints the same mean (3 decimals)
-    const label = { box_baseline: 'box baseline', local_only: 'local-only', federated: 'federated (', centralized: 'centralized', federated_personalized: 'federated, each' }[row];
+    const label = { box_baseline: 'box baseline', local_only: 'local-only', federated: 'federated (', centralized: 'centralized', federated_personalized: 'federated, each', federated_ditto: 'federated + Ditto' }[row];
     const line = r.stdout.split('\n').find((l) => l.startsWith(label))!;
     assert.ok(line, `table row ${label}`);
     assert.equal(Number(line.trim().split(/\s+/).pop()).toFixed(3), R.mean_dice.toFixed(3), `${row} in the table`);
   }
   assert.ok(Math.abs(report.federated.mean_dice - last.mean_dice) < 1e-9, 'federated = the last round of the history');
+  for (const site of ['site-1', 'site-2']) assert.equal(report.federated_ditto!.sites[site]!.dice, last.sites[site]!.personal_dice, `${site}: the personal model's Dice as the last round measured it`);
 });
 
 test('simulate --report without --compare is a usage error', async () => {

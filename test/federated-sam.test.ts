@@ -9,7 +9,8 @@ import { readSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
 import { runSimulation } from '@fedsam/cli/simulation';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite } from '@fedsam/client/engine/site';
-import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
+import { SamEngine } from '@fedsam/client/engine/samEngine';
+import { decoderToHost } from '@fedsam/client/engine/decoderWeights';
 import type { LocalEngine, FitConfig, FitResult } from '@fedsam/client/engine/localEngine';
 import { quietLogger, tempDir } from './helpers/fed-harness.ts';
 

@@ -84,7 +84,7 @@ test('decoder sessions follow the decoder weights when training replaces them', 
     const emb = { data: new Float32Array(s * s * C).map((_, i) => Math.cos(i)), shape: [1, s, s, C] };
     const inp = { embeddingsNHWC: emb, multimask: false, inputBoxes: { data: Float32Array.of(10, 10, 100, 120), shape: [1, 1, 4] } };
     const before = await onnx.decode(inp);
-    const { setDecoderFromHost, decoderToHost } = await import('@fedsam/client/engine/samEngine');
+    const { setDecoderFromHost, decoderToHost } = await import('@fedsam/client/engine/decoderWeights');
     const w = decoderToHost(loaded);
     const bias = w.get('mask_decoder.iou_prediction_head.proj_out.bias')!;
     (bias.data as Float32Array)[0] += 1;

@@ -13,7 +13,8 @@ import { adamInit, adamDispose, adamStep, ADAM_DEFAULTS } from '@fedsam/shared/t
 import { warmupLr } from '@fedsam/shared/train/lr';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
-import { SamEngine, decoderToHost } from '@fedsam/client/engine/samEngine';
+import { SamEngine } from '@fedsam/client/engine/samEngine';
+import { decoderToHost } from '@fedsam/client/engine/decoderWeights';
 import { SiteOptimizerState, OPTIMIZER_STATE_FILE } from '@fedsam/client/engine/optimizerState';
 import type { FitConfig } from '@fedsam/client/engine/localEngine';
 import { loadSiteConfig, siteStateDir } from '@fedsam/client/daemon/siteConfig';

@@ -407,7 +407,7 @@ test('FedAvgM: Flower semantics by hand (server learning rate, momentum from rou
 });
 
 test('configureFit samples fraction_fit of the sites (at least min_fit_clients), the same for the same round and attempt', () => {
-  const options = { fraction_fit: 0.5, min_fit_clients: 2, fraction_evaluate: 0.25, min_evaluate_clients: 3, seed: 7, fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 1, points_negative: 0, optimizer_state: 'fresh' as const, warmup_steps: 7, lr_decay: 0.5 } };
+  const options = { fraction_fit: 0.5, min_fit_clients: 2, fraction_evaluate: 0.25, min_evaluate_clients: 3, seed: 7, fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 1, points_negative: 0, optimizer_state: 'fresh' as const, warmup_steps: 7, lr_decay: 0.5, ditto_lambda: null } };
   const s = createStrategy({ name: 'fedavg' }, options);
   const available = Array.from({ length: 10 }, (_, i) => `site-${i}`);
   const fit = s.configureFit(3, { available, attempt: 1 });
@@ -418,6 +418,10 @@ test('configureFit samples fraction_fit of the sites (at least min_fit_clients),
   const c = fit[0]!.ins.config;
   assert.deepEqual({ ...c, seed: 0 }, { epochs: 2, lr: 0.01 * 0.5 ** 2, batch_size: 3, proximal_mu: 0, seed: 0, params: {}, points_positive: 1, points_negative: 0, optimizer_state: 'fresh', warmup_steps: 7 });
   assert.notEqual(fit[0]!.ins.config.seed, fit[1]!.ins.config.seed, 'each site trains with its own seed');
+  // Ditto's λ travels in params beside each strategy's own
+  const ditto = { ...options, fit: { ...options.fit, ditto_lambda: 0.05 } };
+  assert.deepEqual(createStrategy({ name: 'scaffold' }, ditto).configureFit(1, { available, attempt: 1 })[0]!.ins.config.params, { ditto_lambda: 0.05, scaffold: 1 });
+  assert.deepEqual(createStrategy({ name: 'fedprox', proximal_mu: 0.1 }, ditto).configureFit(1, { available, attempt: 1 })[0]!.ins.config.params, { ditto_lambda: 0.05, proximal_mu: 0.1 });
   // evaluation: at least max(1, min_evaluate_clients) sites, none when fewer are connected or fraction_evaluate is 0
   assert.equal(s.configureEvaluate(1, { available, attempt: 1 }).length, 3);
   assert.deepEqual(s.configureEvaluate(1, { available: available.slice(0, 2), attempt: 1 }), []);

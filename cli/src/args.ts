@@ -57,6 +57,9 @@ export const parseNonNegInt = (flag: string) =>
 export const parsePositiveFloat = (flag: string) =>
   numberParser((n) => Number.isFinite(n) && n > 0, (v) => `${flag} expects a positive number, got "${v}"`);
 
+export const parseNonNegFloat = (flag: string) =>
+  numberParser((n) => Number.isFinite(n) && n >= 0, (v) => `${flag} expects a non-negative number, got "${v}"`);
+
 export const parseFraction = (flag: string) =>
   numberParser((n) => Number.isFinite(n) && n >= 0 && n < 1, (v) => `${flag} expects a number in [0, 1), got "${v}"`);
 

@@ -12,6 +12,8 @@ export interface CompareReport {
   centralized: ReportRow;
   /** Each site's own model after the last round's local training (federated + personalized, same epoch budget). */
   federated_personalized?: ReportRow;
+  /** Each site's Ditto personal model after the last round (with --ditto-lambda). */
+  federated_ditto?: ReportRow;
 }
 
 /** A row from per-site Dice and counts; the mean is weighted by the counts. */

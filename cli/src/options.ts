@@ -12,6 +12,9 @@ export const MODEL_HELP = `SAM model folder in HF layout (config.json + model.sa
 /** `--final-average-rounds` of `fedsam server` and `fedsam simulate`. */
 export const FINAL_AVERAGE_ROUNDS_HELP = `the final global is the mean of the last n rounds' globals (default ${ServerConfigSchema.parse({}).final_average_rounds}; 1: the last round's own)`;
 
+/** `--ditto-lambda` of `fedsam server` and `fedsam simulate`. */
+export const DITTO_LAMBDA_HELP = 'Ditto personalization: each site also trains a personal model of its own, pulled toward the global with this weight (0: training alone; README "Personal models"); default: none';
+
 /** The command runs no model: main.ts skips choosing a compute backend for it. */
 export function noBackend(cmd: Command): Command {
   (cmd as Command & { needsBackend?: boolean }).needsBackend = false;

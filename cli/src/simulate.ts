@@ -11,7 +11,7 @@ import { FitSchema, ServerConfigSchema } from '@fedsam/server/config';
 import { reportRow, type CompareReport } from './compareReport.ts';
 import { synthesize } from '@fedsam/client/data/synth';
 import { prepareSite, type Site } from '@fedsam/client/engine/site';
-import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/samEngine';
+import { decoderToHost, setDecoderFromHost } from '@fedsam/client/engine/decoderWeights';
 import { SiteWorkerEngine } from '@fedsam/client/engine/siteWorkerEngine';
 import { compareBaselines } from '@fedsam/client/local/baselines';
 import { saveModelFolder } from '@fedsam/client/modelFolder';
@@ -50,6 +50,8 @@ export interface SimulateOptions {
   serverMomentum?: number;
   /** server final_average_rounds (default: the server config's). */
   finalAverageRounds?: number;
+  /** fit.ditto_lambda: each site also trains a Ditto personal model. */
+  dittoLambda?: number;
   quiet?: boolean;
   /** HOST:PORT of the live page, or false for none. */
   dashboard?: string | false;
@@ -104,7 +106,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -130,7 +132,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       rounds: o.rounds,
       strategy,
       fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
-        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay },
+        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay, ...(o.dittoLambda !== undefined ? { ditto_lambda: o.dittoLambda } : {}) },
       initialDecoder,
       samConfig: base.config,
       baseModelHash: base.baseModelHash,
@@ -171,7 +173,16 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   setDecoderFromHost(base, result.finalWeights);
   const finalDir = join(out, 'final-model');
   await saveModelFolder(finalDir, base);
-  const history = result.history.map((r) => ({ round: r.round, mean_dice: r.mean_dice, sites: Object.fromEntries(Object.entries(r.sites).map(([k, v]) => [k, { dice: v.dice, iou: v.iou, num_examples: v.num_examples }])) }));
+  const history = result.history.map((r) => ({ round: r.round, mean_dice: r.mean_dice, sites: Object.fromEntries(Object.entries(r.sites).map(([k, v]) => [k,
+    { dice: v.dice, iou: v.iou, num_examples: v.num_examples, ...(v.personal_dice !== undefined ? { personal_dice: v.personal_dice } : {}) }])) }));
+  // Ditto: each site's personal model as the last evaluation measured it
+  const lastEval = history[history.length - 1];
+  const ditto = o.dittoLambda !== undefined && lastEval && names.every((n) => lastEval.sites[n]?.personal_dice !== undefined)
+    ? Object.fromEntries(names.map((n) => [n, lastEval.sites[n]!.personal_dice!])) : undefined;
+  if (ditto && !o.compare) {
+    const counts = Object.fromEntries(names.map((n) => [n, lastEval!.sites[n]!.num_examples]));
+    print(`Ditto personal models after round ${lastEval!.round}: ${names.map((n) => `${n} ${ditto[n]!.toFixed(3)}`).join(', ')}; weighted mean ${reportRow(names, ditto, counts).mean_dice.toFixed(3)}`);
+  }
   if (o.history) {
     await writeFile(resolve(o.history), JSON.stringify(history, null, 2) + '\n');
     print(`history: ${resolve(o.history)}`);
@@ -195,6 +206,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       ['local-only (each site alone)', ...names.map((n) => comparison.local[n]), comparison.localMean],
       [`federated (${o.strategy}, ${o.rounds} rounds)`, ...names.map((n) => f3(last?.sites[n]?.dice)), f3(last?.mean_dice)],
       ...(hasPersonalized ? [['federated, each site\'s last local model', ...names.map((n) => personalized[n]), reportRow(names, personalized, counts).mean_dice]] : []),
+      ...(ditto ? [[`federated + Ditto personal models (λ ${o.dittoLambda})`, ...names.map((n) => ditto[n]), reportRow(names, ditto, counts).mean_dice]] : []),
       ['centralized (all data pooled)', ...names.map((n) => comparison.central[n]), comparison.centralMean],
     ]));
     await writeFile(join(out, 'comparison.json'), JSON.stringify({ boxBaseline: boxBaselines, boxMean, ...comparison, federated: last }, null, 2) + '\n');
@@ -206,6 +218,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
         federated: reportRow(names, fed, Object.fromEntries(names.map((n) => [n, last?.sites[n]?.num_examples ?? counts[n]!]))),
         centralized: reportRow(names, comparison.central, counts),
         ...(hasPersonalized ? { federated_personalized: reportRow(names, personalized, counts) } : {}),
+        ...(ditto ? { federated_ditto: reportRow(names, ditto, counts) } : {}),
       };
       await writeFile(resolve(o.report), JSON.stringify(report, null, 2) + '\n');
       print(`report: ${resolve(o.report)}`);

@@ -53,6 +53,8 @@ export interface SiteMetrics {
   dice: number | null;
   iou: number | null;
   num_examples: number;
+  /** Dice of the site's Ditto personal model (fit.ditto_lambda). */
+  personal_dice?: number;
 }
 
 export interface SimulationRound {
@@ -74,7 +76,8 @@ export function toSimulationRound(r: RoundRecord): SimulationRound | undefined {
   if (!r.evaluate) return undefined;
   const sites: Record<string, SiteMetrics> = {};
   for (const [name, s] of Object.entries(r.evaluate.sites)) {
-    sites[name] = { dice: s.metrics.dice ?? null, iou: s.metrics.iou ?? null, num_examples: s.num_examples };
+    sites[name] = { dice: s.metrics.dice ?? null, iou: s.metrics.iou ?? null, num_examples: s.num_examples,
+      ...(s.metrics.personal_dice !== undefined ? { personal_dice: s.metrics.personal_dice } : {}) };
   }
   return { round: r.round, mean_dice: r.evaluate.metrics.dice ?? null, mean_iou: r.evaluate.metrics.iou ?? null, sites };
 }

@@ -45,6 +45,9 @@ export const FitSchema = z.object({
   warmup_steps: z.number().int().nonnegative().default(0),
   /** Round r trains with lr · lr_decay^(r − 1) (1 = a constant lr). */
   lr_decay: z.number().gt(0).max(1).default(1),
+  /** Ditto (Li et al. 2021): each site also trains a personal model of its own, pulled toward the global by
+   *  λ/2·‖v − w‖², and reports its Dice beside the global's (README, "Personal models"). null (default): none. */
+  ditto_lambda: z.number().nonnegative().nullable().default(null),
 }).strict();
 
 export const ServerConfigSchema = z.object({

@@ -4,8 +4,8 @@ import { Option, InvalidArgumentError, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
 import { FitSchema } from '@fedsam/server/config';
-import { parseCounts, parseFraction, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
-import { FINAL_AVERAGE_ROUNDS_HELP, MODEL_HELP, print, timestampedRun } from '../options.ts';
+import { parseCounts, parseFraction, parseNonNegFloat, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
+import { DITTO_LAMBDA_HELP, FINAL_AVERAGE_ROUNDS_HELP, MODEL_HELP, print, timestampedRun } from '../options.ts';
 import { simulate } from '../simulate.ts';
 
 /** Defaults of `fedsam simulate` (the main job: under 5 minutes on 2 cores). */
@@ -32,13 +32,14 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--history <file>', 'write the per-round history as JSON'))
     .addOption(new Option('--cache-dir <dir>', 'embedding cache (default: <out>/cache)'))
     .addOption(new Option('--compare', 'also train local-only (each site alone) and centralized (pooled) with the same epoch budget'))
-    .addOption(new Option('--report <file>', 'with --compare: write the comparison as JSON {box_baseline, local_only, federated, centralized}, each {mean_dice, sites: {site: {dice, num_examples}}}'))
+    .addOption(new Option('--report <file>', 'with --compare: write the comparison as JSON {box_baseline, local_only, federated, centralized} (+ federated_ditto with --ditto-lambda), each {mean_dice, sites: {site: {dice, num_examples}}}'))
     .addOption(new Option('--image-size <px>', 'synthetic image size').argParser(parsePositiveInt('--image-size')).default(256))
     .addOption(new Option('--optimizer-state <mode>', `sites keep their Adam state across rounds (keep) or start a fresh one every round (fresh); default ${FitSchema.parse({}).optimizer_state}`).choices(['keep', 'fresh']))
     .addOption(new Option('--warmup-steps <n>', `linear lr warm-up over a site optimizer's first n steps (default ${FitSchema.parse({}).warmup_steps})`).argParser(parseNonNegInt('--warmup-steps')))
     .addOption(new Option('--lr-decay <f>', `round r trains with lr x f^(r-1) (default ${FitSchema.parse({}).lr_decay}: constant)`).argParser(parsePositiveFloat('--lr-decay')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (with --strategy fedavgm)').argParser(parseFraction('--server-momentum')))
     .addOption(new Option('--final-average-rounds <n>', FINAL_AVERAGE_ROUNDS_HELP).argParser(parsePositiveInt('--final-average-rounds')))
+    .addOption(new Option('--ditto-lambda <λ>', DITTO_LAMBDA_HELP).argParser(parseNonNegFloat('--ditto-lambda')))
     .addOption(new Option('--dashboard <host:port>', 'serve the live federation page here (port 0: any free port)').default('127.0.0.1:0'))
     .addOption(new Option('--no-dashboard', 'no live page'))
     .addOption(new Option('--quiet', 'no progress bars'))

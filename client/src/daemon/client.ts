@@ -7,7 +7,7 @@ import { abortableSleep } from '@fedsam/shared/abortableSleep';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { findNonFinite, type EncodedTransfer } from '@fedsam/shared/transfer/codec';
 import { manifestOfLayout } from '@fedsam/shared/transfer/manifest';
-import { SCAFFOLD_PARAM, type Task, type WireDtype } from '@fedsam/shared/transfer/messages';
+import { DITTO_LAMBDA_PARAM, SCAFFOLD_PARAM, type Task, type WireDtype } from '@fedsam/shared/transfer/messages';
 import type { FitConfig, LocalEngine } from '../engine/localEngine.ts';
 import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
 import { Connection, type ConnectionOptions, type TlsOptions } from './connection.ts';
@@ -209,11 +209,13 @@ export function runClient(opts: RunClientOptions): ClientHandle {
       pending = undefined;
       const g = await downloadFor(c, task, signal);
       if (!g) return;
+      const dittoLambda = wc?.params?.[DITTO_LAMBDA_PARAM];
       const cfg: FitConfig = {
         epochs: wc?.epochs ?? 1, lr: wc?.lr || SAM_FINETUNE_LR, batchSize: wc?.batch_size ?? 1, proximalMu: wc?.proximal_mu ?? 0, seed: wc?.seed ?? 0, round: task.round,
         ...(wc?.points_positive || wc?.points_negative ? { points: { positive: wc.points_positive ?? 0, negative: wc.points_negative ?? 0 } } : {}),
         optimizerState: wc?.optimizer_state === 'keep' ? 'keep' : 'fresh', warmupSteps: wc?.warmup_steps ?? 0,
         ...((wc?.params?.[SCAFFOLD_PARAM] ?? 0) > 0 ? { scaffold: true } : {}),
+        ...(dittoLambda !== undefined && Number.isFinite(dittoLambda) && dittoLambda >= 0 ? { ditto: { lambda: dittoLambda } } : {}),
       };
       log.info({ event: 'fit_started', site, round: task.round, config: cfg, global_version: g.version }, 'local training');
       let res;

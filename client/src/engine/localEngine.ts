@@ -19,6 +19,8 @@ export interface FitConfig {
   warmupSteps?: number;
   /** SCAFFOLD drift correction from the site's kept control variates (driftControl.ts); the server's strategy asks for it. */
   scaffold?: boolean;
+  /** Ditto: after the global's fit, also train the site's personal model with the proximal weight λ toward the global. */
+  ditto?: { lambda: number };
 }
 
 export const OPTIMIZER_STATE_MODES = ['keep', 'fresh'] as const;
@@ -43,7 +45,7 @@ export interface FitResult {
 
 export interface EvaluateResult {
   numExamples: number;
-  /** Must include dice and iou. */
+  /** Must include dice and iou (the global's); personal_dice and personal_iou when the site has a personal model. */
   metrics: Record<string, number>;
 }
 

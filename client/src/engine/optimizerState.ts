@@ -35,8 +35,9 @@ export type { DiscardReason };
  */
 export class SiteOptimizerState {
   readonly file: string | undefined;
-  constructor(stateDir: string | undefined, readonly fingerprint: string) {
-    this.file = stateDir ? join(stateDir, OPTIMIZER_STATE_FILE) : undefined;
+  /** `fileName`: another kept optimizer of the site (the personal model's) lives beside this one. */
+  constructor(stateDir: string | undefined, readonly fingerprint: string, fileName = OPTIMIZER_STATE_FILE) {
+    this.file = stateDir ? join(stateDir, fileName) : undefined;
   }
 
   /** The saved state, or why it was discarded (a state for another model or decoder shape is never used). */

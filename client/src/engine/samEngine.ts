@@ -10,30 +10,8 @@ import type { DataParallel } from './dataParallel.ts';
 import { adamDispose, adamInit, type AdamState } from '@fedsam/shared/train/adam';
 import { SiteOptimizerState, optimizerFingerprint } from './optimizerState.ts';
 import { SiteDriftControl } from './driftControl.ts';
-
-/** Copy the model's mask-decoder weights to host arrays (what travels). */
-export function decoderToHost(loaded: LoadedModel): Map<string, HostTensor> {
-  const out = new Map<string, HostTensor>();
-  for (const name of loaded.model.decoderParameterNames()) {
-    const t = loaded.model.weights.get(name)!;
-    out.set(name, { dtype: 'float32', shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
-  }
-  return out;
-}
-
-/** Replace the model's mask-decoder weights by host arrays; names and shapes must match exactly. */
-export function setDecoderFromHost(loaded: LoadedModel, weights: Map<string, HostTensor>): void {
-  const names = loaded.model.decoderParameterNames();
-  const missing = names.filter((n) => !weights.has(n));
-  if (missing.length) throw new Error(`decoder weights lack ${missing.length} tensors (first: ${missing[0]})`);
-  for (const n of names) {
-    const cur = loaded.model.weights.get(n)!;
-    const w = weights.get(n)!;
-    if (w.shape.join() !== cur.shape.join()) throw new Error(`decoder tensor ${n} has shape [${w.shape}], the model has [${cur.shape}]`);
-    loaded.model.weights.set(n, tf.tensor(w.data as Float32Array, w.shape, 'float32'));
-    cur.dispose();
-  }
-}
+import { decoderToHost, setDecoderFromHost } from './decoderWeights.ts';
+import { SitePersonalModel } from './personalModel.ts';
 
 export class SamEngine implements LocalEngine {
   readonly baseModelHash: string;
@@ -47,7 +25,12 @@ export class SamEngine implements LocalEngine {
     const fingerprint = optimizerFingerprint(loaded.baseModelHash, this.decoderNames());
     this.optimizerFile = new SiteOptimizerState(opts.stateDir, fingerprint);
     this.drift = new SiteDriftControl(opts.stateDir, fingerprint, opts.log);
+    this.personal = new SitePersonalModel(opts.stateDir, fingerprint, opts.log);
   }
+
+  /** Ditto's personal decoder of this site (when the server asks for one). */
+  private readonly personal: SitePersonalModel;
+  private personalCleared = false;
 
   /** SCAFFOLD's control variates of this site (used when the server's strategy asks for them). */
   private readonly drift: SiteDriftControl;
@@ -91,6 +74,7 @@ export class SamEngine implements LocalEngine {
     if (dp) await (await dp).close();
     if (this.optimizer) adamDispose(this.optimizer);
     this.optimizer = undefined;
+    this.personal.dispose();
   }
 
   decoderNames(): Map<string, number[]> {
@@ -122,7 +106,17 @@ export class SamEngine implements LocalEngine {
     const last = history[history.length - 1];
     const weights = decoderToHost(this.loaded);
     if (cfg.scaffold) await this.drift.record(global, weights, history.reduce((s, e) => s + e.lrSum, 0), cfg.round, correction);
-    this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000, ...(cfg.scaffold ? { scaffold_corrected: !!correction } : {}) });
+    const t1 = performance.now();
+    if (cfg.ditto) {
+      await this.personal.fit(this.loaded, this.cache, this.train, global, { ...cfg, ditto: cfg.ditto });
+      this.personalCleared = false;
+    } else if (!this.personalCleared) {
+      this.personalCleared = true;
+      if (await this.personal.current()) this.opts.log?.('personal_model_dropped', { file: this.personal.file, reason: 'the server no longer asks for Ditto' });
+      await this.personal.clear();
+    }
+    this.opts.log?.('local_fit_done', { round: cfg.round, loss: last?.trainLoss, seconds: (performance.now() - t0) / 1000, ...(cfg.scaffold ? { scaffold_corrected: !!correction } : {}),
+      ...(cfg.ditto ? { personal_seconds: (performance.now() - t1) / 1000 } : {}) });
     return {
       weights,
       numExamples: this.train.length,
@@ -134,6 +128,13 @@ export class SamEngine implements LocalEngine {
     setDecoderFromHost(this.loaded, global);
     const items = this.val.length ? this.val : this.train;
     const m = await evaluateItems(this.loaded, this.cache, items, { onPrediction: this.opts.onPrediction });
-    return { numExamples: items.length, metrics: { dice: m.dice, iou: m.iou, dice256: m.dice256, iou256: m.iou256, box_dice: m.boxDice } };
+    const metrics: Record<string, number> = { dice: m.dice, iou: m.iou, dice256: m.dice256, iou256: m.iou256, box_dice: m.boxDice };
+    const personal = await this.personal.current();
+    if (personal) {
+      setDecoderFromHost(this.loaded, personal);
+      const p = await evaluateItems(this.loaded, this.cache, items);
+      Object.assign(metrics, { personal_dice: p.dice, personal_iou: p.iou });
+    }
+    return { numExamples: items.length, metrics };
   }
 }

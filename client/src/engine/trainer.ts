@@ -342,8 +342,10 @@ export interface TrainOptions {
   seed: number;
   /** Max box jitter per side in pixels while training (reference recipe: 20). */
   jitter?: number;
-  /** FedProx proximal weight; the global weights are the ones in the model when training starts. */
+  /** Proximal weight μ: the loss gains μ/2·‖w − anchor‖² (FedProx; Ditto's personal model with μ = λ). */
   proximalMu?: number;
+  /** The proximal term's anchor; default: the weights in the model when training starts (FedProx's global). */
+  proximalAnchor?: ReadonlyMap<string, HostTensor>;
   /**
    * Adam state to continue from (a site keeping its optimizer across federated rounds); the caller owns it and it
    * is updated in place. Default: a fresh Adam, disposed at the end.
@@ -408,7 +410,11 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
   const rng = new Rng(opts.seed).fork('train');
   let proximal: ProximalTerm | undefined;
   if (opts.proximalMu && opts.proximalMu > 0) {
-    proximal = { mu: opts.proximalMu, global: new Map(names.map((n) => [n, model.weights.get(n)!.clone()])) };
+    const anchor = opts.proximalAnchor;
+    proximal = { mu: opts.proximalMu, global: new Map(names.map((n) => {
+      const a = anchor?.get(n);
+      return [n, a ? tf.tensor(a.data as Float32Array, a.shape, 'float32') : model.weights.get(n)!.clone()];
+    })) };
   }
   const history: EpochMetrics[] = [];
   const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;

@@ -3,7 +3,7 @@
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { Site } from '../engine/site.ts';
-import { setDecoderFromHost } from '../engine/samEngine.ts';
+import { setDecoderFromHost } from '../engine/decoderWeights.ts';
 import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel } from '../engine/trainer.ts';
 import type { DataParallel } from '../engine/dataParallel.ts';
 

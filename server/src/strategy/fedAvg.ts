@@ -2,7 +2,7 @@
 // min_fit_clients), send each the same local-training config, average the updates weighted by their numbers of
 // examples (FitRes.weight: as the server's weighting policy takes them, weighting.ts). The other strategies build
 // on it, as in Flower.
-import type { WireFitConfig } from '@fedsam/shared/transfer/messages';
+import { DITTO_LAMBDA_PARAM, type WireFitConfig } from '@fedsam/shared/transfer/messages';
 import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
 import { ServerConfigSchema } from '../config.ts';
 import { weightedMetrics, type NamedTensors } from './aggregate.ts';
@@ -57,7 +57,8 @@ export class FedAvg implements Strategy {
   protected fitConfig(round: number, site: string): WireFitConfig {
     const f = this.options.fit;
     return {
-      epochs: f.epochs, lr: (f.lr ?? SAM_FINETUNE_LR) * Math.pow(f.lr_decay, round - 1), batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site), params: {},
+      epochs: f.epochs, lr: (f.lr ?? SAM_FINETUNE_LR) * Math.pow(f.lr_decay, round - 1), batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site),
+      params: f.ditto_lambda === null ? {} : { [DITTO_LAMBDA_PARAM]: f.ditto_lambda },
       points_positive: f.points_positive, points_negative: f.points_negative, optimizer_state: f.optimizer_state, warmup_steps: f.warmup_steps,
     };
   }

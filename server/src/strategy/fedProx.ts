@@ -14,6 +14,7 @@ export class FedProx extends FedAvg {
 
   protected override fitConfig(round: number, site: string): WireFitConfig {
     const mu = this.cfg.proximal_mu;
-    return { ...super.fitConfig(round, site), proximal_mu: mu, params: { proximal_mu: mu } };
+    const c = super.fitConfig(round, site);
+    return { ...c, proximal_mu: mu, params: { ...c.params, proximal_mu: mu } };
   }
 }

@@ -30,6 +30,8 @@ export interface HeartbeatResponse { current_round: number }
 export interface GetTaskRequest { wait_ms: number }
 /** FitConfig.params key by which a strategy asks sites for SCAFFOLD's drift correction (value 1). */
 export const SCAFFOLD_PARAM = 'scaffold';
+/** FitConfig.params key by which the server asks sites to train a Ditto personal model too (value: λ ≥ 0). */
+export const DITTO_LAMBDA_PARAM = 'ditto_lambda';
 export interface WireFitConfig {
   epochs: number; lr: number; batch_size: number; proximal_mu: number; seed: number; params: Record<string, number>;
   points_positive?: number; points_negative?: number;
