@@ -52,6 +52,7 @@ test('SAM engine: 3 sites x 2 rounds, global = FedAvg of the uploads; Dice is re
     baseModelHash: loadedModels[0].baseModelHash,
     outDir: out,
     logger: quietLogger(),
+    server: { final_average_rounds: 1 }, // every round's global is that round's FedAvg
   });
   let previous = initial;
   for (const e of engines) for (const f of e.fits) assert.deepEqual(f.cfg.points, { positive: 1, negative: 1 });

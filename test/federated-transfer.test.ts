@@ -322,8 +322,10 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
   assert.equal(cfg.rounds, 6);
   assert.equal(cfg.base_model, join(dir, 'models/sam')); // relative to the file
   assert.deepEqual(cfg.strategy, { name: 'fedyogi', eta: 0.02, tau: 0.01, beta_1: 0.9, beta_2: 0.99 });
-  assert.deepEqual(cfg.fit, { epochs: 3, lr: 0.5, batch_size: 4, seed: 0, points_positive: 2, points_negative: 1, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1 });
-  assert.deepEqual(parseServerConfig({}).fit, { epochs: 1, lr: null, batch_size: 4, seed: 0, points_positive: 0, points_negative: 0, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1 });
+  assert.deepEqual(cfg.fit, { epochs: 3, lr: 0.5, batch_size: 4, seed: 0, points_positive: 2, points_negative: 1, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
+  assert.deepEqual(parseServerConfig({}).fit, { epochs: 1, lr: null, batch_size: 4, seed: 0, points_positive: 0, points_negative: 0, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
+  assert.equal(parseServerConfig({}).final_average_rounds, 3);
+  assert.equal(parseServerConfig({ keep_rounds: 1, final_average_rounds: 1 }).keep_rounds, 1);
   assert.throws(() => parseServerConfig({ fit: { points_positive: -1 } }), ServerConfigError);
   assert.equal(cfg.out_dir, '/tmp/x');
   assert.equal(cfg.metrics, null);
