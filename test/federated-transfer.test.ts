@@ -325,6 +325,7 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
   assert.deepEqual(cfg.fit, { epochs: 3, lr: 0.5, batch_size: 4, seed: 0, points_positive: 2, points_negative: 1, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
   assert.deepEqual(parseServerConfig({}).fit, { epochs: 1, lr: null, batch_size: 4, seed: 0, points_positive: 0, points_negative: 0, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
   assert.equal(parseServerConfig({}).final_average_rounds, 3);
+  assert.throws(() => parseServerConfig({ keep_rounds: 1 }), /set keep_rounds to at least 2, or final_average_rounds to 1/);
   assert.equal(parseServerConfig({ keep_rounds: 1, final_average_rounds: 1 }).keep_rounds, 1);
   assert.throws(() => parseServerConfig({ fit: { points_positive: -1 } }), ServerConfigError);
   assert.equal(cfg.out_dir, '/tmp/x');

@@ -141,7 +141,7 @@ export const ServerConfigSchema = z.object({
   shutdown_grace_s: z.number().nonnegative().default(5),
 }).strict().superRefine((c, ctx) => {
   if (c.final_average_rounds - 1 > c.keep_rounds) {
-    ctx.addIssue({ code: 'custom', path: ['final_average_rounds'], message: `final_average_rounds (${c.final_average_rounds}) needs the ${c.final_average_rounds - 1} rounds before the last on disk: set keep_rounds to at least ${c.final_average_rounds - 1}` });
+    ctx.addIssue({ code: 'custom', path: ['final_average_rounds'], message: `final_average_rounds (${c.final_average_rounds}) needs the ${c.final_average_rounds - 1} rounds before the last on disk: set keep_rounds to at least ${c.final_average_rounds - 1}, or final_average_rounds to 1 (the last round's own global)` });
   }
   if (c.min_fit_clients > c.min_available_clients) {
     ctx.addIssue({ code: 'custom', path: ['min_fit_clients'], message: `min_fit_clients (${c.min_fit_clients}) exceeds min_available_clients (${c.min_available_clients})` });
