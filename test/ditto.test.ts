@@ -4,7 +4,7 @@
 // global.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@fedsam/shared/backend';
@@ -101,6 +101,24 @@ test('Ditto: the update that travels is the same with and without a personal mod
   await assert.rejects(access(join(dir, PERSONAL_OPTIMIZER_FILE)));
   assert.equal((await restarted.evaluate(r2.weights)).metrics.personal_dice, undefined);
   await restarted.close();
+  site.loaded.model.dispose();
+});
+
+test('Ditto: a personal model that cannot be trained or saved is logged, and the round\'s update still goes out', async () => {
+  const { site, root } = await oneSite();
+  const global0 = decoderToHost(site.loaded);
+  const plain = await engine(site, undefined).fit(global0, cfg(1));
+  const dir = join(root, 'blocked');
+  await mkdir(join(dir, PERSONAL_MODEL_FILE), { recursive: true }); // a folder where the personal model's file goes
+  await writeFile(join(dir, PERSONAL_MODEL_FILE, 'x'), 'x');
+  const events: Array<[string, Record<string, unknown>]> = [];
+  const e = engine(site, dir, events);
+  const r = await e.fit(global0, cfg(1, 0.1));
+  await e.close();
+  assert.equal(maxDiff(r.weights, plain.weights), 0, 'the update is the global\'s fit');
+  const failed = events.find(([n]) => n === 'personal_fit_failed');
+  assert.ok(failed, `events: ${events.map(([n]) => n).join(', ')}`);
+  assert.equal(failed[1].round, 1);
   site.loaded.model.dispose();
 });
 

@@ -108,7 +108,9 @@ export class SamEngine implements LocalEngine {
     if (cfg.scaffold) await this.drift.record(global, weights, history.reduce((s, e) => s + e.lrSum, 0), cfg.round, correction);
     const t1 = performance.now();
     if (cfg.ditto) {
-      await this.personal.fit(this.loaded, this.cache, this.train, global, { ...cfg, ditto: cfg.ditto });
+      // the personal model is the site's own business: its failure must not cost the federation this round's update
+      await this.personal.fit(this.loaded, this.cache, this.train, global, { ...cfg, ditto: cfg.ditto })
+        .catch((e) => this.opts.log?.('personal_fit_failed', { round: cfg.round, err: (e as Error).message }));
       this.personalCleared = false;
     } else if (!this.personalCleared) {
       this.personalCleared = true;
