@@ -60,9 +60,9 @@ async function stopAll(...procs: Proc[]) {
   await Promise.all(procs.map((p) => p.exited));
 }
 
-test('federation page: a simulation followed live in chromium (state, sites, Dice curves, bytes)', { skip, timeout: 600_000 }, async () => {
+test('federation page: a simulation followed live in chromium (state, sites, Dice curves, Ditto\'s personal Dice, bytes)', { skip, timeout: 600_000 }, async () => {
   const out = await mkdtemp(join(tmpdir(), 'fedsam-dash-'));
-  const sim = fedsam(['simulate', '--rounds', '3', '--images-per-site', '12', '--out', out, '--dashboard', '127.0.0.1:0']);
+  const sim = fedsam(['simulate', '--rounds', '3', '--images-per-site', '12', '--ditto-lambda', '0.01', '--out', out, '--dashboard', '127.0.0.1:0']);
   const ctx = await browser();
   try {
     const url = (await sim.waitFor(/^dashboard: (http:\/\/127\.0\.0\.1:\d+\/)$/, 180_000))[1]!;
@@ -91,6 +91,11 @@ test('federation page: a simulation followed live in chromium (state, sites, Dic
     assert.equal(await sim.exited, 0, sim.lines.slice(-10).join('\n'));
 
     assert.deepEqual(await page.$$eval('#rounds tbody tr', (rows) => rows.map((r) => (r as HTMLElement).dataset.round)), ['0', '1', '2', '3']);
+    // the sites' personal models (Ditto): a column of their mean Dice, empty before the first round trains them
+    assert.deepEqual((await page.$$eval('#rounds thead th', (t) => t.map((e) => e.textContent))).slice(0, 3), ['round', 'mean Dice', 'personal models\' mean Dice']);
+    const personal = await page.$$eval('#rounds tbody tr', (rows) => rows.map((r) => r.children[2]!.textContent));
+    assert.equal(personal[0], '—');
+    for (const v of personal.slice(1)) assert.match(v ?? '', /^0\.\d{3}$/);
     const series = await page.$$eval('#dice g.series', (g) => g.map((e) => (e as SVGGElement).dataset.series));
     assert.deepEqual(series, ['site-1', 'site-2', 'site-3', 'weighted mean', 'box baseline']);
     const mean = await page.$$eval('#dice g.series[data-series="weighted mean"] circle', (c) => c.length);

@@ -123,6 +123,7 @@ test('federation state: rounds, sites, refusals, bytes, the box baseline', () =>
   });
   v.phaseStarted('evaluate', 0);
   v.evaluated(evaluation(0, 0.03));
+  assert.equal(v.snapshot().rounds[0]!.mean_personal_dice, undefined, 'no Ditto: no personal Dice');
   v.phaseStarted('fit', 1);
   v.taskSent('a', 'fit', 1);
   v.taskSent('b', 'fit', 1);
@@ -145,6 +146,11 @@ test('federation state: rounds, sites, refusals, bytes, the box baseline', () =>
   assert.equal(s.sites[0]!.last_heartbeat, new Date(1_000_000).toISOString());
   assert.deepEqual(s.sites[1]!.refusals.map((r) => [r.round, r.reason]), [[1, 'bad_shape']]);
   assert.deepEqual(s.rounds.map((r) => [r.round, r.mean_dice, r.sites.a?.dice ?? null]), [[0, 0.03, 0.015], [1, null, null]]);
+  // with Ditto the sites report their personal models too
+  v.evaluated({ round: 1, evaluate: { sampled: ['a'], failed: {}, num_examples: 10, metrics: { dice: 0.5, personal_dice: 0.6 }, duration_seconds: 1, global_version: 'w',
+    sites: { a: { num_examples: 10, metrics: { dice: 0.5, personal_dice: 0.6 } } } } });
+  assert.equal(v.snapshot().rounds[1]!.mean_personal_dice, 0.6);
+  assert.equal(v.snapshot().rounds[1]!.sites.a!.personal_dice, 0.6);
   assert.deepEqual([s.rounds[1]!.bytes_out, s.rounds[1]!.bytes_in, s.rounds[1]!.aggregation_seconds], [1000, 2000, 0.004]);
   assert.deepEqual(s.bytes, { in: 2000, out: 1000 });
   assert.equal(s.box_baseline, 0.44);

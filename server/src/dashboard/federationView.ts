@@ -37,8 +37,10 @@ export interface SiteView {
 export interface RoundView {
   round: number;
   mean_dice: number | null;
+  /** The sites' Ditto personal models (fit.ditto_lambda), when they report them. */
+  mean_personal_dice?: number;
   box_dice: number | null;
-  sites: Record<string, { dice: number | null; iou: number | null; num_examples: number }>;
+  sites: Record<string, { dice: number | null; iou: number | null; num_examples: number; personal_dice?: number }>;
   aggregation_seconds: number | null;
   duration_seconds: number | null;
   /** Weight bytes received (updates) and sent (downloads of the global) during this round. */
@@ -228,8 +230,10 @@ export class FederationView extends EventEmitter<{ change: [] }> {
     const r = this.roundView(rec.round);
     r.mean_dice = rec.evaluate.metrics.dice ?? null;
     r.box_dice = rec.evaluate.metrics.box_dice ?? null;
+    if (typeof rec.evaluate.metrics.personal_dice === 'number') r.mean_personal_dice = rec.evaluate.metrics.personal_dice;
     for (const [name, v] of Object.entries(rec.evaluate.sites)) {
-      r.sites[name] = { dice: v.metrics.dice ?? null, iou: v.metrics.iou ?? null, num_examples: v.num_examples };
+      r.sites[name] = { dice: v.metrics.dice ?? null, iou: v.metrics.iou ?? null, num_examples: v.num_examples,
+        ...(typeof v.metrics.personal_dice === 'number' ? { personal_dice: v.metrics.personal_dice } : {}) };
     }
     this.changed();
   }

@@ -86,9 +86,11 @@ function renderDice(s) {
 
 function renderRounds(s) {
   const names = s.sites.map((x) => x.name);
+  // with Ditto (fit.ditto_lambda) the sites also report their personal models' Dice
+  const personal = s.rounds.some((r) => typeof r.mean_personal_dice === 'number');
   const head = $('rounds').tHead;
   head.replaceChildren(document.createElement('tr'));
-  for (const h of ['round', 'mean Dice', ...names, 'aggregation', 'round time', 'moved']) {
+  for (const h of ['round', 'mean Dice', ...(personal ? ['personal models\' mean Dice'] : []), ...names, 'aggregation', 'round time', 'moved']) {
     const th = document.createElement('th');
     th.textContent = h;
     head.rows[0].append(th);
@@ -97,7 +99,7 @@ function renderRounds(s) {
     const tr = document.createElement('tr');
     tr.dataset.round = String(r.round);
     tr.append(
-      cell(String(r.round)), cell(f3(r.mean_dice)), ...names.map((n) => cell(f3(r.sites[n]?.dice))),
+      cell(String(r.round)), cell(f3(r.mean_dice)), ...(personal ? [cell(f3(r.mean_personal_dice))] : []), ...names.map((n) => cell(f3(r.sites[n]?.dice))),
       cell(typeof r.aggregation_seconds === 'number' ? `${(r.aggregation_seconds * 1000).toFixed(1)} ms` : '—'),
       cell(typeof r.duration_seconds === 'number' ? `${r.duration_seconds.toFixed(1)} s` : '—'),
       cell(bytes((r.bytes_in ?? 0) + (r.bytes_out ?? 0))),
