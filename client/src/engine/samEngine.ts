@@ -1,6 +1,6 @@
 // The SAM implementation of the site daemon's LocalEngine: owns the model, the embedding cache and the site's
-// train/validation split; fit() = load the global decoder, train locally, return the new decoder weights.
-import * as tf from '@tensorflow/tfjs';
+// train/validation split; fit() = load the global decoder, train locally, return the new decoder weights (and, with
+// Ditto, train the site's personal decoder after that: personalModel.ts).
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
 import type { LocalEngine, FitConfig, FitResult, EvaluateResult, FitProgress } from './localEngine.ts';
