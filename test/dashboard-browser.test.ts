@@ -112,14 +112,14 @@ test('federation page: a simulation followed live in chromium (state, sites, Dic
   }
 });
 
-test('site page: the site\'s own overlays from the global model; the server\'s page has none', { skip, timeout: 600_000 }, async () => {
+test('site page: the site\'s own overlays from the global model, its Ditto personal model\'s Dice; the server\'s page has none', { skip, timeout: 600_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-site-dash-'));
   const synth = fedsam(['synth', '--out', join(dir, 'data'), '--sites', '1', '--images-per-site', '12']);
   assert.equal(await synth.exited, 0);
   const token = 'site-dashboard-test-token';
   const sha = createHash('sha256').update(token).digest('hex');
   const server = fedsam(['server', '--listen', '127.0.0.1:0', '--base-model', 'fedsam-tiny', '--rounds', '2', '--min-available', '1', '--min-fit', '1',
-    '--epochs', '2', '--lr', '0.003', '--evaluate-initial', '--out-dir', join(dir, 'server'), '--site', `site-1:${sha}`, '--no-metrics',
+    '--epochs', '2', '--lr', '0.003', '--ditto-lambda', '0.01', '--evaluate-initial', '--out-dir', join(dir, 'server'), '--site', `site-1:${sha}`, '--no-metrics',
     '--dashboard', '127.0.0.1:0']);
   const ctx = await browser();
   let client: Proc | undefined;
@@ -150,6 +150,9 @@ test('site page: the site\'s own overlays from the global model; the server\'s p
     await page.waitForFunction(() => document.body.dataset.state === 'finished', null, { timeout: 300_000 });
     const points = await page.$$eval('#dice g.series[data-series="Dice"] circle', (c) => c.length);
     assert.equal(points, 3, 'the site\'s Dice of rounds 0, 1 and 2');
+    const personal = await page.$$eval('#dice g.series[data-series="personal model"] circle', (c) => c.length);
+    assert.equal(personal, 2, 'its personal model\'s Dice of rounds 1 and 2 (none before the first round trains it)');
+    assert.match(await page.textContent('#figures') ?? '', /personal model \(Ditto\)/);
     assert.deepEqual(errors, []);
     assert.ok(await page.$$eval('#gallery img', (i) => i.every((e) => (e as HTMLImageElement).naturalWidth > 0)), 'the last pictures stay after the daemon ended');
     if (UPDATE) await copyFile(shot, join(ROOT, 'docs', 'site-dashboard.png'));

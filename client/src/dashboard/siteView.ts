@@ -18,7 +18,8 @@ export interface SiteDashboardState {
   train_objects: number;
   val_objects: number;
   /** The site's evaluation of each global model it was given. */
-  rounds: Array<{ round: number; dice: number | null; iou: number | null; box_dice: number | null }>;
+  /** personal_dice: the site's Ditto personal model (fit.ditto_lambda), null without one. */
+  rounds: Array<{ round: number; dice: number | null; iou: number | null; box_dice: number | null; personal_dice: number | null }>;
   refusals: Array<{ round: number; message: string; at: string }>;
   last_error: string | null;
   overlays: { round: number | null; items: Array<{ index: number; id: string; dice: number; url: string }> };
@@ -59,7 +60,7 @@ export class SiteView {
         break;
       case 'evaluated': {
         const m = e.metrics;
-        this.s.rounds = [...this.s.rounds.filter((r) => r.round !== e.round), { round: e.round, dice: m.dice ?? null, iou: m.iou ?? null, box_dice: m.box_dice ?? null }]
+        this.s.rounds = [...this.s.rounds.filter((r) => r.round !== e.round), { round: e.round, dice: m.dice ?? null, iou: m.iou ?? null, box_dice: m.box_dice ?? null, personal_dice: m.personal_dice ?? null }]
           .sort((a, b) => a.round - b.round);
         this.set('connected', e.round);
         break;

@@ -14,12 +14,16 @@ function render(s) {
     .filter(Boolean).join(' · ');
   $('task-bar').style.width = `${Math.round(100 * (s.progress ?? (s.state === 'connected' || s.state === 'finished' ? 1 : 0)))}%`;
   const last = s.rounds.at(-1);
-  const fig = [[f3(last?.dice), `Dice${last ? ` (round ${last.round})` : ''}`], [f3(last?.box_dice), 'box baseline'],
+  const personal = s.rounds.filter((r) => typeof r.personal_dice === 'number');
+  const fig = [[f3(last?.dice), `Dice${last ? ` (round ${last.round})` : ''}`],
+    ...(typeof last?.personal_dice === 'number' ? [[f3(last.personal_dice), 'personal model (Ditto)']] : []), [f3(last?.box_dice), 'box baseline'],
     [String(s.train_objects), 'training objects'], [String(s.val_objects), 'validation objects']];
   figures($('figures'), fig);
   $('refusals').textContent = s.refusals.map((r) => `update of round ${r.round} refused: ${r.message}`).join(' · ');
   const xMax = Math.max(1, ...s.rounds.map((r) => r.round));
   const series = [{ name: 'Dice', color: '#4e79a7', width: 2.5, points: s.rounds.filter((r) => r.dice !== null).map((r) => [r.round, r.dice]) }];
+  // with Ditto (fit.ditto_lambda) the site also keeps a model of its own
+  if (personal.length) series.push({ name: 'personal model', color: '#e15759', width: 2, points: personal.map((r) => [r.round, r.personal_dice]) });
   const box = last?.box_dice;
   if (typeof box === 'number') series.push({ name: 'box baseline', color: '#8c959f', dash: '6 4', dots: false, width: 1.5, points: [[0, box], [xMax, box]] });
   lineChart($('dice'), series, { xMin: 0, xMax, yMin: 0, yMax: 1, xLabel: 'round', yLabel: 'Dice', integerX: true });
