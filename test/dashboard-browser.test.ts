@@ -158,6 +158,8 @@ test('site page: the site\'s own overlays from the global model, its Ditto perso
     if (UPDATE) await copyFile(shot, join(ROOT, 'docs', 'site-dashboard.png'));
     assert.equal(await client.exited, 0, client.lines.slice(-10).join('\n'));
     assert.equal(await server.exited, 0);
+    // at the end the daemon leaves its personal model as an HF folder in its state folder
+    for (const f of ['config.json', 'model.safetensors', 'preprocessor_config.json']) assert.ok(existsSync(join(dir, 'state', 'personal-model', f)), f);
   } finally {
     await ctx.close();
     await stopAll(server, ...(client ? [client] : []));

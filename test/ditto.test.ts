@@ -75,7 +75,14 @@ test('Ditto: the update that travels is the same with and without a personal mod
   assert.equal(ev.metrics.dice, plainEval.metrics.dice, 'dice is still the global\'s');
   const s2 = await steady.fit(s1.weights, cfg(2, 0.1));
   const v2 = (await personalOf(steadyDir)).tensors as Map<string, HostTensor>;
+  // the site's own model, ready to use: an HF folder with the frozen encoders and the personal decoder
+  assert.equal(await steady.savePersonalModel(join(root, 'personal-model')), true);
+  const exported = await loadModel(join(root, 'personal-model'));
+  assert.equal(exported.baseModelHash, site.loaded.baseModelHash, 'the same frozen encoders');
+  assert.equal(maxDiff(decoderToHost(exported), v2), 0, 'the personal decoder');
+  exported.model.dispose();
   await steady.close();
+  assert.equal(await engine(site, undefined).savePersonalModel(join(root, 'none')), false, 'no personal model, no folder');
 
   // a site daemon stopped after round 1: a new engine on the same state folder continues the personal model
   const dir = join(root, 'restarted');

@@ -2,6 +2,7 @@
 // (runClient) until the server says the training is over. Its settings are a SiteConfig (siteConfig.ts: site.yaml
 // and flags, validated).
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { runClient, FatalClientError } from './client.ts';
 import { prepareSite } from '../engine/site.ts';
 import { SamEngine } from '../engine/samEngine.ts';
@@ -43,6 +44,11 @@ export async function runSiteDaemon(c: SiteConfig, o: { quiet?: boolean } = {}):
   try {
     const r = await handle.done;
     log.info({ reason: r.reason, rounds_trained: r.roundsTrained.length, rounds_evaluated: r.roundsEvaluated.length }, 'client finished');
+    // with Ditto, the site's own model is ready to use: frozen encoders + its personal decoder, as an HF folder
+    const personalDir = join(siteStateDir(c), 'personal-model');
+    if (r.reason === 'shutdown' && await engine.savePersonalModel(personalDir)) {
+      log.info({ event: 'personal_model_saved', dir: personalDir }, `the site's personal model (Ditto) is in ${personalDir}`);
+    }
   } catch (e) {
     if (e instanceof FatalClientError) throw new Error(`the server refused this site: ${e.message}`);
     throw e;

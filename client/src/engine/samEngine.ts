@@ -12,6 +12,7 @@ import { SiteOptimizerState, optimizerFingerprint } from './optimizerState.ts';
 import { SiteDriftControl } from './driftControl.ts';
 import { decoderToHost, setDecoderFromHost } from './decoderWeights.ts';
 import { SitePersonalModel } from './personalModel.ts';
+import { saveModelFolder } from '../modelFolder.ts';
 
 export class SamEngine implements LocalEngine {
   readonly baseModelHash: string;
@@ -124,6 +125,15 @@ export class SamEngine implements LocalEngine {
       numExamples: this.train.length,
       metrics: { train_loss: last?.trainLoss ?? NaN, train_soft_dice: last?.trainDice ?? NaN, fit_seconds: (performance.now() - t0) / 1000 },
     };
+  }
+
+  /** Write the site's Ditto personal model as a full HF SamModel folder (frozen encoders + its decoder); false: it has none. */
+  async savePersonalModel(dir: string): Promise<boolean> {
+    const personal = await this.personal.current();
+    if (!personal) return false;
+    setDecoderFromHost(this.loaded, personal);
+    await saveModelFolder(dir, this.loaded);
+    return true;
   }
 
   async evaluate(global: Map<string, HostTensor>): Promise<EvaluateResult> {
