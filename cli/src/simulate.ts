@@ -173,8 +173,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   setDecoderFromHost(base, result.finalWeights);
   const finalDir = join(out, 'final-model');
   await saveModelFolder(finalDir, base);
-  const history = result.history.map((r) => ({ round: r.round, mean_dice: r.mean_dice, sites: Object.fromEntries(Object.entries(r.sites).map(([k, v]) => [k,
-    { dice: v.dice, iou: v.iou, num_examples: v.num_examples, ...(v.personal_dice !== undefined ? { personal_dice: v.personal_dice } : {}) }])) }));
+  const history = result.history.map((r) => ({ round: r.round, mean_dice: r.mean_dice, sites: r.sites }));
   // Ditto: each site's personal model as the last evaluation measured it
   const lastEval = history[history.length - 1];
   const ditto = o.dittoLambda !== undefined && lastEval && names.every((n) => lastEval.sites[n]?.personal_dice !== undefined)

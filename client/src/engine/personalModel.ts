@@ -57,13 +57,13 @@ export class SitePersonalModel {
    * Ditto's personal update for one round: v ← v trained with λ/2·‖v − global‖² (v starts as the global in the first
    * round). Leaves the model's decoder at the new v.
    */
-  async fit(loaded: LoadedModel, cache: EmbeddingCache, train: readonly EngineItem[], global: Map<string, HostTensor>, cfg: FitConfig & { ditto: { lambda: number } }): Promise<void> {
+  async fit(loaded: LoadedModel, cache: EmbeddingCache, train: readonly EngineItem[], global: Map<string, HostTensor>, cfg: FitConfig, lambda: number): Promise<void> {
     setDecoderFromHost(loaded, (await this.current()) ?? global);
     const adam = (this.adam ??= adamInit());
     try {
       await trainDecoder(loaded, cache, train, [], {
         epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round + SEED_OFFSET, points: cfg.points,
-        proximalMu: cfg.ditto.lambda, proximalAnchor: global, adam, dataParallel: false, quiet: true,
+        proximalMu: lambda, proximalAnchor: global, adam, dataParallel: false, quiet: true,
       });
     } catch (e) {
       // a half-stepped Adam is not kept: the next round resumes the last saved state
@@ -75,7 +75,7 @@ export class SitePersonalModel {
     }
     this.weights = decoderToHost(loaded);
     if (this.file) {
-      await writeSiteState(this.file, 'personal model', this.weights, { format: FORMAT, fingerprint: this.fingerprint, round: String(cfg.round), lambda: String(cfg.ditto.lambda) });
+      await writeSiteState(this.file, 'personal model', this.weights, { format: FORMAT, fingerprint: this.fingerprint, round: String(cfg.round), lambda: String(lambda) });
       await this.optimizerFile.save(adam, cfg.round);
     }
   }

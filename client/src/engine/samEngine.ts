@@ -110,7 +110,7 @@ export class SamEngine implements LocalEngine {
     const t1 = performance.now();
     if (cfg.ditto) {
       // the personal model is the site's own business: its failure must not cost the federation this round's update
-      await this.personal.fit(this.loaded, this.cache, this.train, global, { ...cfg, ditto: cfg.ditto })
+      await this.personal.fit(this.loaded, this.cache, this.train, global, cfg, cfg.ditto.lambda)
         .catch((e) => this.opts.log?.('personal_fit_failed', { round: cfg.round, err: (e as Error).message }));
       this.personalCleared = false;
     } else if (!this.personalCleared) {
