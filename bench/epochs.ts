@@ -31,7 +31,8 @@ import { synthesize } from '@fedsam/client/data/synth';
 import { loadDataset } from '@fedsam/client/data/datasets';
 import type { Sample } from '@fedsam/client/data/types';
 import { Rng } from '@fedsam/client/data/rng';
-import { boxPrompt, DEFAULT_BOX_JITTER } from '@fedsam/client/data/prompts';
+import { boxPrompt } from '@fedsam/client/data/prompts';
+import { RECIPE_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 import { EmbeddingCache } from '@fedsam/client/engine/cache';
 import { embedImages, prepareItems, trainDecoder, lowResSize, modelBox, type EngineItem } from '@fedsam/client/engine/trainer';
 import { EmbedPool, defaultEmbedWorkers, encoderGflop } from '@fedsam/client/engine/embedPool';
@@ -59,7 +60,7 @@ async function vitbDecoderModel(): Promise<LoadedModel> {
     vision_config: { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 1, mlp_dim: 64, global_attn_indexes: [0] },
   }, 'vitb-decoder');
   const weights = initSamWeights(config, 1);
-  return { source: 'vitb-decoder', config, model: SamModel.fromHost(config, weights), processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 1e-5 };
+  return { source: 'vitb-decoder', config, model: SamModel.fromHost(config, weights), processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 1e-5, recommendedBoxJitter: RECIPE_BOX_JITTER };
 }
 
 /** The batches trainDecoder would build for one epoch (same jitter stream), as prebuilt tensors. */
@@ -77,7 +78,7 @@ async function buildBatches(loaded: LoadedModel, cache: EmbeddingCache, items: E
     embs.forEach((e, j) => flat.set(e.data, j * h * w * C));
     const tgt = new Float32Array(chunk.length * L * L);
     chunk.forEach((it, j) => tgt.set(it.target, j * L * L));
-    const boxes = chunk.map((it) => [modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, DEFAULT_BOX_JITTER), it.originalSize, it.reshapedSize)]);
+    const boxes = chunk.map((it) => [modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, RECIPE_BOX_JITTER), it.originalSize, it.reshapedSize)]);
     out.push({ embeddingsNHWC: tf.tensor4d(flat, [chunk.length, h, w, C]), boxes: tf.tensor3d(boxes, [chunk.length, 1, 4]), target: tf.tensor4d(tgt, [chunk.length, 1, L, L]) });
   }
   return out;
@@ -110,7 +111,7 @@ async function referenceEpoch(loaded: LoadedModel, items: EngineItem[], lr: numb
     const emb = tf.tidy(() => loaded.model.imageEmbeddingsNHWC(pixelValuesTensor(pres)));
     const tgt = new Float32Array(chunk.length * L * L);
     chunk.forEach((it, j) => tgt.set(it.target, j * L * L));
-    const boxes = chunk.map((it) => [modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, DEFAULT_BOX_JITTER), it.originalSize, it.reshapedSize)]);
+    const boxes = chunk.map((it) => [modelBox(boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, RECIPE_BOX_JITTER), it.originalSize, it.reshapedSize)]);
     const batch = { embeddingsNHWC: emb, boxes: tf.tensor3d(boxes, [chunk.length, 1, 4]), target: tf.tensor4d(tgt, [chunk.length, 1, L, L]) };
     trainStep(loaded.model, batch, names, adam, { ...ADAM_DEFAULTS, lr });
     tf.dispose([batch.embeddingsNHWC, batch.boxes, batch.target]);

@@ -11,6 +11,7 @@ import {
 } from '../client/src/data/index.ts';
 import { encodeNifti1 } from './helpers/nifti.ts';
 import { intensityRule } from '../client/src/data/nifti.ts';
+import { boxJitterFromWire, boxJitterToWire, parseBoxJitter } from '@fedsam/shared/train/boxJitter';
 
 const W = 24, H = 16;
 
@@ -369,12 +370,12 @@ test('split: grouped, deterministic by seed', () => {
   assert.equal(splitByGroup([{ group: 'x' }]).val.length, 0);
 });
 
-test('prompts: box jitter 0..20 px per side clamped to the image, none for validation; points', () => {
+test('prompts: the recipe\'s box jitter 0..20 px per side, SAM\'s noise, both clamped to the image, none for validation; points', () => {
   const box: Box = [30, 40, 60, 70];
   const rng = new Rng(7);
   const seen = new Set<number>();
   for (let k = 0; k < 2000; k++) {
-    const b = boxPrompt(box, 100, 80, rng);
+    const b = boxPrompt(box, 100, 80, rng, 20);
     const d = [box[0] - b[0], box[1] - b[1], b[2] - box[2], b[3] - box[3]];
     for (const x of d) {
       assert.ok(Number.isInteger(x) && x >= 0 && x <= 20, `jitter ${x}`);
@@ -383,11 +384,39 @@ test('prompts: box jitter 0..20 px per side clamped to the image, none for valid
     assert.ok(b[3] <= 80);
   }
   assert.ok(seen.has(0) && seen.has(20));
-  const edge = boxPrompt([2, 3, 97, 77], 100, 80, new Rng(1));
+  const edge = boxPrompt([2, 3, 97, 77], 100, 80, new Rng(1), 20);
   assert.ok(edge[0] >= 0 && edge[1] >= 0 && edge[2] <= 100 && edge[3] <= 80);
-  assert.deepEqual(boxPrompt(box, 100, 80), box);
-  const r1 = new Rng(3), r2 = new Rng(3);
-  assert.deepEqual([boxPrompt(box, 100, 80, r1), boxPrompt(box, 100, 80, r1)], [boxPrompt(box, 100, 80, r2), boxPrompt(box, 100, 80, r2)]);
+  for (const j of [20, 'sam', 0] as const) {
+    assert.deepEqual(boxPrompt(box, 100, 80, undefined, j), box, `validation: the tight box (${j})`);
+    const r1 = new Rng(3), r2 = new Rng(3);
+    assert.deepEqual([boxPrompt(box, 100, 80, r1, j), boxPrompt(box, 100, 80, r1, j)], [boxPrompt(box, 100, 80, r2, j), boxPrompt(box, 100, 80, r2, j)]);
+  }
+  assert.deepEqual(boxPrompt(box, 100, 80, new Rng(3), 0), box);
+  // SAM's noise: each side moves either way by N(0, 10% of the side), at most 20 px per 1024 of the longest side
+  // (a 30 px box in a 1024 px image: σ 3 px, well inside the 20 px cap; in a 100 px image the cap is 1.95 px)
+  const big: Box = [300, 400, 330, 430];
+  const moves: number[] = [];
+  const r = new Rng(11);
+  for (let k = 0; k < 4000; k++) {
+    const b = boxPrompt(big, 1024, 1024, r, 'sam');
+    moves.push(b[0] - big[0], b[1] - big[1], b[2] - big[2], b[3] - big[3]);
+  }
+  const mean = moves.reduce((a, b) => a + b, 0) / moves.length;
+  const sd = Math.sqrt(moves.reduce((a, b) => a + (b - mean) ** 2, 0) / moves.length);
+  assert.ok(Math.abs(mean) < 0.1, `SAM noise is centred (mean ${mean})`);
+  assert.ok(Math.abs(sd - 3) < 0.1, `σ = 10% of the side (${sd})`);
+  assert.ok(moves.some((m) => m < -6) && moves.some((m) => m > 6), 'inwards and outwards');
+  const capped = Array.from({ length: 500 }, () => boxPrompt([10, 10, 90, 70], 100, 80, r, 'sam'));
+  for (const b of capped) {
+    for (const [d, c] of [[b[0] - 10, 0], [b[1] - 10, 1], [b[2] - 90, 2], [b[3] - 70, 3]] as const) assert.ok(Math.abs(d) <= (20 * 100) / 1024 + 1e-9, `side ${c} moved ${d}`);
+    assert.ok(b[0] >= 0 && b[1] >= 0 && b[2] <= 100 && b[3] <= 80 && b[2] > b[0] && b[3] > b[1]);
+  }
+  assert.equal(parseBoxJitter('sam'), 'sam');
+  assert.equal(parseBoxJitter('12'), 12);
+  assert.equal(boxJitterFromWire(''), 20, 'an older server means the recipe');
+  assert.equal(boxJitterFromWire(boxJitterToWire('sam')), 'sam');
+  assert.equal(boxJitterFromWire(boxJitterToWire(7)), 7);
+  for (const bad of ['-1', '1.5', 'SAM', '', 'x']) assert.throws(() => parseBoxJitter(bad), RangeError, bad);
 
   const m = rects(10, 10, [[1, [2, 2, 4, 4]]]);
   const p = samplePoints(m, 10, 10, new Rng(5), { positive: 5, negative: 5, box: [1, 1, 6, 6] });

@@ -39,7 +39,7 @@ async function microModel(): Promise<LoadedModel> {
     mask_decoder_config: { hidden_size: 32, mlp_dim: 64, num_hidden_layers: 2, num_attention_heads: 4, iou_head_hidden_dim: 32 },
   }, 'micro');
   const weights = initSamWeights(config, 7);
-  return { source: 'micro', config, model: SamModel.fromHost(config, weights), processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 1e-3 };
+  return { source: 'micro', config, model: SamModel.fromHost(config, weights), processor: await processorFor(config), ...frozenHashes(weights), recommendedLr: 1e-3, recommendedBoxJitter: 'sam' };
 }
 
 test.before(async () => {

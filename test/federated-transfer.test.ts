@@ -317,13 +317,15 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
     'sites:',
     `  - {name: hospital-1, token_sha256: ${hashToken('t1')}}`,
   ].join('\n'));
-  const flags = flagsToConfig({ rounds: 6, tau: 0.01, lr: 0.5, outDir: '/tmp/x', metrics: false, points: [2, 1] });
+  const flags = flagsToConfig({ rounds: 6, tau: 0.01, lr: 0.5, outDir: '/tmp/x', metrics: false, points: [2, 1], boxJitter: 'sam' });
   const cfg = await loadServerConfig(file, flags);
   assert.equal(cfg.rounds, 6);
   assert.equal(cfg.base_model, join(dir, 'models/sam')); // relative to the file
   assert.deepEqual(cfg.strategy, { name: 'fedyogi', eta: 0.02, tau: 0.01, beta_1: 0.9, beta_2: 0.99 });
-  assert.deepEqual(cfg.fit, { epochs: 3, lr: 0.5, batch_size: 4, seed: 0, points_positive: 2, points_negative: 1, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
-  assert.deepEqual(parseServerConfig({}).fit, { epochs: 1, lr: null, batch_size: 4, seed: 0, points_positive: 0, points_negative: 0, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
+  assert.deepEqual(cfg.fit, { epochs: 3, lr: 0.5, batch_size: 4, box_jitter: 'sam', seed: 0, points_positive: 2, points_negative: 1, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
+  assert.deepEqual(parseServerConfig({}).fit, { epochs: 1, lr: null, batch_size: 4, box_jitter: null, seed: 0, points_positive: 0, points_negative: 0, optimizer_state: 'keep', warmup_steps: 0, lr_decay: 1, ditto_lambda: null });
+  assert.equal(parseServerConfig({ fit: { box_jitter: 12 } }).fit.box_jitter, 12);
+  assert.throws(() => parseServerConfig({ fit: { box_jitter: 'loose' } }), /fit\.box_jitter/);
   assert.equal(parseServerConfig({}).final_average_rounds, 3);
   assert.throws(() => parseServerConfig({ keep_rounds: 1 }), /set keep_rounds to at least 2, or final_average_rounds to 1/);
   assert.equal(parseServerConfig({ keep_rounds: 1, final_average_rounds: 1 }).keep_rounds, 1);
@@ -431,5 +433,35 @@ test('checksum negotiation over gRPC: Join lists the server\'s, uploads and down
   } finally {
     conn.close();
     await server.stop('test done');
+  }
+});
+
+test('box_jitter: null resolves to the base model\'s own (SAM\'s noise for the built-in model), and it reaches the site in its FitTask over gRPC', async () => {
+  const dir = await tempDir();
+  const common = { listen: '127.0.0.1:0', rounds: 1, min_available_clients: 1, min_fit_clients: 1, round_timeout_s: 30, long_poll_s: 1, evaluate_every: 0, metrics: null, shutdown_grace_s: 1 };
+  const builtin = await runServer({ ...common, base_model: 'fedsam-tiny', out_dir: join(dir, 'a'), sites: sitesConfig(['site-a']) }, { logger: quietLogger() });
+  try {
+    assert.equal(builtin.config.fit.box_jitter, 'sam');
+    assert.equal(builtin.config.fit.lr, 1e-3);
+  } finally {
+    await builtin.stop('test done');
+  }
+  for (const [given, wire] of [['sam', 'sam'], [12, '12'], [null, '20']] as const) {
+    // an in-memory initial decoder has no base model of its own: null means the recipe's 20 px, as it does for SAM weights
+    const server = await runServer(
+      { ...common, base_model_hash: FAKE_BASE_HASH, out_dir: join(dir, `b${given}`), sites: sitesConfig(['site-a']), fit: { box_jitter: given } },
+      { logger: quietLogger(), initialDecoder: tinyDecoder(3) },
+    );
+    const conn = new Connection({ server: `127.0.0.1:${server.port}`, token: tokenFor('site-a') });
+    try {
+      await conn.join({ site: 'site-a', base_model_hash: FAKE_BASE_HASH, decoder: buildManifest(tinyDecoder(3)), client_version: 'test' });
+      let task = await conn.getTask(2000);
+      for (let i = 0; i < 10 && task.kind !== 'fit'; i++) task = await conn.getTask(2000);
+      assert.equal(task.kind, 'fit');
+      assert.equal(task.fit!.config!.box_jitter, wire, `fit.box_jitter ${given}`);
+    } finally {
+      conn.close();
+      await server.stop('test done');
+    }
   }
 });

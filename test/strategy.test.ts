@@ -407,7 +407,7 @@ test('FedAvgM: Flower semantics by hand (server learning rate, momentum from rou
 });
 
 test('configureFit samples fraction_fit of the sites (at least min_fit_clients), the same for the same round and attempt', () => {
-  const options = { fraction_fit: 0.5, min_fit_clients: 2, fraction_evaluate: 0.25, min_evaluate_clients: 3, seed: 7, fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 1, points_negative: 0, optimizer_state: 'fresh' as const, warmup_steps: 7, lr_decay: 0.5, ditto_lambda: null } };
+  const options = { fraction_fit: 0.5, min_fit_clients: 2, fraction_evaluate: 0.25, min_evaluate_clients: 3, seed: 7, fit: { epochs: 2, lr: 0.01, batch_size: 3, seed: 5, points_positive: 1, points_negative: 0, optimizer_state: 'fresh' as const, warmup_steps: 7, lr_decay: 0.5, ditto_lambda: null, box_jitter: 'sam' as const } };
   const s = createStrategy({ name: 'fedavg' }, options);
   const available = Array.from({ length: 10 }, (_, i) => `site-${i}`);
   const fit = s.configureFit(3, { available, attempt: 1 });
@@ -416,7 +416,7 @@ test('configureFit samples fraction_fit of the sites (at least min_fit_clients),
   assert.notDeepEqual(s.configureFit(3, { available, attempt: 2 }).map((i) => i.site), fit.map((i) => i.site));
   assert.equal(s.configureFit(1, { available: available.slice(0, 3), attempt: 1 }).length, 2); // floor(1.5) < min 2
   const c = fit[0]!.ins.config;
-  assert.deepEqual({ ...c, seed: 0 }, { epochs: 2, lr: 0.01 * 0.5 ** 2, batch_size: 3, proximal_mu: 0, seed: 0, params: {}, points_positive: 1, points_negative: 0, optimizer_state: 'fresh', warmup_steps: 7 });
+  assert.deepEqual({ ...c, seed: 0 }, { epochs: 2, lr: 0.01 * 0.5 ** 2, batch_size: 3, proximal_mu: 0, seed: 0, params: {}, points_positive: 1, points_negative: 0, optimizer_state: 'fresh', warmup_steps: 7, box_jitter: 'sam' });
   assert.notEqual(fit[0]!.ins.config.seed, fit[1]!.ins.config.seed, 'each site trains with its own seed');
   // Ditto's λ travels in params beside each strategy's own
   const ditto = { ...options, fit: { ...options.fit, ditto_lambda: 0.05 } };

@@ -1,5 +1,6 @@
 // Parsers for command-line values (every subcommand's): each error names the flag and the expected form.
 import { InvalidArgumentError } from 'commander';
+import { parseBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 export function parseNumberList(flag: string, n: number) {
   return (v: string): number[] => {
@@ -82,4 +83,15 @@ export function parseSiteSpec(v: string, prev: SiteSpec[] = []): SiteSpec[] {
     out.push({ name: part.slice(0, i), token_sha256: part.slice(i + 1) });
   }
   return out;
+}
+
+/** 'sam' or whole pixels (shared/src/train/boxJitter.ts). */
+export function parseBoxJitterArg(flag: string) {
+  return (v: string): BoxJitter => {
+    try {
+      return parseBoxJitter(v);
+    } catch {
+      throw new InvalidArgumentError(`${flag} expects 'sam' (SAM's box noise) or a whole number of pixels (the HF recipe's outward jitter, e.g. 20), got "${v}"`);
+    }
+  };
 }

@@ -17,6 +17,7 @@ import { compareBaselines } from '@fedsam/client/local/baselines';
 import { saveModelFolder } from '@fedsam/client/modelFolder';
 import { runSimulation, type SimulationRound } from './simulation.ts';
 import { simulateConsole } from './simulateConsole.ts';
+import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 export interface SimulateOptions {
   sites: number;
@@ -52,6 +53,8 @@ export interface SimulateOptions {
   finalAverageRounds?: number;
   /** fit.ditto_lambda: each site also trains a Ditto personal model. */
   dittoLambda?: number;
+  /** Box-prompt noise in local training (every row); default: the model's own. */
+  boxJitter?: BoxJitter;
   quiet?: boolean;
   /** HOST:PORT of the live page, or false for none. */
   dashboard?: string | false;
@@ -99,6 +102,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const engines = await Promise.all(folders.map((_, i) => SiteWorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
+  const boxJitter = o.boxJitter ?? base.recommendedBoxJitter;
   const strategy: StrategyConfigInput = o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu }
     : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum } : { name: o.strategy };
   const fitDefaults = FitSchema.parse({});
@@ -106,7 +110,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -132,7 +136,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       rounds: o.rounds,
       strategy,
       fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
-        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay, ...(o.dittoLambda !== undefined ? { ditto_lambda: o.dittoLambda } : {}) },
+        optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay, box_jitter: boxJitter, ...(o.dittoLambda !== undefined ? { ditto_lambda: o.dittoLambda } : {}) },
       initialDecoder,
       samConfig: base.config,
       baseModelHash: base.baseModelHash,
@@ -193,7 +197,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
     // Every baseline trains the one base model in turn (each run starts from the initial decoder).
     const sites: Site[] = [];
     for (let i = 0; i < folders.length; i++) sites.push(await prepareSite({ ...siteOpts(i), model: base, quiet: true }));
-    comparison = await compareBaselines(o, base, initialDecoder, sites, names, lr, print);
+    comparison = await compareBaselines({ ...o, boxJitter }, base, initialDecoder, sites, names, lr, print);
   }
   base.model.dispose();
   if (comparison) {

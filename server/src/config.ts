@@ -34,6 +34,9 @@ export const FitSchema = z.object({
    *  TINY_MODEL_LR for the built-in fedsam-tiny (shared/src/train/lr.ts). */
   lr: z.number().positive().nullable().default(null),
   batch_size: z.number().int().positive().default(4),
+  /** Box-prompt noise in local training: 'sam' (SAM's own) or N px (the HF recipe's outward 0–N); null (default): the
+   *  base model's own, TINY_MODEL_BOX_JITTER for the built-in model, RECIPE_BOX_JITTER for SAM weights (boxJitter.ts). */
+  box_jitter: z.union([z.literal('sam'), z.number().int().nonnegative().max(1024)]).nullable().default(null),
   seed: z.number().int().nonnegative().default(0),
   /** Point prompts per object in local training, besides the box (0 and 0 = boxes only, the reference recipe). */
   points_positive: z.number().int().nonnegative().max(64).default(0),

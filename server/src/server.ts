@@ -1,5 +1,6 @@
 // runServer: the aggregation daemon (gRPC service + round driver + persistence + /metrics).
 import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
+import { RECIPE_BOX_JITTER, TINY_MODEL_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 import { isDirectory } from '@fedsam/shared/fsutil';
 import { mkdir, readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -124,6 +125,7 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
   const init = await loadInitialModel(cfg, opts, log);
   // fit.lr null: the base model's own (the built-in model's, else the SAM recipe's)
   if (cfg.fit.lr === null) cfg.fit.lr = cfg.base_model === DEFAULT_MODEL ? TINY_MODEL_LR : SAM_FINETUNE_LR;
+  if (cfg.fit.box_jitter === null) cfg.fit.box_jitter = cfg.base_model === DEFAULT_MODEL ? TINY_MODEL_BOX_JITTER : RECIPE_BOX_JITTER;
   const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);

@@ -4,8 +4,9 @@ import { Option, type Command } from 'commander';
 import { loadServerConfig, ServerConfigError } from '@fedsam/server/config';
 import { runServer } from '@fedsam/server/server';
 import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
-import { parseCounts, parseInteger, parseNumber, parseSiteSpec, type SiteSpec } from '../args.ts';
+import { parseBoxJitterArg, parseCounts, parseInteger, parseNumber, parseSiteSpec, type SiteSpec } from '../args.ts';
 import { DITTO_LAMBDA_HELP, FINAL_AVERAGE_ROUNDS_HELP, noBackend } from '../options.ts';
+import { BOX_JITTER_HELP, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 interface ServerFlags {
   config?: string;
@@ -35,6 +36,7 @@ interface ServerFlags {
   lr?: number;
   optimizerState?: 'keep' | 'fresh';
   warmupSteps?: number;
+  boxJitter?: BoxJitter;
   lrDecay?: number;
   dittoLambda?: number;
   batchSize?: number;
@@ -66,7 +68,7 @@ export function flagsToConfig(f: ServerFlags): Record<string, unknown> {
     server_learning_rate: f.serverLr, server_momentum: f.serverMomentum,
   };
   const hasStrategyParams = Object.values(strategyParams).some((v) => v !== undefined);
-  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1], optimizer_state: f.optimizerState, warmup_steps: f.warmupSteps, lr_decay: f.lrDecay, ditto_lambda: f.dittoLambda };
+  const fit = { epochs: f.epochs, lr: f.lr, batch_size: f.batchSize, seed: f.seed, points_positive: f.points?.[0], points_negative: f.points?.[1], optimizer_state: f.optimizerState, warmup_steps: f.warmupSteps, box_jitter: f.boxJitter, lr_decay: f.lrDecay, ditto_lambda: f.dittoLambda };
   const tls = f.tlsCert || f.tlsKey || f.tlsClientCa || f.tlsCrl ? { cert: f.tlsCert, key: f.tlsKey, client_ca: f.tlsClientCa, crl: f.tlsCrl } : undefined;
   let metrics: unknown;
   if (f.metrics === false) metrics = null;
@@ -133,6 +135,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--lr <lr>', `local Adam learning rate (default: the base model's, ${SAM_FINETUNE_LR} for SAM weights, ${TINY_MODEL_LR} for the built-in fedsam-tiny)`).env('FEDSAM_LR').argParser(parseNumber('--lr')))
     .addOption(new Option('--optimizer-state <mode>', 'keep: each site continues its Adam state across rounds (saved in its state folder); fresh: a new Adam every round (default keep)').env('FEDSAM_OPTIMIZER_STATE').choices(['keep', 'fresh']))
     .addOption(new Option('--lr-decay <f>', 'round r trains with lr x f^(r-1) (default 1: constant)').env('FEDSAM_LR_DECAY').argParser(parseNumber('--lr-decay')))
+    .addOption(new Option('--box-jitter <sam|px>', BOX_JITTER_HELP).env('FEDSAM_BOX_JITTER').argParser(parseBoxJitterArg('--box-jitter')))
     .addOption(new Option('--warmup-steps <n>', 'linear lr warm-up over a site optimizer\'s first n steps (default 0: none)').env('FEDSAM_WARMUP_STEPS').argParser(parseInteger('--warmup-steps')))
     .addOption(new Option('--ditto-lambda <λ>', DITTO_LAMBDA_HELP).env('FEDSAM_DITTO_LAMBDA').argParser(parseNumber('--ditto-lambda')))
     .addOption(new Option('--batch-size <n>', 'local batch size').env('FEDSAM_BATCH_SIZE').argParser(parseInteger('--batch-size')))

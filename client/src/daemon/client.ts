@@ -12,6 +12,7 @@ import type { FitConfig, LocalEngine } from '../engine/localEngine.ts';
 import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
 import { Connection, type ConnectionOptions, type TlsOptions } from './connection.ts';
 import { collectGarbage } from './heap.ts';
+import { boxJitterFromWire } from '@fedsam/shared/train/boxJitter';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -214,6 +215,7 @@ export function runClient(opts: RunClientOptions): ClientHandle {
         epochs: wc?.epochs ?? 1, lr: wc?.lr || SAM_FINETUNE_LR, batchSize: wc?.batch_size ?? 1, proximalMu: wc?.proximal_mu ?? 0, seed: wc?.seed ?? 0, round: task.round,
         ...(wc?.points_positive || wc?.points_negative ? { points: { positive: wc.points_positive ?? 0, negative: wc.points_negative ?? 0 } } : {}),
         optimizerState: wc?.optimizer_state === 'keep' ? 'keep' : 'fresh', warmupSteps: wc?.warmup_steps ?? 0,
+        boxJitter: boxJitterFromWire(wc?.box_jitter),
         ...((wc?.params?.[SCAFFOLD_PARAM] ?? 0) > 0 ? { scaffold: true } : {}),
         ...(dittoLambda !== undefined && Number.isFinite(dittoLambda) && dittoLambda >= 0 ? { ditto: { lambda: dittoLambda } } : {}),
       };

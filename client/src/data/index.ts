@@ -2,7 +2,7 @@
 export * from './types.ts';
 export { loadDataset, formatReport, type LoadOptions } from './datasets.ts';
 export { splitByGroup, type Split, type SplitOptions } from './split.ts';
-export { boxPrompt, samplePoints, DEFAULT_BOX_JITTER, type PointPrompts, type PointOptions } from './prompts.ts';
+export { boxPrompt, samplePoints, type PointPrompts, type PointOptions } from './prompts.ts';
 export { synthesize, synthImage, SHAPES, type SynthOptions, type SynthSummary, type SiteSummary, type SiteStyle } from './synth.ts';
 export { dice, iou, overlapCounts, boxBaselineDice } from './metrics.ts';
 export { Rng, hashString } from './rng.ts';

@@ -1,22 +1,22 @@
 // Prompts for fine-tuning: box prompts (jittered while training, exact for validation) and optional points.
 import type { Rng } from './rng.ts';
 import type { Box } from './types.ts';
-
-export const DEFAULT_BOX_JITTER = 20;
+import { samBoxNoise, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 /**
- * Box prompt from an object's tight box. With an rng each side moves outwards by an integer in
- * [0, maxJitter] px, clamped like the HF SAM fine-tuning recipe (get_bounding_box):
+ * Box prompt from an object's tight box. With an rng: 'sam' draws SAM's training noise (boxJitter.ts); a number N
+ * moves each side outwards by an integer in [0, N] px, clamped like the HF SAM fine-tuning recipe (get_bounding_box):
  *   x0 = max(0, x0 - j), y0 = max(0, y0 - j), x1 = min(W, x1 + j), y1 = min(H, y1 + j).
  * Without an rng (validation) the tight box is returned.
  */
-export function boxPrompt(box: Box, width: number, height: number, rng?: Rng, maxJitter = DEFAULT_BOX_JITTER): Box {
-  if (!rng || maxJitter <= 0) return [box[0], box[1], box[2], box[3]];
+export function boxPrompt(box: Box, width: number, height: number, rng: Rng | undefined, jitter: BoxJitter): Box {
+  if (!rng || jitter === 0) return [box[0], box[1], box[2], box[3]];
+  if (jitter === 'sam') return samBoxNoise(box, width, height, rng);
   return [
-    Math.max(0, box[0] - rng.int(0, maxJitter)),
-    Math.max(0, box[1] - rng.int(0, maxJitter)),
-    Math.min(width, box[2] + rng.int(0, maxJitter)),
-    Math.min(height, box[3] + rng.int(0, maxJitter)),
+    Math.max(0, box[0] - rng.int(0, jitter)),
+    Math.max(0, box[1] - rng.int(0, jitter)),
+    Math.min(width, box[2] + rng.int(0, jitter)),
+    Math.min(height, box[3] + rng.int(0, jitter)),
   ];
 }
 

@@ -1,6 +1,7 @@
 // What the site daemon needs from a local training engine. SamEngine (samEngine.ts) and SiteWorkerEngine
 // (siteWorkerEngine.ts) implement it; tests use a small deterministic engine (test/helpers/fake-engine.ts).
 import type { HostTensor } from '@fedsam/shared/safetensors';
+import type { BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 /** One round's local training configuration, as sent by the server. */
 export interface FitConfig {
@@ -11,6 +12,8 @@ export interface FitConfig {
   proximalMu: number;
   seed: number;
   round: number;
+  /** Box-prompt noise (train/boxJitter.ts); absent: the recipe's 0–20 px outward, as an older server means it. */
+  boxJitter?: BoxJitter;
   /** Point prompts per object besides the box (absent or 0 and 0: boxes only). */
   points?: { positive: number; negative: number };
   /** 'keep': continue the site's Adam state of earlier rounds (saved in its state folder); 'fresh' (default): a new Adam. */

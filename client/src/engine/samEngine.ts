@@ -13,6 +13,7 @@ import { SiteDriftControl } from './driftControl.ts';
 import { decoderToHost, setDecoderFromHost } from './decoderWeights.ts';
 import { SitePersonalModel } from './personalModel.ts';
 import { saveModelFolder } from '../modelFolder.ts';
+import { RECIPE_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 
 export class SamEngine implements LocalEngine {
   readonly baseModelHash: string;
@@ -95,6 +96,7 @@ export class SamEngine implements LocalEngine {
     if (cfg.scaffold) this.driftCleared = false;
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
+      jitter: cfg.boxJitter ?? RECIPE_BOX_JITTER,
       adam, warmupSteps: cfg.warmupSteps, driftCorrection: correction,
       dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,
       onStep: this.opts.onProgress ? (p) => this.opts.onProgress!({ round: cfg.round, ...p }) : undefined,

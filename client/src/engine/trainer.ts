@@ -13,7 +13,8 @@ import { inferenceFor } from '@fedsam/shared/samInference';
 import { currentEngine } from '@fedsam/shared/inference';
 import type { Sample, Box } from '../data/types.ts';
 import { Rng } from '../data/rng.ts';
-import { boxPrompt, DEFAULT_BOX_JITTER } from '../data/prompts.ts';
+import { boxPrompt } from '../data/prompts.ts';
+import type { BoxJitter } from '@fedsam/shared/train/boxJitter';
 import { dice, iou } from '../data/metrics.ts';
 import { filledBox } from '../data/mask.ts';
 import { grayFromRGB, otsuInBox } from '../data/otsuInBox.ts';
@@ -340,8 +341,8 @@ export interface TrainOptions {
   lr: number;
   batchSize: number;
   seed: number;
-  /** Max box jitter per side in pixels while training (reference recipe: 20). */
-  jitter?: number;
+  /** Box-prompt noise while training (boxJitter.ts); default: the model's own (LoadedModel.recommendedBoxJitter). */
+  jitter?: BoxJitter;
   /** Proximal weight μ: the loss gains μ/2·‖w − anchor‖² (FedProx; Ditto's personal model with μ = λ). */
   proximalMu?: number;
   /** The proximal term's anchor; default: the weights in the model when training starts (FedProx's global). */
@@ -417,7 +418,7 @@ export async function trainDecoder(loaded: LoadedModel, cache: EmbeddingCache, t
     })) };
   }
   const history: EpochMetrics[] = [];
-  const jitter = opts.jitter ?? DEFAULT_BOX_JITTER;
+  const jitter = opts.jitter ?? loaded.recommendedBoxJitter;
   const shared = opts.dataParallel instanceof DataParallel ? opts.dataParallel : undefined;
   const dp = usesDataParallel(loaded, opts) ? (shared ?? await DataParallel.start(loaded, names)) : undefined;
   const totalSteps = Math.ceil(train.length / opts.batchSize) * opts.epochs;

@@ -6,12 +6,15 @@ import type { Site } from '../engine/site.ts';
 import { setDecoderFromHost } from '../engine/decoderWeights.ts';
 import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel } from '../engine/trainer.ts';
 import type { DataParallel } from '../engine/dataParallel.ts';
+import type { BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 export interface BaselineOptions {
   rounds: number;
   epochs: number;
   batchSize: number;
   seed: number;
+  /** The federated run's box-prompt noise. */
+  boxJitter: BoxJitter;
 }
 
 export interface BaselineResult {
@@ -44,7 +47,7 @@ async function trainBaselines(o: BaselineOptions, model: LoadedModel, initial: M
   for (let i = 0; i < sites.length; i++) {
     const s = sites[i];
     setDecoderFromHost(model, initial);
-    await trainDecoder(model, s.cache, s.train, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true, dataParallel: dp });
+    await trainDecoder(model, s.cache, s.train, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, jitter: o.boxJitter, quiet: true, dataParallel: dp });
     const m = await evaluateItems(model, s.cache, s.val);
     local[names[i]] = m.dice;
     ls += m.dice * s.val.length;
@@ -54,7 +57,7 @@ async function trainBaselines(o: BaselineOptions, model: LoadedModel, initial: M
   const c = sites[0];
   setDecoderFromHost(model, initial);
   const pooled = sites.flatMap((s) => s.train);
-  await trainDecoder(model, c.cache, pooled, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, quiet: true, dataParallel: dp });
+  await trainDecoder(model, c.cache, pooled, [], { epochs, lr, batchSize: o.batchSize, seed: o.seed, jitter: o.boxJitter, quiet: true, dataParallel: dp });
   let cn = 0, cs = 0;
   for (let i = 0; i < sites.length; i++) {
     const m = await evaluateItems(model, sites[i].cache, sites[i].val);

@@ -6,6 +6,7 @@ import { renderTable } from '@fedsam/shared/table';
 import { prepareSite, type SiteOptions } from '../engine/site.ts';
 import { trainDecoder, evaluateItems, type EvalMetrics, type EpochMetrics } from '../engine/trainer.ts';
 import { saveModelFolder } from '../modelFolder.ts';
+import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 const writeJsonAtomic = (file: string, value: unknown) => writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 
@@ -15,7 +16,8 @@ export interface TrainLocalOptions extends SiteOptions {
   batchSize: number;
   seed: number;
   out: string;
-  jitter: number;
+  /** Box-prompt noise in training; default: the model's own (boxJitter.ts). */
+  jitter?: BoxJitter;
   /** [positive, negative] point prompts per object besides the box. */
   points?: number[];
   dataParallel?: 'auto' | 'on' | 'off';
@@ -28,14 +30,15 @@ const evalRow = (label: string | number, loss: number | undefined, m: EvalMetric
 export async function trainLocal(o: TrainLocalOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')) {
   const site = await prepareSite({ ...o, log: (l) => process.stderr.write(l + '\n') });
   const lr = o.lr ?? site.loaded.recommendedLr;
-  print(`model ${site.loaded.source}; ${site.train.length} training / ${site.val.length} validation objects (${site.trainGroups.length} / ${site.valGroups.length} groups); lr ${lr}, batch ${o.batchSize}, ${o.epochs} epochs`);
+  const jitter = o.jitter ?? site.loaded.recommendedBoxJitter;
+  print(`model ${site.loaded.source}; ${site.train.length} training / ${site.val.length} validation objects (${site.trainGroups.length} / ${site.valGroups.length} groups); lr ${lr}, batch ${o.batchSize}, ${o.epochs} epochs; ${describeBoxJitter(jitter)}`);
   if (!site.val.length) print('warning: no validation split (a single group?): validation metrics are not reported');
   const rows: ReturnType<typeof evalRow>[] = [];
   const untrained = site.val.length ? await evaluateItems(site.loaded, site.cache, site.val) : undefined;
   rows.push(evalRow('before', undefined, untrained));
   print(renderTable(EVAL_HEADERS, rows));
   const history = await trainDecoder(site.loaded, site.cache, site.train, site.val, {
-    epochs: o.epochs, lr, batchSize: o.batchSize, seed: o.seed, jitter: o.jitter, quiet: o.quiet,
+    epochs: o.epochs, lr, batchSize: o.batchSize, seed: o.seed, jitter, quiet: o.quiet,
     points: o.points ? { positive: o.points[0], negative: o.points[1] } : undefined,
     dataParallel: o.dataParallel === 'on' ? true : o.dataParallel === 'off' ? false : undefined,
     onEpoch: (m: EpochMetrics) => {
@@ -47,7 +50,7 @@ export async function trainLocal(o: TrainLocalOptions, print: (s: string) => voi
   await mkdir(out, { recursive: true });
   await saveModelFolder(out, site.loaded);
   const metrics = {
-    model: site.loaded.source, data: resolve(o.data), lr, batch_size: o.batchSize, epochs: o.epochs, seed: o.seed, val_split: o.valSplit,
+    model: site.loaded.source, data: resolve(o.data), lr, box_jitter: jitter, batch_size: o.batchSize, epochs: o.epochs, seed: o.seed, val_split: o.valSplit,
     train_objects: site.train.length, val_objects: site.val.length, skipped: site.report.skipped,
     untrained, history, final: history[history.length - 1]?.val, box_baseline_dice: untrained?.boxDice,
     cache: { dir: site.cache.dir, ...site.cache.stats },

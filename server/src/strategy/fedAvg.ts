@@ -4,6 +4,7 @@
 // on it, as in Flower.
 import { DITTO_LAMBDA_PARAM, type WireFitConfig } from '@fedsam/shared/transfer/messages';
 import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
+import { boxJitterToWire, RECIPE_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 import { ServerConfigSchema } from '../config.ts';
 import { weightedMetrics, type NamedTensors } from './aggregate.ts';
 import { Aggregator, type UpdateHolding, type UpdateSum } from './aggregator.ts';
@@ -60,6 +61,7 @@ export class FedAvg implements Strategy {
       epochs: f.epochs, lr: (f.lr ?? SAM_FINETUNE_LR) * Math.pow(f.lr_decay, round - 1), batch_size: f.batch_size, proximal_mu: 0, seed: siteSeed(f.seed, round, site),
       params: f.ditto_lambda === null ? {} : { [DITTO_LAMBDA_PARAM]: f.ditto_lambda },
       points_positive: f.points_positive, points_negative: f.points_negative, optimizer_state: f.optimizer_state, warmup_steps: f.warmup_steps,
+      box_jitter: boxJitterToWire(f.box_jitter ?? RECIPE_BOX_JITTER),
     };
   }
 

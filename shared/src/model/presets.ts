@@ -1,6 +1,7 @@
 // Where a SamModel comes from: an HF folder the user downloaded (config.json + model.safetensors), or the
 // built-in small model that ships with fedsam and runs everything on two CPU cores in minutes.
 import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '../train/lr.ts';
+import { RECIPE_BOX_JITTER, TINY_MODEL_BOX_JITTER, type BoxJitter } from '../train/boxJitter.ts';
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DEFAULT_MODEL, DEFAULT_MODEL_DIR } from './builtin.ts';
@@ -28,6 +29,8 @@ export interface LoadedModel {
   baseModelHash: string;
   /** Learning rate that suits this model when none is given (the recipe's 1e-5 for pretrained SAM). */
   recommendedLr: number;
+  /** Box-prompt noise that suits this model in training (the recipe's 0–20 px outward for SAM weights). */
+  recommendedBoxJitter: BoxJitter;
   /**
    * The vision encoder's weights when they are kept on the host instead of in the tfjs model (engine onnx: ONNX
    * Runtime builds its graph from them and tfjs never runs the encoder, so 360 MB for ViT-B are not copied into it).
@@ -82,7 +85,7 @@ export async function loadModel(spec: string | undefined, opts: { parts?: SamPar
   const model = SamModel.fromHost(config, tfjs);
   return {
     source: builtin ? DEFAULT_MODEL : dir, config, model, processor: await processorFor(config, dir), ...hashes,
-    recommendedLr: builtin ? TINY_MODEL_LR : SAM_FINETUNE_LR, visionHost,
+    recommendedLr: builtin ? TINY_MODEL_LR : SAM_FINETUNE_LR, recommendedBoxJitter: builtin ? TINY_MODEL_BOX_JITTER : RECIPE_BOX_JITTER, visionHost,
   };
 }
 

@@ -3,6 +3,7 @@
 // three multimask outputs (the loss takes the best); a box, or several points, with the single-mask output (token 0),
 // which is what `fedsam train` fine-tunes with a box.
 import type { Rng } from '../rng.ts';
+import { samBoxNoise } from '../train/boxJitter.ts';
 
 /** A prompt in the model-input frame (pixels of the resized image, HF's processor output). */
 export interface TrainPrompt {
@@ -58,13 +59,8 @@ export function samplePrompt(g: MaskGeometry, width: number, height: number, sca
     return x >= g.x0 && x <= g.x1 ? undefined : [(x + 0.5) * scale, (y + 0.5) * scale];
   };
   const box = (): [number, number, number, number] => {
-    // SAM: noise with std 10% of the box side, at most 20 px (of 1024)
-    const w = g.x1 - g.x0 + 1, h = g.y1 - g.y0 + 1;
-    const cap = 20 * Math.max(width, height) / 1024;
-    const j = (side: number) => Math.max(-cap, Math.min(cap, rng.normal(0, 0.1 * side)));
-    const x1 = Math.max(0, g.x0 + j(w)), y1 = Math.max(0, g.y0 + j(h));
-    const x2 = Math.min(width, g.x1 + 1 + j(w)), y2 = Math.min(height, g.y1 + 1 + j(h));
-    return [x1 * scale, y1 * scale, Math.max(x1 + 1, x2) * scale, Math.max(y1 + 1, y2) * scale];
+    const [x1, y1, x2, y2] = samBoxNoise([g.x0, g.y0, g.x1 + 1, g.y1 + 1], width, height, rng);
+    return [x1 * scale, y1 * scale, x2 * scale, y2 * scale];
   };
   if (kind === 'box') return { box: box(), multimask: false, kind };
   if (kind === 'point') return { points: [positive()], labels: [1], multimask: true, kind };

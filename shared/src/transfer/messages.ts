@@ -37,6 +37,8 @@ export interface WireFitConfig {
   points_positive?: number; points_negative?: number;
   /** 'keep' | 'fresh' ('' from older servers = fresh). */
   optimizer_state?: string; warmup_steps?: number;
+  /** 'sam' | pixels as a decimal string ('' from older servers = the recipe's 20; train/boxJitter.ts). */
+  box_jitter?: string;
 }
 export interface Task {
   task_id: string;
