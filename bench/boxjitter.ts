@@ -57,6 +57,7 @@ try {
   const sums = new Map<string, number[]>();
   let runs = 0;
   for (const [i, s] of sites.entries()) {
+    setDecoderFromHost(model, initial);
     const before = (await evaluateItems(model, s.cache, s.val)).dice;
     for (const jitter of jitters) {
       for (const ts of trainSeeds) {

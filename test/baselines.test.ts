@@ -12,6 +12,8 @@ import { grayFromRGB, otsuInBox, otsuThreshold } from '../client/src/data/otsuIn
 import { dice } from '../client/src/data/metrics.ts';
 import { filledBox, maskBox } from '../client/src/data/mask.ts';
 import type { Box } from '../client/src/data/types.ts';
+import { boxPrompt } from '../client/src/data/prompts.ts';
+import { Rng } from '../client/src/data/rng.ts';
 import { runFedsam as fedsam } from './helpers/fed-harness.ts';
 
 const W = 120, H = 100;
@@ -160,6 +162,23 @@ test('fedsam evaluate prints the Otsu baseline per object and as a mean (text an
   assert.equal(t.code, 0, t.stderr);
   assert.match(t.stdout, /Otsu Dice/);
   assert.match(t.stdout, new RegExp(`disc\\S*\\s+\\d+\\s+\\S+\\s+\\S+\\s+${fmt(expected.disc!.box)}\\s+${fmt(expected.disc!.otsu)}`));
+
+  // --box-jitter: loose boxes drawn from --seed, the same for the model and both baselines, and on the overlays
+  const loose = await fedsam(['evaluate', ...common, '--json', '--box-jitter', '12', '--seed', '3', '--overlays', join(dir, 'ov-loose')]);
+  assert.equal(loose.code, 0, loose.stderr);
+  const ld = JSON.parse(loose.stdout) as { prompts: string; objects: { id: string; otsuDice: number; boxDice: number }[] };
+  assert.match(ld.prompts, /0-12 px.*seed 3/);
+  const rng = new Rng(3).fork('eval-boxes');
+  const drawn = new Map<string, Box>();
+  for (const o of ld.objects) {
+    const name = o.id.split(':')[0]!;
+    const gt = gts[name as keyof typeof gts];
+    const want = boxPrompt(maskBox(gt, W, H)! as Box, W, H, rng, 12).map(Math.round) as Box;
+    drawn.set(name, want);
+    assert.ok(Math.abs(o.boxDice - dice(filledBox(want, W, H), gt)) < 1e-9, `${o.id}: the box baseline uses the loose box`);
+    assert.ok(o.boxDice < expected[name]!.box, `${o.id}: a loose box scores below the tight one`);
+  }
+  for (const f of (await readdir(join(dir, 'ov-loose'))).sort()) await assertBoxDrawn(join(dir, 'ov-loose', f), drawn.get(f.includes('disc') ? 'disc' : 'ramp')!);
 
   const box: Box = [20, 15, 100, 80];
   const p = await fedsam(['predict', '--image', join(dir, 'data/images/disc.png'), '--box', box.join(','), '--out', join(dir, 'm.png'), '--overlay', join(dir, 'p.png')]);

@@ -1,7 +1,7 @@
 // fedsam evaluate: Dice and IoU of a model on one site's data.
 import { Option, type Command } from 'commander';
 import { evaluateLocal } from '@fedsam/client/local/evaluate';
-import { parsePositiveInt } from '../args.ts';
+import { parseBoxJitterArg, parsePositiveInt } from '../args.ts';
 import { datasetOptions, print, siteDataOptions } from '../options.ts';
 
 export function registerEvaluateCommand(program: Command): Command {
@@ -10,6 +10,7 @@ export function registerEvaluateCommand(program: Command): Command {
     .addOption(new Option('--split <which>', 'evaluate the validation split or all data').choices(['val', 'all']).default('val'))
     .addOption(new Option('--overlays <dir>', 'write overlays (PNG) here: prediction in blue, ground-truth outline in green, prompt box in yellow'))
     .addOption(new Option('--overlay-count <n>', 'how many overlays').argParser(parsePositiveInt('--overlay-count')).default(8))
+    .addOption(new Option('--box-jitter <sam|px>', 'prompt with noisy boxes instead of the tight box, seeded by --seed (boxes drawn by hand are loose): N = each side 0..N px looser (the HF recipe\'s training noise), sam = SAM\'s noise; the box and Otsu baselines use the same boxes').argParser(parseBoxJitterArg('--box-jitter')))
     .addOption(new Option('--json', 'print one JSON document instead of the tables: model, split, mean metrics (dice, iou, boxDice, otsuDice, ...) and per-object records'))
     .action(async (o) => {
       await evaluateLocal({ ...o, dataset: datasetOptions(o) }, print);

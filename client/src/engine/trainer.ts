@@ -279,13 +279,18 @@ export interface ObjectMetrics {
   otsuDice: number;
 }
 
-/** Validation metrics with the exact (unjittered) box prompt. */
+/** Validation metrics with the exact box prompt (or noisy ones: `promptJitter`). */
 export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, items: readonly EngineItem[],
   opts: {
     batchSize?: number;
-    onPrediction?: (it: EngineItem, fullMask: Uint8Array) => Promise<void> | void;
+    onPrediction?: (it: EngineItem, fullMask: Uint8Array, promptBox: Box) => Promise<void> | void;
     /** Also compute the Otsu-in-box baseline and per-object records (decodes every image once more). */
     baselines?: boolean;
+    /**
+     * Prompt with noisy boxes instead of the tight one (drawn in item order from `seed`, rounded to whole pixels, as a
+     * hand-drawn box is); the box and Otsu baselines use the same boxes.
+     */
+    promptJitter?: { jitter: BoxJitter; seed: number };
   } = {}): Promise<EvalMetrics> {
   const L = lowResSize(loaded);
   const bs = opts.batchSize ?? 4;
@@ -293,9 +298,14 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
   let sd = 0, si = 0, sd256 = 0, si256 = 0, sbox = 0, sotsu = 0;
   const objects: ObjectMetrics[] = [];
   let grayOf: { key: string; gray: Uint8Array } | undefined; // label-indexed masks: several objects share one image
+  const pj = opts.promptJitter;
+  const rng = pj ? new Rng(pj.seed).fork('eval-boxes') : undefined;
+  const prompts = items.map((it): Box => pj
+    ? boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, pj.jitter).map(Math.round) as Box
+    : it.sample.box);
   for (let i = 0; i < items.length; i += bs) {
     const chunk = items.slice(i, i + bs);
-    const boxes = chunk.map((it) => modelBox(it.sample.box, it.originalSize, it.reshapedSize));
+    const boxes = chunk.map((it, j) => modelBox(prompts[i + j]!, it.originalSize, it.reshapedSize));
     const batch = await loadHostBatch(cache, chunk, boxes, L);
     const out = await inferenceFor(loaded).decode({
       embeddingsNHWC: { data: batch.emb, shape: batch.embShape },
@@ -315,7 +325,8 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
       for (let k = 0; k < full.length; k++) bin[k] = full[k] > 0 ? 1 : 0;
       const gt = await it.sample.loadMask();
       const d = dice(bin, gt), io = iou(bin, gt);
-      const boxD = dice(filledBox(it.sample.box, it.sample.width, it.sample.height), gt);
+      const box = prompts[i + j]!;
+      const boxD = dice(filledBox(box, it.sample.width, it.sample.height), gt);
       sd += d;
       si += io;
       sbox += boxD;
@@ -324,11 +335,11 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
           const img = await it.sample.loadImage();
           grayOf = { key: it.sample.imageKey, gray: grayFromRGB(img.data, img.width, img.height) };
         }
-        const otsuD = dice(otsuInBox(grayOf.gray, it.sample.width, it.sample.height, it.sample.box).mask, gt);
+        const otsuD = dice(otsuInBox(grayOf.gray, it.sample.width, it.sample.height, box).mask, gt);
         sotsu += otsuD;
         objects.push({ id: it.sample.id, area: it.sample.area, dice: d, iou: io, boxDice: boxD, otsuDice: otsuD });
       }
-      if (opts.onPrediction) await opts.onPrediction(it, bin);
+      if (opts.onPrediction) await opts.onPrediction(it, bin, box);
     }
   }
   const n = items.length || 1;

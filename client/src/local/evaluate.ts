@@ -6,6 +6,7 @@ import { renderTable } from '@fedsam/shared/table';
 import { writeOverlayPng, overlayMask } from '@fedsam/shared/image';
 import { prepareSite, type SiteOptions } from '../engine/site.ts';
 import { evaluateItems, type EvalMetrics } from '../engine/trainer.ts';
+import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 export interface EvaluateLocalOptions extends SiteOptions {
   overlays?: string;
@@ -13,6 +14,8 @@ export interface EvaluateLocalOptions extends SiteOptions {
   split: 'val' | 'all';
   /** Print one JSON document (model, split, means, per-object records) instead of the tables. */
   json?: boolean;
+  /** Prompt with noisy boxes (seeded by `seed`) instead of the tight box. */
+  boxJitter?: BoxJitter;
 }
 
 export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<EvalMetrics> {
@@ -23,23 +26,25 @@ export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) 
   if (o.overlays) await mkdir(resolve(o.overlays), { recursive: true });
   const m = await evaluateItems(site.loaded, site.cache, items, {
     baselines: true,
-    onPrediction: async (it, pred) => {
+    promptJitter: o.boxJitter !== undefined ? { jitter: o.boxJitter, seed: o.seed ?? 0 } : undefined,
+    onPrediction: async (it, pred, promptBox) => {
       if (!o.overlays || written >= o.overlayCount) return;
       const img = await it.sample.loadImage();
       const gt = await it.sample.loadMask();
       // prediction filled in blue, ground truth outlined in green, the prompt box in yellow
       const withPred = { ...img, data: overlayMask(img, pred, { color: [30, 144, 255], alpha: 0.45 }) };
       const file = join(resolve(o.overlays), `${String(written).padStart(3, '0')}-${it.sample.id.replace(/[^A-Za-z0-9._-]+/g, '_')}.png`);
-      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box: it.sample.box });
+      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box: promptBox });
       written++;
     },
   });
   const split = o.split === 'all' ? 'all' : 'val';
+  const promptsLabel = o.boxJitter === undefined ? 'the tight box' : `${describeBoxJitter(o.boxJitter)}, seed ${o.seed ?? 0}`;
   if (o.json) {
     const { objects, ...mean } = m;
-    print(JSON.stringify({ model: site.loaded.source, data: resolve(o.data), split, mean, objects, overlays: o.overlays ? { dir: resolve(o.overlays), written } : undefined }, null, 2));
+    print(JSON.stringify({ model: site.loaded.source, data: resolve(o.data), split, prompts: promptsLabel, mean, objects, overlays: o.overlays ? { dir: resolve(o.overlays), written } : undefined }, null, 2));
   } else {
-    print(`model ${site.loaded.source}; ${items.length} objects (${split === 'all' ? 'all data' : 'validation split'})`);
+    print(`model ${site.loaded.source}; ${items.length} objects (${split === 'all' ? 'all data' : 'validation split'}); prompts: ${promptsLabel}`);
     print(renderTable(['object', 'area', 'Dice', 'IoU', 'box Dice', 'Otsu Dice'],
       (m.objects ?? []).map((r) => [r.id, r.area, r.dice, r.iou, r.boxDice, r.otsuDice])));
     print('');
