@@ -1,7 +1,7 @@
 // What the site daemon needs from a local training engine. SamEngine (samEngine.ts) and SiteWorkerEngine
 // (siteWorkerEngine.ts) implement it; tests use a small deterministic engine (test/helpers/fake-engine.ts).
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import type { BoxJitter } from '@fedsam/shared/train/boxJitter';
+import { RECIPE_BOX_JITTER, type BoxJitter } from '@fedsam/shared/train/boxJitter';
 
 /** One round's local training configuration, as sent by the server. */
 export interface FitConfig {
@@ -25,6 +25,9 @@ export interface FitConfig {
   /** Ditto: after the global's fit, also train the site's personal model with the proximal weight λ toward the global. */
   ditto?: { lambda: number };
 }
+
+/** The round's box-prompt noise: a config without one (an older server) means the recipe's. */
+export const boxJitterOf = (cfg: FitConfig): BoxJitter => cfg.boxJitter ?? RECIPE_BOX_JITTER;
 
 export const OPTIMIZER_STATE_MODES = ['keep', 'fresh'] as const;
 export type OptimizerStateMode = (typeof OPTIMIZER_STATE_MODES)[number];

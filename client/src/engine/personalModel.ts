@@ -10,12 +10,11 @@ import type { LoadedModel } from '@fedsam/shared/model/presets';
 import { adamDispose, adamInit, type AdamState } from '@fedsam/shared/train/adam';
 import { join } from 'node:path';
 import type { EmbeddingCache } from './cache.ts';
-import type { FitConfig } from './localEngine.ts';
+import { boxJitterOf, type FitConfig } from './localEngine.ts';
 import { decoderToHost, setDecoderFromHost } from './decoderWeights.ts';
 import { SiteOptimizerState } from './optimizerState.ts';
 import { readSiteState, removeSiteState, writeSiteState } from './siteStateFile.ts';
 import { trainDecoder, type EngineItem } from './trainer.ts';
-import { RECIPE_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 
 export const PERSONAL_MODEL_FILE = 'personal.safetensors';
 export const PERSONAL_OPTIMIZER_FILE = 'personal-optimizer.safetensors';
@@ -63,7 +62,7 @@ export class SitePersonalModel {
     const adam = (this.adam ??= adamInit());
     try {
       await trainDecoder(loaded, cache, train, [], {
-        epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round + SEED_OFFSET, points: cfg.points, jitter: cfg.boxJitter ?? RECIPE_BOX_JITTER,
+        epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round + SEED_OFFSET, points: cfg.points, jitter: boxJitterOf(cfg),
         proximalMu: lambda, proximalAnchor: global, adam, dataParallel: false, quiet: true,
       });
     } catch (e) {

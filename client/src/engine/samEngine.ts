@@ -3,7 +3,7 @@
 // Ditto, train the site's personal decoder after that: personalModel.ts).
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import type { LoadedModel } from '@fedsam/shared/model/presets';
-import type { LocalEngine, FitConfig, FitResult, EvaluateResult, FitProgress } from './localEngine.ts';
+import { boxJitterOf, type LocalEngine, type FitConfig, type FitResult, type EvaluateResult, type FitProgress } from './localEngine.ts';
 import type { EmbeddingCache } from './cache.ts';
 import { trainDecoder, evaluateItems, startDataParallel, usesDataParallel, type EngineItem } from './trainer.ts';
 import type { DataParallel } from './dataParallel.ts';
@@ -13,7 +13,6 @@ import { SiteDriftControl } from './driftControl.ts';
 import { decoderToHost, setDecoderFromHost } from './decoderWeights.ts';
 import { SitePersonalModel } from './personalModel.ts';
 import { saveModelFolder } from '../modelFolder.ts';
-import { RECIPE_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 
 export class SamEngine implements LocalEngine {
   readonly baseModelHash: string;
@@ -96,7 +95,7 @@ export class SamEngine implements LocalEngine {
     if (cfg.scaffold) this.driftCleared = false;
     const history = await trainDecoder(this.loaded, this.cache, this.train, [], {
       epochs: cfg.epochs, lr: cfg.lr, batchSize: cfg.batchSize, seed: cfg.seed * 1000 + cfg.round, proximalMu: cfg.proximalMu, quiet: this.opts.quiet,
-      jitter: cfg.boxJitter ?? RECIPE_BOX_JITTER,
+      jitter: boxJitterOf(cfg),
       adam, warmupSteps: cfg.warmupSteps, driftCorrection: correction,
       dataParallel: wantDp ? await (this.dp ??= startDataParallel(this.loaded).catch((e) => { this.dp = undefined; throw e; })) : false, points: cfg.points,
       onStep: this.opts.onProgress ? (p) => this.opts.onProgress!({ round: cfg.round, ...p }) : undefined,
