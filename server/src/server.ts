@@ -1,6 +1,4 @@
 // runServer: the aggregation daemon (gRPC service + round driver + persistence + /metrics).
-import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '@fedsam/shared/train/lr';
-import { RECIPE_BOX_JITTER, TINY_MODEL_BOX_JITTER } from '@fedsam/shared/train/boxJitter';
 import { isDirectory } from '@fedsam/shared/fsutil';
 import { mkdir, readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -8,7 +6,7 @@ import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
 import type { SamConfig } from '@fedsam/shared/config';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
-import { DEFAULT_MODEL, modelFolder } from '@fedsam/shared/model/builtin';
+import { DEFAULT_MODEL, fineTuneDefaults, modelFolder } from '@fedsam/shared/model/builtin';
 import { saveSamCheckpoint } from '@fedsam/shared/checkpoint/save';
 import { readSafetensors, type HostTensor } from '@fedsam/shared/safetensors';
 import { frozenEncodersHash } from '@fedsam/shared/checkpoint/baseModelHash';
@@ -123,9 +121,10 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
   if (cfg.sites.length === 0) throw new ServerConfigError('no sites configured: add sites [{name, token_sha256}] (or --site NAME:SHA256)');
 
   const init = await loadInitialModel(cfg, opts, log);
-  // fit.lr null: the base model's own (the built-in model's, else the SAM recipe's)
-  if (cfg.fit.lr === null) cfg.fit.lr = cfg.base_model === DEFAULT_MODEL ? TINY_MODEL_LR : SAM_FINETUNE_LR;
-  if (cfg.fit.box_jitter === null) cfg.fit.box_jitter = cfg.base_model === DEFAULT_MODEL ? TINY_MODEL_BOX_JITTER : RECIPE_BOX_JITTER;
+  // fit.lr and fit.box_jitter null: the base model's own (the built-in model's, else the SAM recipe's)
+  const defaults = fineTuneDefaults(cfg.base_model === DEFAULT_MODEL);
+  cfg.fit.lr ??= defaults.lr;
+  cfg.fit.box_jitter ??= defaults.boxJitter;
   const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);

@@ -1,10 +1,9 @@
 // Where a SamModel comes from: an HF folder the user downloaded (config.json + model.safetensors), or the
 // built-in small model that ships with fedsam and runs everything on two CPU cores in minutes.
-import { SAM_FINETUNE_LR, TINY_MODEL_LR } from '../train/lr.ts';
-import { RECIPE_BOX_JITTER, TINY_MODEL_BOX_JITTER, type BoxJitter } from '../train/boxJitter.ts';
+import type { BoxJitter } from '../train/boxJitter.ts';
 import { access } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { DEFAULT_MODEL, DEFAULT_MODEL_DIR } from './builtin.ts';
+import { DEFAULT_MODEL, DEFAULT_MODEL_DIR, fineTuneDefaults } from './builtin.ts';
 import type { SamConfig } from '../config.ts';
 import { frozenEncodersHash } from '../checkpoint/baseModelHash.ts';
 import { hashWeights } from '../checkpoint/hash.ts';
@@ -83,9 +82,10 @@ export async function loadModel(spec: string | undefined, opts: { parts?: SamPar
   const hashes = frozenHashes(weights);
   const { tfjs, visionHost } = placeWeights(weights, onHost);
   const model = SamModel.fromHost(config, tfjs);
+  const defaults = fineTuneDefaults(builtin);
   return {
     source: builtin ? DEFAULT_MODEL : dir, config, model, processor: await processorFor(config, dir), ...hashes,
-    recommendedLr: builtin ? TINY_MODEL_LR : SAM_FINETUNE_LR, recommendedBoxJitter: builtin ? TINY_MODEL_BOX_JITTER : RECIPE_BOX_JITTER, visionHost,
+    recommendedLr: defaults.lr, recommendedBoxJitter: defaults.boxJitter, visionHost,
   };
 }
 
