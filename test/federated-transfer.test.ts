@@ -20,11 +20,13 @@ import { credentials, Metadata } from '@grpc/grpc-js';
 import { collectGarbage } from '@fedsam/client/daemon/heap';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { runInNewContext } from 'node:vm';
-import { FAKE_BASE_HASH, tinyDecoder } from './helpers/fake-engine.ts';
+import { FAKE_BASE_HASH, fakeEngine, tinyDecoder } from './helpers/fake-engine.ts';
 import { runServer } from '@fedsam/server/server';
 import { Connection } from '@fedsam/client/daemon/connection';
 import { fedsamClientConstructor } from '@fedsam/client/daemon/proto';
-import { quietLogger, sitesConfig, tempDir, tokenFor } from './helpers/fed-harness.ts';
+import { captureLogs, quietLogger, sitesConfig, tempDir, tokenFor, until } from './helpers/fed-harness.ts';
+import { runClient } from '@fedsam/client/daemon/client';
+import { fitConfigFromWire, InvalidFitConfigError } from '@fedsam/client/daemon/fitConfig';
 
 function bigDecoder(): Map<string, import('@fedsam/shared/safetensors').HostTensor> {
   const a = new Float32Array(700_000).map((_, i) => Math.sin(i));
@@ -463,5 +465,33 @@ test('box_jitter: null resolves to the base model\'s own (SAM\'s noise for the b
       conn.close();
       await server.stop('test done');
     }
+  }
+});
+
+test('a FitConfig the site cannot read (a malformed box_jitter) is abandoned with a reason naming the field, before any download or training', async () => {
+  const wc = { epochs: 2, lr: 0.01, batch_size: 3, proximal_mu: 0, seed: 4, params: { scaffold: 1 } };
+  assert.equal(fitConfigFromWire(wc, 1).boxJitter, 20, 'an older server: the recipe\'s noise');
+  assert.equal(fitConfigFromWire({ ...wc, box_jitter: 'sam' }, 1).boxJitter, 'sam');
+  assert.deepEqual(fitConfigFromWire(undefined, 3), { epochs: 1, lr: 1e-5, batchSize: 1, proximalMu: 0, seed: 0, round: 3, optimizerState: 'fresh', warmupSteps: 0, boxJitter: 20 });
+  assert.throws(() => fitConfigFromWire({ ...wc, box_jitter: 'loose' }, 1), (e: unknown) => e instanceof InvalidFitConfigError && e.field === 'box_jitter');
+
+  const logs = captureLogs();
+  const server = await runServer(
+    { listen: '127.0.0.1:0', rounds: 1, min_available_clients: 1, min_fit_clients: 1, round_timeout_s: 30, long_poll_s: 1, evaluate_every: 0, metrics: null,
+      shutdown_grace_s: 1, base_model_hash: FAKE_BASE_HASH, out_dir: await tempDir(), sites: sitesConfig(['site-a']) },
+    { logger: quietLogger(), initialDecoder: tinyDecoder(3) },
+  );
+  // a server this release would not send: the value goes out as it is
+  (server.config.fit as { box_jitter: unknown }).box_jitter = 'loose';
+  const engine = fakeEngine({ target: 0.1, delta: 1, numExamples: 3 });
+  const client = runClient({ server: `127.0.0.1:${server.port}`, token: tokenFor('site-a'), site: 'site-a', engine, logger: logs.logger, backoff: { initialMs: 50, maxMs: 300 } });
+  try {
+    await until(() => !!logs.find('task_abandoned'), 10_000, 'the site abandons the task');
+    assert.match(String(logs.find('task_abandoned')!.reason), /FitConfig\.box_jitter: .*"loose"/);
+    assert.equal(engine.fits.length, 0, 'nothing trained');
+  } finally {
+    client.stop();
+    await server.stop('test done');
+    await client.done.catch(() => undefined);
   }
 });

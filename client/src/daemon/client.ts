@@ -7,12 +7,11 @@ import { abortableSleep } from '@fedsam/shared/abortableSleep';
 import type { HostTensor } from '@fedsam/shared/safetensors';
 import { findNonFinite, type EncodedTransfer } from '@fedsam/shared/transfer/codec';
 import { manifestOfLayout } from '@fedsam/shared/transfer/manifest';
-import { DITTO_LAMBDA_PARAM, SCAFFOLD_PARAM, type Task, type WireDtype } from '@fedsam/shared/transfer/messages';
+import type { Task, WireDtype } from '@fedsam/shared/transfer/messages';
 import type { FitConfig, LocalEngine } from '../engine/localEngine.ts';
-import { SAM_FINETUNE_LR } from '@fedsam/shared/train/lr';
 import { Connection, type ConnectionOptions, type TlsOptions } from './connection.ts';
 import { collectGarbage } from './heap.ts';
-import { boxJitterFromWire } from '@fedsam/shared/train/boxJitter';
+import { fitConfigFromWire, InvalidFitConfigError } from './fitConfig.ts';
 
 export interface BackoffOptions {
   initialMs: number;
@@ -205,20 +204,18 @@ export function runClient(opts: RunClientOptions): ClientHandle {
   }
 
   async function fit(c: Connection, task: Task, signal: AbortSignal): Promise<void> {
-    const wc = task.fit?.config;
     if (!pending || pending.taskId !== task.task_id) {
       pending = undefined;
+      let cfg: FitConfig;
+      try {
+        cfg = fitConfigFromWire(task.fit?.config, task.round);
+      } catch (e) {
+        if (!(e instanceof InvalidFitConfigError)) throw e;
+        await abandon(c, task, e.message);
+        return;
+      }
       const g = await downloadFor(c, task, signal);
       if (!g) return;
-      const dittoLambda = wc?.params?.[DITTO_LAMBDA_PARAM];
-      const cfg: FitConfig = {
-        epochs: wc?.epochs ?? 1, lr: wc?.lr || SAM_FINETUNE_LR, batchSize: wc?.batch_size ?? 1, proximalMu: wc?.proximal_mu ?? 0, seed: wc?.seed ?? 0, round: task.round,
-        ...(wc?.points_positive || wc?.points_negative ? { points: { positive: wc.points_positive ?? 0, negative: wc.points_negative ?? 0 } } : {}),
-        optimizerState: wc?.optimizer_state === 'keep' ? 'keep' : 'fresh', warmupSteps: wc?.warmup_steps ?? 0,
-        boxJitter: boxJitterFromWire(wc?.box_jitter),
-        ...((wc?.params?.[SCAFFOLD_PARAM] ?? 0) > 0 ? { scaffold: true } : {}),
-        ...(dittoLambda !== undefined && Number.isFinite(dittoLambda) && dittoLambda >= 0 ? { ditto: { lambda: dittoLambda } } : {}),
-      };
       log.info({ event: 'fit_started', site, round: task.round, config: cfg, global_version: g.version }, 'local training');
       let res;
       try {
