@@ -1,6 +1,7 @@
 // Parsers for command-line values (every subcommand's): each error names the flag and the expected form.
 import { InvalidArgumentError } from 'commander';
 import { parseBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
+import { parseBoxCrop, type BoxCrop } from '@fedsam/shared/boxCrop';
 
 export function parseNumberList(flag: string, n: number) {
   return (v: string): number[] => {
@@ -92,6 +93,17 @@ export function parseBoxJitterArg(flag: string) {
       return parseBoxJitter(v);
     } catch {
       throw new InvalidArgumentError(`${flag} expects 'sam' (SAM's box noise) or a whole number of pixels (the HF recipe's outward jitter, e.g. 20), got "${v}"`);
+    }
+  };
+}
+
+/** 'off' or a crop size in box sides (shared/src/boxCrop.ts). */
+export function parseBoxCropArg(flag: string) {
+  return (v: string): BoxCrop => {
+    try {
+      return parseBoxCrop(v, flag);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
     }
   };
 }

@@ -3,7 +3,8 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_MODEL } from '@fedsam/shared/model/presets';
 import { ServerConfigSchema } from '@fedsam/server/config';
-import { parseFraction, parseNonNegInt } from './args.ts';
+import { BOX_CROP_HELP } from '@fedsam/shared/boxCrop';
+import { parseBoxCropArg, parseFraction, parseNonNegInt } from './args.ts';
 
 export const print = (s: string) => process.stdout.write(s + '\n');
 
@@ -36,6 +37,7 @@ export function siteDataOptions(cmd: Command): Command {
     .addOption(new Option('--float16-cache', 'store cached embeddings as float16 (half the disk)'))
     .addOption(new Option('--window <L,W>', 'NIfTI: CT window level,width (default: 0.5-99.5 percentile clipping)'))
     .addOption(new Option('--axis <n>', 'NIfTI: slicing axis 0..2').argParser(parseNonNegInt('--axis')))
+    .addOption(new Option('--box-crop <n|off>', BOX_CROP_HELP).argParser(parseBoxCropArg('--box-crop')))
     .addOption(new Option('--quiet', 'no progress bars'));
 }
 

@@ -18,6 +18,7 @@ import { saveModelFolder } from '@fedsam/client/modelFolder';
 import { runSimulation, type SimulationRound } from './simulation.ts';
 import { simulateConsole } from './simulateConsole.ts';
 import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
+import type { BoxCrop } from '@fedsam/shared/boxCrop';
 
 export interface SimulateOptions {
   sites: number;
@@ -55,6 +56,8 @@ export interface SimulateOptions {
   dittoLambda?: number;
   /** Box-prompt noise in local training (every row); default: the model's own. */
   boxJitter?: BoxJitter;
+  /** Every site segments each object in a crop of this many box sides (shared/src/boxCrop.ts); default: the whole image. */
+  boxCrop?: BoxCrop;
   quiet?: boolean;
   /** HOST:PORT of the live page, or false for none. */
   dashboard?: string | false;
@@ -97,7 +100,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   if (single) print(`splitting ${data} across ${o.sites} sites by group (${o.nonIid ? 'non-IID: by object size' : 'IID'})`);
   const names = folders.map((_, i) => `site-${i + 1}`);
   // Each site in its own worker thread (own tfjs backend, model and cache): several sites use several cores.
-  const siteOpts = (i: number) => ({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir,
+  const siteOpts = (i: number) => ({ model: o.model, data: folders[i], valSplit: o.valSplit, seed: o.seed, cacheDir: o.cacheDir, boxCrop: o.boxCrop,
     partition: single ? { sites: o.sites, index: i, seed: o.seed, nonIid: !!o.nonIid } : undefined });
   const engines = await Promise.all(folders.map((_, i) => SiteWorkerEngine.start(siteOpts(i))));
   const base = await loadModel(o.model);
@@ -110,7 +113,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}${typeof o.boxCrop === 'number' ? `, box crops of ${o.boxCrop} box sides` : ''}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;

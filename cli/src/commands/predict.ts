@@ -2,7 +2,8 @@
 import { Option, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { predict } from '@fedsam/client/local/predict';
-import { parseNumberList, parsePoint } from '../args.ts';
+import { parseBoxCropArg, parseNumberList, parsePoint } from '../args.ts';
+import { BOX_CROP_HELP } from '@fedsam/shared/boxCrop';
 import { MODEL_HELP, print } from '../options.ts';
 
 export function registerPredictCommand(program: Command): Command {
@@ -15,6 +16,7 @@ export function registerPredictCommand(program: Command): Command {
     .addOption(new Option('--out <mask.png>', 'binary mask (0/255) at the image size').makeOptionMandatory())
     .addOption(new Option('--overlay <overlay.png>', 'picture of the mask (blue) and the prompt box (yellow) drawn over the image'))
     .addOption(new Option('--multimask', 'predict 3 masks and keep the one with the highest predicted IoU'))
+    .addOption(new Option('--box-crop <n|off>', BOX_CROP_HELP).argParser(parseBoxCropArg('--box-crop')))
     .action(async (o) => {
       const r = await predict(o);
       print(`mask: ${resolve(o.out)} (${r.width}x${r.height}, ${r.pixels} foreground pixels)`);

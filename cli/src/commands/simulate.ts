@@ -4,7 +4,8 @@ import { Option, InvalidArgumentError, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { STRATEGY_NAMES } from '@fedsam/server/strategy/config';
 import { FitSchema } from '@fedsam/server/config';
-import { parseBoxJitterArg, parseCounts, parseFraction, parseNonNegFloat, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
+import { parseBoxCropArg, parseBoxJitterArg, parseCounts, parseFraction, parseNonNegFloat, parseNonNegInt, parsePositiveFloat, parsePositiveInt } from '../args.ts';
+import { BOX_CROP_HELP } from '@fedsam/shared/boxCrop';
 import { DITTO_LAMBDA_HELP, FINAL_AVERAGE_ROUNDS_HELP, MODEL_HELP, print, timestampedRun } from '../options.ts';
 import { simulate } from '../simulate.ts';
 import { BOX_JITTER_HELP } from '@fedsam/shared/train/boxJitter';
@@ -37,6 +38,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--image-size <px>', 'synthetic image size').argParser(parsePositiveInt('--image-size')).default(256))
     .addOption(new Option('--optimizer-state <mode>', `sites keep their Adam state across rounds (keep) or start a fresh one every round (fresh); default ${FitSchema.parse({}).optimizer_state}`).choices(['keep', 'fresh']))
     .addOption(new Option('--box-jitter <sam|px>', BOX_JITTER_HELP).argParser(parseBoxJitterArg('--box-jitter')))
+    .addOption(new Option('--box-crop <n|off>', BOX_CROP_HELP).argParser(parseBoxCropArg('--box-crop')))
     .addOption(new Option('--warmup-steps <n>', `linear lr warm-up over a site optimizer's first n steps (default ${FitSchema.parse({}).warmup_steps})`).argParser(parseNonNegInt('--warmup-steps')))
     .addOption(new Option('--lr-decay <f>', `round r trains with lr x f^(r-1) (default ${FitSchema.parse({}).lr_decay}: constant)`).argParser(parsePositiveFloat('--lr-decay')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (with --strategy fedavgm)').argParser(parseFraction('--server-momentum')))

@@ -9,6 +9,8 @@ import { Rng } from '../data/rng.ts';
 import type { DatasetReport, Sample } from '../data/types.ts';
 import type { LoadOptions } from '../data/options.ts';
 import { EmbeddingCache } from './cache.ts';
+import { boxCropFactor, type BoxCrop } from '@fedsam/shared/boxCrop';
+import { cropSample } from '../data/cropSample.ts';
 import { prepareItems, type EngineItem } from './trainer.ts';
 
 export function defaultCacheDir(): string {
@@ -32,6 +34,8 @@ export interface SiteOptions {
   partition?: Partition;
   /** Embedding worker threads (default: as many as pay, see embedPool.ts; 0 = embed on this thread). */
   embedWorkers?: number;
+  /** Segment each object in a crop of this many box sides around its box (shared/src/boxCrop.ts); default: the whole image. */
+  boxCrop?: BoxCrop;
   log?: (line: string) => void;
 }
 
@@ -76,8 +80,12 @@ export async function prepareSite(o: SiteOptions): Promise<Site> {
   const loaded = typeof o.model === 'object' ? o.model : await loadModel(o.model);
   const loadedSet = await loadDataset(o.data, o.dataset);
   const report = loadedSet.report;
-  const samples = o.partition ? partitionSamples(loadedSet.samples, o.partition) : loadedSet.samples;
+  const mine = o.partition ? partitionSamples(loadedSet.samples, o.partition) : loadedSet.samples;
+  const modelInput = loaded.processor.longestEdge;
+  const crop = boxCropFactor(o.boxCrop);
+  const samples = crop !== undefined ? mine.map((s) => cropSample(s, modelInput, crop)) : mine;
   o.log?.(formatReport(report));
+  if (crop !== undefined) o.log?.(`box crops: each object in a square of ${crop} x its box's longer side, resized to ${modelInput} px`);
   const split = o.noSplit
     ? { train: samples, val: samples, trainGroups: [], valGroups: [] }
     : splitByGroup(samples, { valFraction: o.valSplit ?? 0.2, seed: o.seed ?? 0 });

@@ -7,6 +7,7 @@ import { writeOverlayPng, overlayMask } from '@fedsam/shared/image';
 import { prepareSite, type SiteOptions } from '../engine/site.ts';
 import { evaluateItems, type EvalMetrics } from '../engine/trainer.ts';
 import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
+import { boxCropFactor } from '@fedsam/shared/boxCrop';
 
 export interface EvaluateLocalOptions extends SiteOptions {
   overlays?: string;
@@ -19,6 +20,10 @@ export interface EvaluateLocalOptions extends SiteOptions {
 }
 
 export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<EvalMetrics> {
+  if (o.boxJitter !== undefined && boxCropFactor(o.boxCrop) !== undefined) {
+    // the crop is placed around the tight box; loose prompt boxes inside it would be told where the object is
+    throw new Error('--box-jitter and --box-crop cannot be combined yet: the crop would be placed around the tight box, which a loose prompt box does not know');
+  }
   const site = await prepareSite({ ...o, noSplit: o.split === 'all', log: (l) => process.stderr.write(l + '\n') });
   const items = site.val;
   if (!items.length) throw new Error('the validation split is empty (one group only?): use --split all');

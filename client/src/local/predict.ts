@@ -10,6 +10,7 @@ import type { SamConfig } from '@fedsam/shared/config';
 import type { SamProcessor } from '@fedsam/shared/processor';
 import { join } from 'node:path';
 import { writeMaskPng, writeOverlayPng } from '@fedsam/shared/image';
+import { boxCropFactor, boxCropRect, cropImage, uncropMask, type BoxCrop, type CropRect } from '@fedsam/shared/boxCrop';
 
 export interface PredictOptions {
   model?: string;
@@ -19,6 +20,8 @@ export interface PredictOptions {
   out: string;
   overlay?: string;
   multimask?: boolean;
+  /** Segment in a crop of this many box sides around the box (shared/src/boxCrop.ts); default: the whole image. */
+  boxCrop?: BoxCrop;
 }
 
 /** The model to predict with: an HF SamModel folder (or the built-in model) on the chosen engine, or a transformers.js ONNX folder. */
@@ -48,9 +51,17 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     const multimask = !!o.multimask;
     const L = 4 * loaded.config.prompt.imageEmbeddingSize;
     const inference = loaded.inference;
-    const emb = await inference.embed({ data: pre.pixelValues, shape: pre.shape });
-    const box = rescaleBoxes([o.box], pre.originalSize, pre.reshapedInputSize)[0]!;
-    const pts = o.point?.length ? rescalePoints(o.point.map((p) => [p[0], p[1]]), pre.originalSize, pre.reshapedInputSize) : undefined;
+    // with --box-crop the model sees a square around the box (and the points), and the mask is pasted back
+    const bounds = [o.box, ...(o.point ?? []).map((p) => [p[0], p[1], p[0], p[1]])];
+    const factor = boxCropFactor(o.boxCrop);
+    const crop: CropRect | undefined = factor === undefined ? undefined : boxCropRect(
+      [Math.min(...bounds.map((b) => b[0])), Math.min(...bounds.map((b) => b[1])), Math.max(...bounds.map((b) => b[2])), Math.max(...bounds.map((b) => b[3]))].map(Math.floor),
+      W, H, loaded.processor.longestEdge, factor);
+    const dx = crop?.x ?? 0, dy = crop?.y ?? 0;
+    const input = crop ? loaded.processor.preprocessRGB(cropImage(pre.image, crop)) : pre;
+    const emb = await inference.embed({ data: input.pixelValues, shape: input.shape });
+    const box = rescaleBoxes([[x0 - dx, y0 - dy, x1 - dx, y1 - dy]], input.originalSize, input.reshapedInputSize)[0]!;
+    const pts = o.point?.length ? rescalePoints(o.point.map((p) => [p[0] - dx, p[1] - dy]), input.originalSize, input.reshapedInputSize) : undefined;
     const out = await inference.decode({
       embeddingsNHWC: emb,
       inputBoxes: { data: Float32Array.from(box), shape: [1, 1, 4] },
@@ -63,7 +74,8 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     for (let i = 1; i < ious.length; i++) if (ious[i] > ious[best]) best = i;
     const low = out.predMasks.data.slice(best * L * L, (best + 1) * L * L);
     const iou = ious[best];
-    const full = postProcessMask(low, [L, L], pre.originalSize, pre.reshapedInputSize, loaded.processor.config.pad_size);
+    const inInput = postProcessMask(low, [L, L], input.originalSize, input.reshapedInputSize, loaded.processor.config.pad_size);
+    const full = crop ? uncropMask(inInput, crop, W, H, -Infinity) : inInput; // nothing outside the crop
     let pixels = 0;
     for (let i = 0; i < full.length; i++) if (full[i] > 0) pixels++;
     await writeMaskPng(o.out, full, W, H);
