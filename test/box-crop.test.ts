@@ -87,15 +87,16 @@ test('a cropped sample is the same object: its mask pasted back is the original,
   assert.equal(keys.size, 6, 'every crop is embedded (and cached) on its own');
 });
 
-test('fedsam evaluate --box-crop and fedsam predict --box-crop give the same masks; the baselines do not move; loose boxes are refused', async () => {
+test('the built-in model crops by default; fedsam evaluate and fedsam predict give the same masks in box crops; the baselines do not move; loose boxes place the crop', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-boxcrop-cli-'));
   await squaresDataset(join(dir, 'data'));
   const common = ['--data', join(dir, 'data'), '--split', 'all', '--cache-dir', join(dir, 'cache'), '--quiet', '--json'];
-  const whole = await fedsam(['evaluate', ...common]);
-  const cropped = await fedsam(['evaluate', ...common, '--box-crop', '2']);
+  const whole = await fedsam(['evaluate', ...common, '--box-crop', 'off']);
+  const cropped = await fedsam(['evaluate', ...common]); // the built-in model folder declares fedsam_box_crop 2
+  assert.deepEqual((await fedsam(['evaluate', ...common, '--box-crop', '2'])).stdout, cropped.stdout);
   assert.equal(whole.code, 0, whole.stderr);
   assert.equal(cropped.code, 0, cropped.stderr);
-  type Doc = { objects: { id: string; dice: number; boxDice: number; otsuDice: number }[] };
+  type Doc = { prompts: string; objects: { id: string; dice: number; boxDice: number; otsuDice: number }[] };
   const w = JSON.parse(whole.stdout) as Doc, c = JSON.parse(cropped.stdout) as Doc;
   assert.deepEqual(c.objects.map((o) => [o.id, o.boxDice, o.otsuDice]), w.objects.map((o) => [o.id, o.boxDice, o.otsuDice]));
   assert.notDeepEqual(c.objects.map((o) => o.dice), w.objects.map((o) => o.dice), 'the crop changes what the model sees');
@@ -103,8 +104,9 @@ test('fedsam evaluate --box-crop and fedsam predict --box-crop give the same mas
   const { samples } = await loadDataset(join(dir, 'data'));
   for (const s of samples.filter((x) => x.id.startsWith('img0:'))) { // one image: a 6-px square, a 14-px square, a 40-px disc
     const out = join(dir, `${s.id.replace(':', '_')}.png`);
-    const p = await fedsam(['predict', '--image', (s.source as { path: string }).path, '--box', s.box.join(','), '--out', out, '--box-crop', '2']);
+    const p = await fedsam(['predict', '--image', (s.source as { path: string }).path, '--box', s.box.join(','), '--out', out]);
     assert.equal(p.code, 0, p.stderr);
+    assert.match(p.stdout, /segmented in the box crop x \d+\.\.\d+, y \d+\.\.\d+/);
     const { data } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
     const pred = new Uint8Array(s.width * s.height);
     for (let i = 0; i < pred.length; i++) pred[i] = data[i * (data.length / pred.length)]! > 127 ? 1 : 0;
@@ -112,9 +114,12 @@ test('fedsam evaluate --box-crop and fedsam predict --box-crop give the same mas
     assert.ok(Math.abs(dice(pred, await s.loadMask()) - want) < 1e-6, `${s.id}: predict ${dice(pred, await s.loadMask())} vs evaluate ${want}`);
   }
 
-  const both = await fedsam(['evaluate', ...common, '--box-crop', '2', '--box-jitter', '10']);
-  assert.notEqual(both.code, 0);
-  assert.match(both.stderr, /--box-jitter and --box-crop cannot be combined/);
+  // loose boxes: drawn before cropping (the crop lies around the box a user drew), the same draws as without crops
+  const looseWhole = JSON.parse((await fedsam(['evaluate', ...common, '--box-crop', 'off', '--box-jitter', '10', '--seed', '4'])).stdout) as Doc;
+  const looseCrop = JSON.parse((await fedsam(['evaluate', ...common, '--box-jitter', '10', '--seed', '4'])).stdout) as Doc;
+  assert.match(looseCrop.prompts, /0-10 px.*seed 4, in box crops of 2 box sides/);
+  assert.deepEqual(looseCrop.objects.map((o) => [o.id, o.boxDice, o.otsuDice]), looseWhole.objects.map((o) => [o.id, o.boxDice, o.otsuDice]));
+  assert.ok(looseCrop.objects.some((o, i) => o.boxDice < c.objects[i]!.boxDice), 'the boxes are loose');
   const bad = await fedsam(['evaluate', ...common, '--box-crop', 'wide']);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--box-crop must be 'off' or a number from 1 to 16/);

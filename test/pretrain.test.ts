@@ -1,6 +1,7 @@
 // Pretraining the whole model: encoder gradients against finite differences, the loop (loss goes down, resume is
 // bit-identical, memory is stable), and the saved folder working with the other commands.
 import { test } from 'node:test';
+import { BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@fedsam/shared/backend';
@@ -218,16 +219,22 @@ test('fedsam pretrain --eval records held-out Dice at every checkpoint, the same
   assert.equal(s.code, 0, s.stderr);
   const p = await fedsam(['pretrain', '--out', model, '--steps', '2', '--batch-size', '1', '--config', arch, '--checkpoint-every', '1', '--eval', data]);
   assert.equal(p.code, 0, p.stderr);
-  assert.match(p.stdout, /held-out at step 2: box-prompt Dice [0-9.]+ over \d+ objects/);
-  const read = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { step: number; n: number; dice: number; boxDice: number; otsuDice: number });
+  assert.match(p.stdout, /held-out at step 2: box-prompt Dice [0-9.]+ on the whole image, [0-9.]+ in box crops, over \d+ objects/);
+  const read = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { step: number; n: number; dice: number; boxCropDice: number; boxDice: number; otsuDice: number });
   const first = await read();
   assert.deepEqual(first.map((e) => e.step), [1, 2]);
-  const e = await fedsam(['evaluate', '--model', model, '--data', data, '--split', 'all', '--json', '--quiet'], { FEDSAM_CACHE_DIR: join(dir, 'cache') });
-  assert.equal(e.code, 0, e.stderr);
-  const mean = (JSON.parse(e.stdout) as { mean: { n: number; dice: number; boxDice: number; otsuDice: number } }).mean;
+  // the model folder declares box crops (as the built-in's does): evaluate uses them unless told --box-crop off
+  assert.equal(JSON.parse(await readFile(join(model, 'preprocessor_config.json'), 'utf8')).fedsam_box_crop, BOX_CROP_CONTEXT);
+  const evaluate = async (crop: string[]) => {
+    const e = await fedsam(['evaluate', '--model', model, '--data', data, '--split', 'all', '--json', '--quiet', ...crop], { FEDSAM_CACHE_DIR: join(dir, 'cache') });
+    assert.equal(e.code, 0, e.stderr);
+    return (JSON.parse(e.stdout) as { mean: { n: number; dice: number; boxDice: number; otsuDice: number } }).mean;
+  };
+  const mean = await evaluate(['--box-crop', 'off']), cropped = await evaluate([]);
   const last = first.at(-1)!;
   assert.equal(last.n, mean.n);
   assert.ok(Math.abs(last.dice - mean.dice) < 1e-9, `${last.dice} vs ${mean.dice}`);
+  assert.ok(Math.abs(last.boxCropDice - cropped.dice) < 1e-9, `${last.boxCropDice} vs ${cropped.dice}`);
   assert.equal(last.boxDice, mean.boxDice);
   assert.equal(last.otsuDice, mean.otsuDice);
 });

@@ -1,6 +1,7 @@
 // runServer: the aggregation daemon (gRPC service + round driver + persistence + /metrics).
-import { isDirectory } from '@fedsam/shared/fsutil';
-import { mkdir, readFile } from 'node:fs/promises';
+import { isDirectory, pathExists } from '@fedsam/shared/fsutil';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { logger as sharedLogger } from '@fedsam/shared/log';
@@ -233,6 +234,9 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
         const merged = new Map(ck.weights);
         for (const [n, t] of coordinator.globalWeights) merged.set(n, t);
         await saveSamCheckpoint(cfg.export_merged, ck.config, merged);
+        // how the base model's inputs are prepared (its resize, and fedsam_box_crop) goes along with it
+        const pp = join(modelFolder(cfg.base_model), 'preprocessor_config.json');
+        if (await pathExists(pp)) await copyFile(pp, join(cfg.export_merged, 'preprocessor_config.json'));
         log.info({ event: 'merged_exported', round: coordinator.round, dir: cfg.export_merged }, 'merged model exported');
       }
     } catch (e) {

@@ -11,10 +11,13 @@ export const BOX_CROP_CONTEXT = 2;
 /** Never magnify by more than this: upsampling beyond it adds no detail (crop side ≥ model input / this). */
 export const BOX_CROP_MAX_ZOOM = 4;
 
-export const BOX_CROP_HELP = `crop each object to a square of N × its box's longer side around the box (at most ${BOX_CROP_MAX_ZOOM}× magnification), resized to the model input, instead of segmenting it in the whole image; off = whole image (default: off; ${BOX_CROP_CONTEXT} is the measured choice for the built-in model: README, "Box crops")`;
+export const BOX_CROP_HELP = `crop each object to a square of N × its box's longer side around the box (at most ${BOX_CROP_MAX_ZOOM}× magnification), resized to the model input, instead of segmenting it in the whole image; off = whole image (default: the model folder's fedsam_box_crop, in its preprocessor_config.json: ${BOX_CROP_CONTEXT} for the built-in model, off for SAM weights; README, "Box crops")`;
 
 /** A crop of this many box sides around each box, or 'off' (the whole image). */
 export type BoxCrop = number | 'off';
+
+/** How a model folder prepares its inputs: `fedsam_box_crop` in its preprocessor_config.json, else the whole image. */
+export const modelBoxCrop = (processorConfig: { fedsam_box_crop?: number }): BoxCrop => processorConfig.fedsam_box_crop ?? 'off';
 
 /** The crop factor, or undefined for 'off' / not given. */
 export const boxCropFactor = (c: BoxCrop | undefined): number | undefined => (typeof c === 'number' ? c : undefined);

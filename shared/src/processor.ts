@@ -36,6 +36,8 @@ export const SamPreprocessorConfigSchema = z
     do_pad: z.boolean().default(true),
     pad_size: SizeHW.default({ height: 1024, width: 1024 }),
     do_convert_rgb: z.boolean().default(true),
+    /** FedSAM's, not HF's (which ignores it): segment each object in a crop of this many box sides (boxCrop.ts). */
+    fedsam_box_crop: z.number().min(1).max(16).optional(),
   })
   .passthrough();
 export type SamPreprocessorConfig = z.output<typeof SamPreprocessorConfigSchema>;

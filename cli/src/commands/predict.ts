@@ -21,6 +21,7 @@ export function registerPredictCommand(program: Command): Command {
       const r = await predict(o);
       print(`mask: ${resolve(o.out)} (${r.width}x${r.height}, ${r.pixels} foreground pixels)`);
       if (o.overlay) print(`overlay: ${resolve(o.overlay)}`);
+      if (r.crop) print(`segmented in the box crop x ${r.crop.x}..${r.crop.x + r.crop.width - 1}, y ${r.crop.y}..${r.crop.y + r.crop.height - 1} (--box-crop off: the whole image)`);
       print(`predicted IoU: ${r.iou.toFixed(4)}`);
     });
 }

@@ -2,17 +2,30 @@
 // and mask in the crop's frame, so embedding, caching, training and evaluation need no other change. The ground truth
 // outside the crop is empty (the crop holds the whole box), so Dice on the crop is Dice on the image with nothing
 // predicted outside the crop.
-import { boxCropRect, cropImage, cropMask, BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
+import { boxCropRect, cropImage, cropMask, BOX_CROP_CONTEXT, type CropRect } from '@fedsam/shared/boxCrop';
 import type { Box, Sample } from './types.ts';
 
-/** The sample seen through its box crop: same id, group and label; its own image key, size, box and mask. */
-export function cropSample(s: Sample, modelInput: number, context = BOX_CROP_CONTEXT): Sample {
-  const r = boxCropRect(s.box, s.width, s.height, modelInput, context);
-  const box: Box = [s.box[0] - r.x, s.box[1] - r.y, s.box[2] - r.x, s.box[3] - r.y];
+const holds = (r: CropRect, b: Box) => r.x <= b[0] && r.y <= b[1] && r.x + r.width > b[2] && r.y + r.height > b[3];
+const shift = (b: Box, r: CropRect): Box => [b[0] - r.x, b[1] - r.y, b[2] - r.x, b[3] - r.y];
+
+/**
+ * The sample seen through its box crop: same id, group and label; its own image key, size, box and mask. With a
+ * `promptBox` (a loose box, as a user draws it) the crop is placed around that box, as it would be at inference, and
+ * the box travels along as the sample's prompt; only if that crop missed part of the object (an inward box at the
+ * image's edge) is it widened to hold both, so that Dice stays exact.
+ */
+export function cropSample(s: Sample, modelInput: number, context = BOX_CROP_CONTEXT, promptBox?: Box): Sample {
+  let r = boxCropRect(promptBox ?? s.box, s.width, s.height, modelInput, context);
+  if (promptBox && !holds(r, s.box)) {
+    const both: Box = [Math.min(promptBox[0], s.box[0]), Math.min(promptBox[1], s.box[1]), Math.max(promptBox[2], s.box[2]), Math.max(promptBox[3], s.box[3])];
+    r = boxCropRect(both, s.width, s.height, modelInput, context);
+  }
   return {
     ...s,
     imageKey: `${s.imageKey}#crop=${r.x},${r.y},${r.width},${r.height}`,
-    box, width: r.width, height: r.height,
+    box: shift(s.box, r), width: r.width, height: r.height,
+    ...(promptBox ? { promptBox: shift(promptBox, r) } : {}),
+    cropOf: { sample: s, x: r.x, y: r.y },
     loadImage: async () => cropImage(await s.loadImage(), r),
     loadMask: async () => cropMask(await s.loadMask(), s.width, r),
   };

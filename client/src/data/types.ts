@@ -33,6 +33,10 @@ export interface Sample {
   box: Box;
   /** Object pixel count. */
   area: number;
+  /** The prompt box when it is not `box` (evaluation with loose boxes under box crops: data/cropSample.ts). */
+  promptBox?: Box;
+  /** Set when this sample is a box crop of another (data/cropSample.ts): that sample, and where the crop lies in it. */
+  cropOf?: { sample: Sample; x: number; y: number };
   width: number;
   height: number;
   /** 8-bit RGB pixels at original resolution. */

@@ -6,10 +6,12 @@ import { loadModel, type LoadedModel } from '@fedsam/shared/model/presets';
 import { loadDataset, formatReport } from '../data/datasets.ts';
 import { splitByGroup } from '../data/split.ts';
 import { Rng } from '../data/rng.ts';
-import type { DatasetReport, Sample } from '../data/types.ts';
+import type { Box, DatasetReport, Sample } from '../data/types.ts';
 import type { LoadOptions } from '../data/options.ts';
 import { EmbeddingCache } from './cache.ts';
-import { boxCropFactor, type BoxCrop } from '@fedsam/shared/boxCrop';
+import { boxCropFactor, modelBoxCrop, type BoxCrop } from '@fedsam/shared/boxCrop';
+import type { BoxJitter } from '@fedsam/shared/train/boxJitter';
+import { boxPrompt } from '../data/prompts.ts';
 import { cropSample } from '../data/cropSample.ts';
 import { prepareItems, type EngineItem } from './trainer.ts';
 
@@ -34,8 +36,13 @@ export interface SiteOptions {
   partition?: Partition;
   /** Embedding worker threads (default: as many as pay, see embedPool.ts; 0 = embed on this thread). */
   embedWorkers?: number;
-  /** Segment each object in a crop of this many box sides around its box (shared/src/boxCrop.ts); default: the whole image. */
+  /** Segment each object in a crop of this many box sides around its box (shared/src/boxCrop.ts); default: the model folder's. */
   boxCrop?: BoxCrop;
+  /**
+   * Evaluation with loose prompt boxes under box crops: draw them here (in validation order from `seed`, rounded, as
+   * evaluateItems' promptJitter draws them), so that each crop is placed around the box a user would draw.
+   */
+  cropPromptJitter?: { jitter: BoxJitter; seed: number };
   log?: (line: string) => void;
 }
 
@@ -74,6 +81,8 @@ export interface Site {
   val: EngineItem[];
   trainGroups: string[];
   valGroups: string[];
+  /** The box crop in use (shared/src/boxCrop.ts), undefined for the whole image. */
+  boxCrop: number | undefined;
 }
 
 export async function prepareSite(o: SiteOptions): Promise<Site> {
@@ -81,14 +90,21 @@ export async function prepareSite(o: SiteOptions): Promise<Site> {
   const loadedSet = await loadDataset(o.data, o.dataset);
   const report = loadedSet.report;
   const mine = o.partition ? partitionSamples(loadedSet.samples, o.partition) : loadedSet.samples;
-  const modelInput = loaded.processor.longestEdge;
-  const crop = boxCropFactor(o.boxCrop);
-  const samples = crop !== undefined ? mine.map((s) => cropSample(s, modelInput, crop)) : mine;
   o.log?.(formatReport(report));
-  if (crop !== undefined) o.log?.(`box crops: each object in a square of ${crop} x its box's longer side, resized to ${modelInput} px`);
   const split = o.noSplit
-    ? { train: samples, val: samples, trainGroups: [], valGroups: [] }
-    : splitByGroup(samples, { valFraction: o.valSplit ?? 0.2, seed: o.seed ?? 0 });
+    ? { train: mine, val: mine, trainGroups: [], valGroups: [] }
+    : splitByGroup(mine, { valFraction: o.valSplit ?? 0.2, seed: o.seed ?? 0 });
+  const crop = boxCropFactor(o.boxCrop ?? modelBoxCrop(loaded.processor.config));
+  const modelInput = loaded.processor.longestEdge;
+  let view = (s: Sample): Sample => s;
+  if (crop !== undefined) {
+    o.log?.(`box crops: each object in a square of ${crop} x its box's longer side, resized to ${modelInput} px`);
+    const pj = o.cropPromptJitter, rng = pj ? new Rng(pj.seed).fork('eval-boxes') : undefined;
+    const prompts = new Map(pj ? split.val.map((s) => [s.id, boxPrompt(s.box, s.width, s.height, rng!, pj.jitter).map(Math.round) as Box]) : []);
+    const views = new Map(mine.map((s) => [s.id, cropSample(s, modelInput, crop, prompts.get(s.id))]));
+    view = (s) => views.get(s.id)!;
+  }
+  const samples = mine.map(view);
   const cache = new EmbeddingCache({ dir: o.cacheDir ?? defaultCacheDir(), visionHash: loaded.visionHash, processor: loaded.processor.config, float16: o.float16Cache });
   // One pass over all images (train and validation share the cache), then items per side.
   const all = await prepareItems(loaded, cache, samples, { quiet: o.quiet, workers: o.embedWorkers });
@@ -97,6 +113,6 @@ export async function prepareSite(o: SiteOptions): Promise<Site> {
     loaded, cache, samples, report,
     train: split.train.map((s) => byId.get(s.id)!),
     val: split.val.map((s) => byId.get(s.id)!),
-    trainGroups: split.trainGroups, valGroups: split.valGroups,
+    trainGroups: split.trainGroups, valGroups: split.valGroups, boxCrop: crop,
   };
 }

@@ -288,7 +288,8 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
     baselines?: boolean;
     /**
      * Prompt with noisy boxes instead of the tight one (drawn in item order from `seed`, rounded to whole pixels, as a
-     * hand-drawn box is); the box and Otsu baselines use the same boxes.
+     * hand-drawn box is); the box and Otsu baselines use the same boxes. A sample's own promptBox (drawn before
+     * cropping: engine/site.ts) comes first.
      */
     promptJitter?: { jitter: BoxJitter; seed: number };
   } = {}): Promise<EvalMetrics> {
@@ -300,9 +301,9 @@ export async function evaluateItems(loaded: LoadedModel, cache: EmbeddingCache, 
   let grayOf: { key: string; gray: Uint8Array } | undefined; // label-indexed masks: several objects share one image
   const pj = opts.promptJitter;
   const rng = pj ? new Rng(pj.seed).fork('eval-boxes') : undefined;
-  const prompts = items.map((it): Box => pj
+  const prompts = items.map((it): Box => it.sample.promptBox ?? (pj
     ? boxPrompt(it.sample.box, it.sample.width, it.sample.height, rng, pj.jitter).map(Math.round) as Box
-    : it.sample.box);
+    : it.sample.box));
   for (let i = 0; i < items.length; i += bs) {
     const chunk = items.slice(i, i + bs);
     const boxes = chunk.map((it, j) => modelBox(prompts[i + j]!, it.originalSize, it.reshapedSize));

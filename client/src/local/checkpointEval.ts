@@ -7,13 +7,17 @@ import { join } from 'node:path';
 import { loadDataset } from '../data/datasets.ts';
 import { prepareSite } from '../engine/site.ts';
 import { evaluateItems } from '../engine/trainer.ts';
+import { loadModel } from '@fedsam/shared/model/presets';
+import { BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
 
 export interface CheckpointEval {
   step: number;
   /** Objects evaluated. */
   n: number;
-  /** Mean box-prompt Dice of the model, and of the two baselines on the same objects. */
+  /** Mean box-prompt Dice of the model on the whole image, and of the two baselines on the same objects. */
   dice: number;
+  /** The same in box crops of BOX_CROP_CONTEXT box sides (shared/src/boxCrop.ts), what the model folder declares. */
+  boxCropDice: number;
   boxDice: number;
   otsuDice: number;
 }
@@ -31,13 +35,16 @@ export async function checkEvalData(data: string): Promise<void> {
 export async function evaluateCheckpoint(modelDir: string, data: string, step: number): Promise<CheckpointEval> {
   const cacheDir = await mkdtemp(join(tmpdir(), 'fedsam-pretrain-eval-'));
   try {
-    const site = await prepareSite({ model: modelDir, data, noSplit: true, quiet: true, cacheDir, embedWorkers: 0 });
+    const loaded = await loadModel(modelDir);
     try {
+      const site = await prepareSite({ model: loaded, data, noSplit: true, quiet: true, cacheDir, embedWorkers: 0, boxCrop: 'off' });
       if (!site.val.length) throw new Error(`--eval ${data}: ${NO_OBJECTS}`);
-      const m = await evaluateItems(site.loaded, site.cache, site.val, { baselines: true });
-      return { step, n: m.n, dice: m.dice, boxDice: m.boxDice, otsuDice: m.otsuDice! };
+      const m = await evaluateItems(loaded, site.cache, site.val, { baselines: true });
+      const cropped = await prepareSite({ model: loaded, data, noSplit: true, quiet: true, cacheDir, embedWorkers: 0, boxCrop: BOX_CROP_CONTEXT });
+      const c = await evaluateItems(loaded, cropped.cache, cropped.val);
+      return { step, n: m.n, dice: m.dice, boxCropDice: c.dice, boxDice: m.boxDice, otsuDice: m.otsuDice! };
     } finally {
-      site.loaded.model.dispose();
+      loaded.model.dispose();
     }
   } finally {
     await rm(cacheDir, { recursive: true, force: true });

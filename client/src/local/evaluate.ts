@@ -7,7 +7,7 @@ import { writeOverlayPng, overlayMask } from '@fedsam/shared/image';
 import { prepareSite, type SiteOptions } from '../engine/site.ts';
 import { evaluateItems, type EvalMetrics } from '../engine/trainer.ts';
 import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
-import { boxCropFactor } from '@fedsam/shared/boxCrop';
+import { uncropMask } from '@fedsam/shared/boxCrop';
 
 export interface EvaluateLocalOptions extends SiteOptions {
   overlays?: string;
@@ -20,31 +20,35 @@ export interface EvaluateLocalOptions extends SiteOptions {
 }
 
 export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) => void = (s) => process.stdout.write(s + '\n')): Promise<EvalMetrics> {
-  if (o.boxJitter !== undefined && boxCropFactor(o.boxCrop) !== undefined) {
-    // the crop is placed around the tight box; loose prompt boxes inside it would be told where the object is
-    throw new Error('--box-jitter and --box-crop cannot be combined yet: the crop would be placed around the tight box, which a loose prompt box does not know');
-  }
-  const site = await prepareSite({ ...o, noSplit: o.split === 'all', log: (l) => process.stderr.write(l + '\n') });
+  const jitter = o.boxJitter !== undefined ? { jitter: o.boxJitter, seed: o.seed ?? 0 } : undefined;
+  // under box crops the loose boxes are drawn before cropping, so that each crop lies around the box a user drew
+  const site = await prepareSite({ ...o, cropPromptJitter: jitter, noSplit: o.split === 'all', log: (l) => process.stderr.write(l + '\n') });
   const items = site.val;
   if (!items.length) throw new Error('the validation split is empty (one group only?): use --split all');
   let written = 0;
   if (o.overlays) await mkdir(resolve(o.overlays), { recursive: true });
   const m = await evaluateItems(site.loaded, site.cache, items, {
     baselines: true,
-    promptJitter: o.boxJitter !== undefined ? { jitter: o.boxJitter, seed: o.seed ?? 0 } : undefined,
+    promptJitter: site.boxCrop === undefined ? jitter : undefined,
     onPrediction: async (it, pred, promptBox) => {
       if (!o.overlays || written >= o.overlayCount) return;
-      const img = await it.sample.loadImage();
-      const gt = await it.sample.loadMask();
+      // a box crop is drawn in its whole image: the prediction pasted back, the box where the user drew it
+      const c = it.sample.cropOf;
+      const sample = c?.sample ?? it.sample;
+      const img = await sample.loadImage();
+      const gt = await sample.loadMask();
+      const mask = c ? uncropMask(pred, { x: c.x, y: c.y, width: it.sample.width, height: it.sample.height }, sample.width, sample.height) : pred;
+      const box = c ? [promptBox[0] + c.x, promptBox[1] + c.y, promptBox[2] + c.x, promptBox[3] + c.y] : promptBox;
       // prediction filled in blue, ground truth outlined in green, the prompt box in yellow
-      const withPred = { ...img, data: overlayMask(img, pred, { color: [30, 144, 255], alpha: 0.45 }) };
+      const withPred = { ...img, data: overlayMask(img, mask, { color: [30, 144, 255], alpha: 0.45 }) };
       const file = join(resolve(o.overlays), `${String(written).padStart(3, '0')}-${it.sample.id.replace(/[^A-Za-z0-9._-]+/g, '_')}.png`);
-      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box: promptBox });
+      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box });
       written++;
     },
   });
   const split = o.split === 'all' ? 'all' : 'val';
-  const promptsLabel = o.boxJitter === undefined ? 'the tight box' : `${describeBoxJitter(o.boxJitter)}, seed ${o.seed ?? 0}`;
+  const promptsLabel = (o.boxJitter === undefined ? 'the tight box' : `${describeBoxJitter(o.boxJitter)}, seed ${o.seed ?? 0}`) +
+    (site.boxCrop !== undefined ? `, in box crops of ${site.boxCrop} box sides` : '');
   if (o.json) {
     const { objects, ...mean } = m;
     print(JSON.stringify({ model: site.loaded.source, data: resolve(o.data), split, prompts: promptsLabel, mean, objects, overlays: o.overlays ? { dir: resolve(o.overlays), written } : undefined }, null, 2));

@@ -10,7 +10,7 @@ import type { SamConfig } from '@fedsam/shared/config';
 import type { SamProcessor } from '@fedsam/shared/processor';
 import { join } from 'node:path';
 import { writeMaskPng, writeOverlayPng } from '@fedsam/shared/image';
-import { boxCropFactor, boxCropRect, cropImage, uncropMask, type BoxCrop, type CropRect } from '@fedsam/shared/boxCrop';
+import { boxCropFactor, modelBoxCrop, boxCropRect, cropImage, uncropMask, type BoxCrop, type CropRect } from '@fedsam/shared/boxCrop';
 
 export interface PredictOptions {
   model?: string;
@@ -20,7 +20,7 @@ export interface PredictOptions {
   out: string;
   overlay?: string;
   multimask?: boolean;
-  /** Segment in a crop of this many box sides around the box (shared/src/boxCrop.ts); default: the whole image. */
+  /** Segment in a crop of this many box sides around the box (shared/src/boxCrop.ts); default: the model folder's. */
   boxCrop?: BoxCrop;
 }
 
@@ -37,7 +37,7 @@ async function openModel(spec?: string): Promise<{ config: SamConfig; processor:
   };
 }
 
-export async function predict(o: PredictOptions): Promise<{ iou: number; pixels: number; width: number; height: number }> {
+export async function predict(o: PredictOptions): Promise<{ iou: number; pixels: number; width: number; height: number; crop?: CropRect }> {
   const loaded = await openModel(o.model);
   try {
     const pre = await loaded.processor.preprocess(o.image);
@@ -53,7 +53,7 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     const inference = loaded.inference;
     // with --box-crop the model sees a square around the box (and the points), and the mask is pasted back
     const bounds = [o.box, ...(o.point ?? []).map((p) => [p[0], p[1], p[0], p[1]])];
-    const factor = boxCropFactor(o.boxCrop);
+    const factor = boxCropFactor(o.boxCrop ?? modelBoxCrop(loaded.processor.config));
     const crop: CropRect | undefined = factor === undefined ? undefined : boxCropRect(
       [Math.min(...bounds.map((b) => b[0])), Math.min(...bounds.map((b) => b[1])), Math.max(...bounds.map((b) => b[2])), Math.max(...bounds.map((b) => b[3]))].map(Math.floor),
       W, H, loaded.processor.longestEdge, factor);
@@ -80,7 +80,7 @@ export async function predict(o: PredictOptions): Promise<{ iou: number; pixels:
     for (let i = 0; i < full.length; i++) if (full[i] > 0) pixels++;
     await writeMaskPng(o.out, full, W, H);
     if (o.overlay) await writeOverlayPng(o.overlay, pre.image, full, { box: o.box }); // the prompt box in yellow
-    return { iou, pixels, width: W, height: H };
+    return { iou, pixels, width: W, height: H, crop };
   } finally {
     await loaded.close();
   }

@@ -24,6 +24,7 @@ import { checkSample, type SampleSource } from './sample.ts';
 import { clipGradNorm, pretrainableNames, pretrainLossAndGrads, type PretrainItem, type PretrainStats } from './step.ts';
 import { lowResTarget } from './targets.ts';
 import { PretrainParallel } from './parallel.ts';
+import { BOX_CROP_CONTEXT } from '../boxCrop.ts';
 
 export const PretrainOptionsSchema = z.object({
   steps: z.number().int().positive().default(3000),
@@ -109,7 +110,8 @@ async function writeModelFolder(out: string, config: SamConfig, weights: Map<str
   const host = new Map<string, HostTensor>();
   for (const [n, t] of weights) host.set(n, { dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array });
   await saveSamCheckpoint(out, config, host);
-  await writeFile(join(out, 'preprocessor_config.json'), JSON.stringify({ image_processor_type: 'SamImageProcessor', processor_class: 'SamProcessor', ...processor.config }, null, 2) + '\n');
+  // models of this recipe segment in box crops (README, "Box crops"): the folder says so, as the built-in's does
+  await writeFile(join(out, 'preprocessor_config.json'), JSON.stringify({ image_processor_type: 'SamImageProcessor', processor_class: 'SamProcessor', ...processor.config, fedsam_box_crop: BOX_CROP_CONTEXT }, null, 2) + '\n');
 }
 
 /** Run (or resume) a pretraining run. */
