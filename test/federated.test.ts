@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensors } from '@fedsam/shared/safetensors';
@@ -185,11 +185,15 @@ test('TLS: a round over an encrypted channel', { skip: hasOpenssl ? false : 'ope
 });
 
 test('server from a SAM folder: base model hash check, HF round folders, merged export', async () => {
-  const base = fileURLToPath(new URL('./fixtures/tiny-box', import.meta.url));
+  const out = await tempDir();
+  // the fixture, with a preprocessor_config.json declaring box crops, which the merged export must keep
+  const base = join(out, 'base');
+  await cp(fileURLToPath(new URL('./fixtures/tiny-box', import.meta.url)), base, { recursive: true });
+  const preprocessor = JSON.stringify({ size: { longest_edge: 128 }, pad_size: { height: 128, width: 128 }, fedsam_box_crop: 3 });
+  await writeFile(join(base, 'preprocessor_config.json'), preprocessor);
   const ck = await loadSamCheckpoint(base);
   const hash = frozenEncodersHash(ck.weights);
   const layout = new Map([...ck.weights].filter(([n]) => n.startsWith('mask_decoder.')).map(([n, t]) => [n, t.shape]));
-  const out = await tempDir();
   const merged = join(out, 'merged');
   const server = await runServer(
     {
@@ -214,4 +218,5 @@ test('server from a SAM folder: base model hash check, HF round folders, merged 
   const full = await loadSamCheckpoint(merged);
   assert.equal(frozenEncodersHash(full.weights), hash);
   for (const [n, e] of expected) assertClose(full.weights.get(n)!.data as Float32Array, e, `merged ${n}`);
+  assert.equal(await readFile(join(merged, 'preprocessor_config.json'), 'utf8'), preprocessor, 'the base model\'s preprocessing goes along');
 });
