@@ -96,15 +96,11 @@ export async function prepareSite(o: SiteOptions): Promise<Site> {
     : splitByGroup(mine, { valFraction: o.valSplit ?? 0.2, seed: o.seed ?? 0 });
   const crop = boxCropFactor(o.boxCrop ?? modelBoxCrop(loaded.processor.config));
   const modelInput = loaded.processor.longestEdge;
-  let view = (s: Sample): Sample => s;
-  if (crop !== undefined) {
-    o.log?.(`box crops: each object in a square of ${crop} x its box's longer side, resized to ${modelInput} px`);
-    const pj = o.cropPromptJitter, rng = pj ? new Rng(pj.seed).fork('eval-boxes') : undefined;
-    const prompts = new Map(pj ? split.val.map((s) => [s.id, boxPrompt(s.box, s.width, s.height, rng!, pj.jitter).map(Math.round) as Box]) : []);
-    const views = new Map(mine.map((s) => [s.id, cropSample(s, modelInput, crop, prompts.get(s.id))]));
-    view = (s) => views.get(s.id)!;
-  }
-  const samples = mine.map(view);
+  if (crop !== undefined) o.log?.(`box crops: each object in a square of ${crop} x its box's longer side, resized to ${modelInput} px`);
+  const pj = crop !== undefined ? o.cropPromptJitter : undefined;
+  const rng = pj ? new Rng(pj.seed).fork('eval-boxes') : undefined;
+  const prompts = new Map(pj ? split.val.map((s) => [s.id, boxPrompt(s.box, s.width, s.height, rng!, pj.jitter).map(Math.round) as Box]) : []);
+  const samples = crop === undefined ? mine : mine.map((s) => cropSample(s, modelInput, crop, prompts.get(s.id)));
   const cache = new EmbeddingCache({ dir: o.cacheDir ?? defaultCacheDir(), visionHash: loaded.visionHash, processor: loaded.processor.config, float16: o.float16Cache });
   // One pass over all images (train and validation share the cache), then items per side.
   const all = await prepareItems(loaded, cache, samples, { quiet: o.quiet, workers: o.embedWorkers });
