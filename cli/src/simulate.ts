@@ -18,7 +18,7 @@ import { saveModelFolder } from '@fedsam/client/modelFolder';
 import { runSimulation, type SimulationRound } from './simulation.ts';
 import { simulateConsole } from './simulateConsole.ts';
 import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
-import type { BoxCrop } from '@fedsam/shared/boxCrop';
+import { boxCropFactor, modelBoxCrop, type BoxCrop } from '@fedsam/shared/boxCrop';
 
 export interface SimulateOptions {
   sites: number;
@@ -106,6 +106,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
   const boxJitter = o.boxJitter ?? base.recommendedBoxJitter;
+  const boxCrop = boxCropFactor(o.boxCrop ?? modelBoxCrop(base.processor.config));
   const strategy: StrategyConfigInput = o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu }
     : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum } : { name: o.strategy };
   const fitDefaults = FitSchema.parse({});
@@ -113,7 +114,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}${typeof o.boxCrop === 'number' ? `, box crops of ${o.boxCrop} box sides` : ''}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}${boxCrop !== undefined ? `, box crops of ${boxCrop} box sides` : ', whole images'}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
