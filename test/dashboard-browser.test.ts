@@ -143,6 +143,9 @@ test('site page: the site\'s own overlays from the global model, its Ditto perso
     const serverState = await (await fetch(`${serverPage}api/state`)).text();
     assert.doesNotMatch(serverState, /png|data:image|overlay/i);
     assert.match(serverState, /"name":"site-1"/);
+    // the built-in model segments in box crops; the pictures show the whole 256-px image all the same
+    const widths = await page.$$eval('#gallery img', (imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
+    assert.ok(widths.every((w) => w === 256), `overlay widths ${widths.join(', ')}`);
     const captions = await page.$$eval('#gallery figcaption', (c) => c.map((e) => e.textContent));
     assert.ok(captions.length >= 1 && captions.every((c) => /Dice \d\.\d{3}/.test(c ?? '')), captions.join(' | '));
     const shot = join(dir, 'site-dashboard.png');

@@ -180,7 +180,8 @@ test('fedsam train (bin/fedsam.mjs: tsx register(), empty execArgv, another cwd)
   const bin = fileURLToPath(new URL('../bin/fedsam.mjs', import.meta.url));
   const cliCache = join(root, 'cli-cache');
   const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile(process.execPath, [bin, 'train', '--data', join(root, 'data', 'site-1'), '--cache-dir', cliCache, '--epochs', '1', '--out', join(root, 'cli-out')],
+    // whole images (--box-crop off), so that the files compare one to one with embedImages on the samples
+    execFile(process.execPath, [bin, 'train', '--data', join(root, 'data', 'site-1'), '--cache-dir', cliCache, '--epochs', '1', '--box-crop', 'off', '--out', join(root, 'cli-out')],
       { cwd: tmpdir(), env: { ...process.env, FEDSAM_ENGINE: 'tfjs', FEDSAM_EMBED_WORKERS: '2', FEDSAM_LOG_LEVEL: 'warn' }, maxBuffer: 1 << 24 },
       (err, _stdout, stderr) => resolve({ code: err ? 1 : 0, stderr }));
   });

@@ -7,6 +7,7 @@ import type { EngineItem } from '../engine/trainer.ts';
 import type { FitProgress } from '../engine/localEngine.ts';
 import { diceOf, renderOverlay, type Overlay } from './overlays.ts';
 import { SiteView } from './siteView.ts';
+import { inWholeImage } from '../data/cropSample.ts';
 
 const PAGE = new URL('./page/', import.meta.url);
 
@@ -67,8 +68,9 @@ export async function serveSite(o: SiteDashboardOptions): Promise<SiteDashboard>
       const index = shown.get(item);
       if (index === undefined || evaluatingRound === null) return;
       try {
-        const [image, truth] = await Promise.all([item.sample.loadImage(), item.sample.loadMask()]);
-        pending.push({ index, id: item.sample.id, round: evaluatingRound, dice: diceOf(mask, truth), png: await renderOverlay(image, truth, mask, item.sample.box) });
+        const whole = inWholeImage(item.sample, mask, item.sample.box); // a box crop is shown in its whole image
+        const [image, truth] = await Promise.all([whole.sample.loadImage(), whole.sample.loadMask()]);
+        pending.push({ index, id: item.sample.id, round: evaluatingRound, dice: diceOf(whole.pred, truth), png: await renderOverlay(image, truth, whole.pred, whole.box) });
       } catch (e) {
         o.log.warn({ event: 'overlay_failed', site: o.site, err: (e as Error).message }, 'could not draw an overlay');
       }

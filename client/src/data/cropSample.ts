@@ -2,7 +2,7 @@
 // and mask in the crop's frame, so embedding, caching, training and evaluation need no other change. The ground truth
 // outside the crop is empty (the crop holds the whole box), so Dice on the crop is Dice on the image with nothing
 // predicted outside the crop.
-import { boxCropRect, cropImage, cropMask, BOX_CROP_CONTEXT, type CropRect } from '@fedsam/shared/boxCrop';
+import { boxCropRect, cropImage, cropMask, uncropMask, BOX_CROP_CONTEXT, type CropRect } from '@fedsam/shared/boxCrop';
 import type { Box, Sample } from './types.ts';
 
 const holds = (r: CropRect, b: Box) => r.x <= b[0] && r.y <= b[1] && r.x + r.width > b[2] && r.y + r.height > b[3];
@@ -28,5 +28,16 @@ export function cropSample(s: Sample, modelInput: number, context = BOX_CROP_CON
     cropOf: { sample: s, x: r.x, y: r.y },
     loadImage: async () => cropImage(await s.loadImage(), r),
     loadMask: async () => cropMask(await s.loadMask(), s.width, r),
+  };
+}
+
+/** A prediction on a sample, seen in the whole image when the sample is a box crop (for pictures: overlays). */
+export function inWholeImage(s: Sample, pred: Uint8Array, box: Box): { sample: Sample; pred: Uint8Array; box: Box } {
+  const c = s.cropOf;
+  if (!c) return { sample: s, pred, box };
+  return {
+    sample: c.sample,
+    pred: uncropMask(pred, { x: c.x, y: c.y, width: s.width, height: s.height }, c.sample.width, c.sample.height),
+    box: [box[0] + c.x, box[1] + c.y, box[2] + c.x, box[3] + c.y],
   };
 }

@@ -7,7 +7,7 @@ import { writeOverlayPng, overlayMask } from '@fedsam/shared/image';
 import { prepareSite, type SiteOptions } from '../engine/site.ts';
 import { evaluateItems, type EvalMetrics } from '../engine/trainer.ts';
 import { describeBoxJitter, type BoxJitter } from '@fedsam/shared/train/boxJitter';
-import { uncropMask } from '@fedsam/shared/boxCrop';
+import { inWholeImage } from '../data/cropSample.ts';
 
 export interface EvaluateLocalOptions extends SiteOptions {
   overlays?: string;
@@ -33,16 +33,13 @@ export async function evaluateLocal(o: EvaluateLocalOptions, print: (s: string) 
     onPrediction: async (it, pred, promptBox) => {
       if (!o.overlays || written >= o.overlayCount) return;
       // a box crop is drawn in its whole image: the prediction pasted back, the box where the user drew it
-      const c = it.sample.cropOf;
-      const sample = c?.sample ?? it.sample;
-      const img = await sample.loadImage();
-      const gt = await sample.loadMask();
-      const mask = c ? uncropMask(pred, { x: c.x, y: c.y, width: it.sample.width, height: it.sample.height }, sample.width, sample.height) : pred;
-      const box = c ? [promptBox[0] + c.x, promptBox[1] + c.y, promptBox[2] + c.x, promptBox[3] + c.y] : promptBox;
+      const whole = inWholeImage(it.sample, pred, promptBox);
+      const img = await whole.sample.loadImage();
+      const gt = await whole.sample.loadMask();
       // prediction filled in blue, ground truth outlined in green, the prompt box in yellow
-      const withPred = { ...img, data: overlayMask(img, mask, { color: [30, 144, 255], alpha: 0.45 }) };
+      const withPred = { ...img, data: overlayMask(img, whole.pred, { color: [30, 144, 255], alpha: 0.45 }) };
       const file = join(resolve(o.overlays), `${String(written).padStart(3, '0')}-${it.sample.id.replace(/[^A-Za-z0-9._-]+/g, '_')}.png`);
-      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box });
+      await writeOverlayPng(file, withPred, gt, { alpha: 0, outlineColor: [0, 220, 0], color: [0, 220, 0], box: whole.box });
       written++;
     },
   });
