@@ -64,6 +64,8 @@ export const parseNonNegFloat = (flag: string) =>
 
 export const parseFraction = (flag: string) =>
   numberParser((n) => Number.isFinite(n) && n >= 0 && n < 1, (v) => `${flag} expects a number in [0, 1), got "${v}"`);
+export const parseProbability = (flag: string) =>
+  numberParser((n) => Number.isFinite(n) && n >= 0 && n <= 1, (v) => `${flag} expects a number in [0, 1], got "${v}"`);
 
 /** Comma-separated names (e.g. sites); repeatable: collects into one list. */
 export function parseNameList(v: string, prev: string[] = []): string[] {

@@ -70,6 +70,9 @@ export interface PretrainRun {
   /** Name of the source, recorded in the checkpoint (a resume must use the same). */
   sourceName: string;
   resume?: boolean;
+  /** Start from these weights instead of random ones (continue pretraining a model); `name` (e.g. the weights'
+   *  hash) is recorded in the checkpoint, so a resume must start from the same. */
+  init?: { weights: Map<string, HostTensor>; name: string };
   /** Called after every step (progress display). */
   onStep?: (s: StepLog, options: PretrainOptions) => void;
   /** Called (and awaited) after a checkpoint and the model folder are written. */
@@ -120,7 +123,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
   const out = resolve(run.out);
   const logFile = join(out, 'pretrain-log.jsonl');
   const { checkpointEvery: _c, ...identity } = o;
-  const runInfo = { options: identity, config: samConfigToJson(run.config), source: run.sourceName };
+  const runInfo = { options: identity, config: samConfigToJson(run.config), source: run.sourceName, ...(run.init ? { init: run.init.name } : {}) };
   const processor = await processorFor(run.config);
   await mkdir(out, { recursive: true });
 
@@ -141,7 +144,7 @@ export async function runPretrain(run: PretrainRun): Promise<PretrainResult> {
     const lines = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').filter((l) => l && (JSON.parse(l) as StepLog).step <= start);
     await writeFile(logFile, lines.map((l) => l + '\n').join(''));
   } else {
-    model = SamModel.fromHost(run.config, initSamWeights(run.config, o.seed));
+    model = SamModel.fromHost(run.config, run.init?.weights ?? initSamWeights(run.config, o.seed));
     await writeFile(logFile, '');
   }
   const names = pretrainableNames(model.weights.keys());
