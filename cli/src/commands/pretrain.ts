@@ -10,6 +10,7 @@ import { corpusSource } from '@fedsam/shared/pretrain/corpus';
 import { plainScenes } from '@fedsam/shared/pretrain/plainScenes';
 import { withPlainScenes } from '@fedsam/shared/pretrain/plainMix';
 import { withBoxCrops } from '@fedsam/shared/pretrain/cropScenes';
+import { BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
 import { hashWeights } from '@fedsam/shared/checkpoint/hash';
 import { modelFolder } from '@fedsam/shared/model/builtin';
@@ -78,7 +79,7 @@ export function registerPretrainCommand(program: Command): Command {
     .addOption(new Option('--curriculum <samples>', `corpus only: easy scenes first (1-3 large, well-contrasted objects), their share falling linearly from all to ${CURRICULUM_FLOOR} over this many samples; 0 = none`).argParser(parseNonNegInt('--curriculum')).default(CURRICULUM_SAMPLES))
     .addOption(new Option('--plain-warmup <samples>', 'corpus and synth: the first this many samples are plain scenes (--corpus plain), where a model first learns to pick the prompted object').argParser(parseNonNegInt('--plain-warmup')).default(PLAIN_WARMUP))
     .addOption(new Option('--plain-share <fraction>', 'corpus and synth: after the warm-up, this share of the samples stays plain scenes').argParser(parseFraction('--plain-share')).default(PLAIN_SHARE))
-    .addOption(new Option('--crop-share <fraction>', 'this share of the samples is one object in its box crop (the square of 2 box sides around its box that a cropping model segments at inference), the object alone as the target').argParser(parseProbability('--crop-share')).default(0))
+    .addOption(new Option('--crop-share <fraction>', `this share of the samples is one object in its box crop (the square of ${BOX_CROP_CONTEXT} box sides around its box that a cropping model segments at inference), the object alone as the target`).argParser(parseProbability('--crop-share')).default(0))
     .addOption(new Option('--init <model>', 'start from this model folder\'s weights (or fedsam-tiny) instead of random ones: continue pretraining a model; its config.json sets the architecture (no --config)'))
     .addOption(new Option('--steps <n>', 'optimizer steps').argParser(parsePositiveInt('--steps')).default(D.steps))
     .addOption(new Option('--batch-size <n>', 'images per step').argParser(parsePositiveInt('--batch-size')).default(D.batchSize))
@@ -95,8 +96,8 @@ export function registerPretrainCommand(program: Command): Command {
     .action(async (o) => {
       if (o.init && o.config) throw new Error('--init takes the architecture from the model folder: leave out --config');
       const init = o.init ? await loadSamCheckpoint(modelFolder(o.init)) : undefined;
-      const arch = init ? 'from ' + o.init : parseArchitecture(await architectureSpec(o.config));
-      const config = init ? init.config : architectureConfig(arch as ReturnType<typeof parseArchitecture>);
+      const arch = init ? undefined : parseArchitecture(await architectureSpec(o.config));
+      const config = init?.config ?? architectureConfig(arch!);
       const { parameters, bytes } = configSize(config);
       const out = resolve(o.out);
       const curriculum = o.corpus === 'corpus' ? o.curriculum as number : 0;
@@ -108,7 +109,7 @@ export function registerPretrainCommand(program: Command): Command {
       const base = CORPORA[o.corpus]!.make(curriculum);
       const plain = mixed ? withPlainScenes(base, mix) : base;
       const source = cropShare > 0 ? withBoxCrops(plain, cropShare, config.vision.image_size) : plain;
-      print(`pretraining ${JSON.stringify(arch)}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
+      print(`pretraining ${arch ? JSON.stringify(arch) : `from ${o.init}`}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
       if (o.eval) await checkEvalData(resolve(o.eval));
       const t0 = Date.now();
       let every = 0;

@@ -13,10 +13,11 @@ export function withBoxCrops(source: SampleSource, share: number, modelInput: nu
     const sample = source(index, rng);
     const pick = rng.fork('crop');
     if (!(pick.next() < share)) return sample;
-    const objects = sample.masks.map((m) => ({ m, g: maskGeometry(m, sample.width, sample.height) })).filter((o) => o.g);
+    const objects = sample.masks.filter((m) => m.includes(1));
     if (!objects.length) return sample;
-    const { m, g } = objects[pick.int(0, objects.length - 1)]!;
-    const r = boxCropRect([g!.x0, g!.y0, g!.x1, g!.y1], sample.width, sample.height, modelInput, context);
+    const m = objects[pick.int(0, objects.length - 1)]!;
+    const g = maskGeometry(m, sample.width, sample.height)!;
+    const r = boxCropRect([g.x0, g.y0, g.x1, g.y1], sample.width, sample.height, modelInput, context);
     const image = cropImage({ data: sample.image, width: sample.width, height: sample.height }, r);
     return {
       image: image.data, width: r.width, height: r.height, masks: [cropMask(m, sample.width, r)],
