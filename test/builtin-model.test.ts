@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { DEFAULT_MODEL_DIR } from '@fedsam/shared/model/presets';
 import { architectureConfig } from '@fedsam/shared/pretrain/architecture';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
+import type { CheckpointEval } from '@fedsam/client/local/checkpointEval';
 import { REPO_ROOT, runFedsam as fedsam, tempDir } from './helpers/fed-harness.ts';
 
 test('the built-in model has the pretraining defaults\' shape, and the README names its sha256', async () => {
@@ -20,7 +21,7 @@ test('the built-in model has the pretraining defaults\' shape, and the README na
 });
 
 test('the built-in model reproduces the held-out Dice its pretraining run recorded (corpus held-out split, seed 1)', { timeout: 300_000 }, async () => {
-  const log = (await readFile(join(DEFAULT_MODEL_DIR, 'eval-log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { step: number; n: number; dice: number; boxCropDice: number; boxDice: number; otsuDice: number });
+  const log = (await readFile(join(DEFAULT_MODEL_DIR, 'eval-log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as CheckpointEval);
   const recorded = log.at(-1)!;
   const dir = await tempDir('fedsam-builtin-');
   const s = await fedsam(['synth', '--generator', 'corpus', '--split', 'heldout', '--seed', '1', '--images', '24', '--out', join(dir, 'heldout')]);

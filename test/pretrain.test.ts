@@ -21,6 +21,7 @@ import { SamModel } from '@fedsam/shared/model/sam';
 import type { SampleSource } from '@fedsam/shared/pretrain/sample';
 import { Rng } from '@fedsam/shared/rng';
 import { synthSampleSource } from '@fedsam/client/data/synthSource';
+import type { CheckpointEval } from '@fedsam/client/local/checkpointEval';
 import { runFedsam as fedsam } from './helpers/fed-harness.ts';
 
 /** A model small enough for finite differences: 32 px, 4x4 patches grid, 2x2 windows, one windowed + one global block. */
@@ -220,7 +221,7 @@ test('fedsam pretrain --eval records held-out Dice at every checkpoint, the same
   const p = await fedsam(['pretrain', '--out', model, '--steps', '2', '--batch-size', '1', '--config', arch, '--checkpoint-every', '1', '--eval', data]);
   assert.equal(p.code, 0, p.stderr);
   assert.match(p.stdout, /held-out at step 2: box-prompt Dice [0-9.]+ on the whole image, [0-9.]+ in box crops, over \d+ objects/);
-  const read = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { step: number; n: number; dice: number; boxCropDice: number; boxDice: number; otsuDice: number });
+  const read = async () => (await readFile(log, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as CheckpointEval);
   const first = await read();
   assert.deepEqual(first.map((e) => e.step), [1, 2]);
   // the model folder declares box crops (as the built-in's does): evaluate uses them unless told --box-crop off
