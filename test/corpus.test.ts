@@ -144,7 +144,32 @@ test('fedsam synth --generator corpus writes a loadable, deterministic dataset f
   assert.match(mixed.stderr, /--sites apply to --generator synth only/);
   assert.notEqual(mixed2.code, 0);
   assert.match(mixed2.stderr, /--split apply to --generator corpus only/);
-  for (const flag of ['--generator', '--split', '--images', '--contact-sheet']) assert.match(help.stdout, new RegExp(flag));
+  for (const flag of ['--generator', '--split', '--families', '--regimes', '--images', '--contact-sheet']) assert.match(help.stdout, new RegExp(flag));
+});
+
+test('fedsam synth --families / --regimes mix the splits (held-out shapes in train regimes and the reverse), tags in summary.json', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-corpus-mix-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const names = (xs: readonly { name: string }[]) => new Set(xs.map((x) => x.name));
+  const [r, wrong] = await Promise.all([
+    fedsam(['synth', '--generator', 'corpus', '--split', 'train', '--families', 'heldout', '--images', '8', '--size', '96', '--seed', '4', '--out', join(dir, 'hf')]),
+    fedsam(['synth', '--regimes', 'heldout', '--out', join(dir, 'y')]),
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /heldout shape families in train regimes/);
+  await writeCorpusDataset({ out: join(dir, 'hr'), split: 'train', regimes: 'heldout', seed: 4, images: 8, size: 96 });
+  for (const [sub, families, regimes] of [['hf', 'heldout', 'train'], ['hr', 'train', 'heldout']] as const) {
+    const s = JSON.parse(await readFile(join(dir, sub, 'summary.json'), 'utf8')) as { families: string; regimes: string; indices: number[]; tags: string[][]; objects: number };
+    assert.deepEqual([s.families, s.regimes], [families, regimes]);
+    assert.equal(s.tags.length, s.indices.length);
+    const fams = s.tags.flatMap((tg) => tg.filter((x) => x.startsWith('object:')).map((x) => x.slice(7)));
+    const regs = s.tags.flatMap((tg) => tg.filter((x) => x.startsWith('regime:')).map((x) => x.slice(7)));
+    assert.ok(fams.length >= s.objects, `${fams.length} family tags for ${s.objects} objects`);
+    for (const f of fams) assert.ok(names(SHAPE_FAMILIES[families]).has(f), `${sub}: family ${f} is not ${families}`);
+    for (const g of regs) assert.ok(names(REGIMES[regimes]).has(g), `${sub}: regime ${g} is not ${regimes}`);
+  }
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /--regimes apply to --generator corpus only/);
 });
 
 test('plain scenes: 2-3 bright, separate objects on dark noise, the same for the same seed', () => {

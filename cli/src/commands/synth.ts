@@ -17,6 +17,8 @@ export function registerSynthCommand(program: Command): Command {
     .addOption(new Option('--out <dir>', 'output folder (synth: site-1/, site-2/, ...; corpus: images/ + masks/)').makeOptionMandatory())
     .addOption(new Option('--generator <name>', 'synth: the simple per-site generator; corpus: the pretraining corpus').choices(['synth', 'corpus']).default('synth'))
     .addOption(new Option('--split <which>', 'corpus only: train (what `fedsam pretrain` sees) or heldout (shape families and regimes it never sees)').choices([...CORPUS_SPLITS]))
+    .addOption(new Option('--families <split>', 'corpus only: draw the shape families of this split instead of --split\'s (with --regimes: which of the two a model misses on held-out data)').choices([...CORPUS_SPLITS]))
+    .addOption(new Option('--regimes <split>', 'corpus only: draw the appearance regimes of this split instead of --split\'s').choices([...CORPUS_SPLITS]))
     .addOption(new Option('--images <n>', 'corpus only: number of images (with at least one object)').argParser(parsePositiveInt('--images')))
     .addOption(new Option('--contact-sheet <file.png>', 'corpus only: also write a PNG grid of the first 24 images, each beside its object outlines'))
     .addOption(new Option('--sites <n>', 'synth only: number of sites').argParser(parsePositiveInt('--sites')).default(3))
@@ -29,11 +31,11 @@ export function registerSynthCommand(program: Command): Command {
       if (o.generator === 'corpus') {
         const wrong = ['sites', 'nonIid', 'imagesPerSite'].filter(fromCli);
         if (wrong.length) throw new Error(`--${wrong.map((w) => w.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', --')} apply to --generator synth only; the corpus writes one dataset folder (use --images)`);
-        await writeCorpusDataset({ out: resolve(o.out), split: o.split ?? 'train', seed: o.seed, images: o.images ?? 64, size: o.size,
+        await writeCorpusDataset({ out: resolve(o.out), split: o.split ?? 'train', families: o.families, regimes: o.regimes, seed: o.seed, images: o.images ?? 64, size: o.size,
           contactSheet: o.contactSheet ? resolve(o.contactSheet) : undefined, log: print });
         return;
       }
-      const wrong = ['split', 'images', 'contactSheet'].filter(fromCli);
+      const wrong = ['split', 'families', 'regimes', 'images', 'contactSheet'].filter(fromCli);
       if (wrong.length) throw new Error(`--${wrong.map((w) => w.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', --')} apply to --generator corpus only`);
       await synthesize({ out: resolve(o.out), sites: o.sites, nonIid: !!o.nonIid, seed: o.seed, imagesPerSite: o.imagesPerSite, size: o.size, log: print });
     });

@@ -15,6 +15,10 @@ import { writeContactSheet } from './contactSheet.ts';
 export interface CorpusDatasetOptions {
   out: string;
   split: CorpusSplit;
+  /** Shape families of another split than `split` (e.g. held-out shapes in train regimes: which of the two a model misses). */
+  families?: CorpusSplit;
+  /** Appearance regimes of another split than `split`. */
+  regimes?: CorpusSplit;
   seed: number;
   images: number;
   /** Longer image side. */
@@ -30,11 +34,16 @@ export interface CorpusDatasetSummary {
   out: string;
   generator: 'corpus';
   split: CorpusSplit;
+  /** The splits the shape families and the appearance regimes were drawn from (both `split` unless overridden). */
+  families: CorpusSplit;
+  regimes: CorpusSplit;
   seed: number;
   size: number;
   images: number;
   /** Corpus indices written, in file order (img_0000 is indices[0]). */
   indices: number[];
+  /** Each written image's tags, in file order: `regime:<name>`, then `object:<family>` per mask label (label k is entry k), ... */
+  tags: string[][];
   /** Indices passed over because every object was too small or hidden. */
   empty: number[];
   objects: number;
@@ -60,12 +69,13 @@ const mean = (t: Record<string, Tally>) => Object.fromEntries(Object.entries(t).
 
 export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<CorpusDatasetSummary> {
   if (!(o.images >= 1)) throw new RangeError('--images must be at least 1');
-  const source = corpusSource({ split: o.split, size: o.size });
+  const families = o.families ?? o.split, regimes = o.regimes ?? o.split;
+  const source = corpusSource({ split: o.split, families, regimes, size: o.size });
   // a previous corpus dataset here would leave stale files behind when fewer images are asked for
   await rm(join(o.out, 'images'), { recursive: true, force: true });
   await rm(join(o.out, 'masks'), { recursive: true, force: true });
   await mkdir(o.out, { recursive: true });
-  const indices: number[] = [], empty: number[] = [], sheet: PretrainSample[] = [];
+  const indices: number[] = [], tags: string[][] = [], empty: number[] = [], sheet: PretrainSample[] = [];
   const byRegime: Record<string, Tally> = {}, byFamily: Record<string, Tally> = {}, bySize: Record<string, Tally> = {};
   let objects = 0, box = 0, otsu = 0, genMs = 0, drawn = 0;
   for (let index = 0; indices.length < o.images; index++) {
@@ -81,6 +91,7 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
     }
     const file = `img_${String(indices.length).padStart(4, '0')}.png`;
     indices.push(index);
+    tags.push(s.tags ?? []);
     const labels = new Uint8Array(s.width * s.height);
     s.masks.forEach((m, k) => { for (let i = 0; i < m.length; i++) if (m[i]) labels[i] = k + 1; });
     await writePng(join(o.out, 'images', file), s.image, s.width, s.height, 3);
@@ -102,12 +113,12 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
   }
   if (o.contactSheet) await writeContactSheet(o.contactSheet, sheet);
   const summary: CorpusDatasetSummary = {
-    out: o.out, generator: 'corpus', split: o.split, seed: o.seed, size: o.size, images: indices.length, indices, empty, objects,
+    out: o.out, generator: 'corpus', split: o.split, families, regimes, seed: o.seed, size: o.size, images: indices.length, indices, tags, empty, objects,
     boxDice: box / objects, otsuDice: otsu / objects, byRegime: mean(byRegime), byFamily: mean(byFamily), bySize: mean(bySize),
   };
   await writeFile(join(o.out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   await writeFile(join(o.out, 'README.txt'), readme(summary));
-  o.log?.(`corpus (${o.split} split, seed ${o.seed}): ${summary.images} images, ${objects} objects in ${o.out}; generation ${(genMs / drawn).toFixed(1)} ms CPU per sample`);
+  o.log?.(`corpus (${describeSplits(summary)}, seed ${o.seed}): ${summary.images} images, ${objects} objects in ${o.out}; generation ${(genMs / drawn).toFixed(1)} ms CPU per sample`);
   for (const [k, v] of Object.entries(summary.byRegime)) o.log?.(`  regime ${k}: ${v.objects} objects, box-baseline Dice ${fmt3(v.box)}, Otsu-in-box Dice ${fmt3(v.otsu)}`);
   for (const [k, v] of Object.entries(summary.byFamily)) o.log?.(`  family ${k}: ${v.objects} objects, box-baseline Dice ${fmt3(v.box)}, Otsu-in-box Dice ${fmt3(v.otsu)}`);
   for (const [k, v] of Object.entries(summary.bySize)) o.log?.(`  ${k}: ${v.objects} objects, box-baseline Dice ${fmt3(v.box)}, Otsu-in-box Dice ${fmt3(v.otsu)}`);
@@ -118,15 +129,21 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
 
 const fmt3 = (v: number) => v.toFixed(3);
 
+/** "heldout split", or "train split: heldout shape families, train regimes" when they differ. */
+function describeSplits(s: Pick<CorpusDatasetSummary, 'split' | 'families' | 'regimes'>): string {
+  return s.families === s.split && s.regimes === s.split ? `${s.split} split` : `${s.families} shape families in ${s.regimes} regimes`;
+}
+
 function readme(s: CorpusDatasetSummary): string {
   return [
     'FedSAM pretraining-corpus data (fedsam synth --generator corpus)',
     '',
-    `split ${s.split}, seed ${s.seed}, ${s.images} RGB images, longer side ${s.size} px.`,
+    `${describeSplits(s)}, seed ${s.seed}, ${s.images} RGB images, longer side ${s.size} px.`,
     'Layout: images/img_NNNN.png + masks/img_NNNN.png (same stem). Masks are label-indexed: 0 = background,',
     '1..k = objects (each label is one sample with its own box); they look black in viewers.',
     `img_NNNN is corpus sample indices[NNNN] of summary.json, drawn with Rng("${s.seed}/sample/<index>") as the pretraining loop does.`,
-    `The ${s.split} split's shape families and appearance regimes: see shared/src/pretrain/corpus/families.ts and docs/corpus.md.`,
+    'The splits\' shape families and appearance regimes: see shared/src/pretrain/corpus/families.ts and docs/corpus.md.',
+    'Per image, its regime and each label\'s shape family: "tags" in summary.json (parallel to "indices").',
     '',
     `box-baseline Dice ${fmt3(s.boxDice)}, Otsu-in-box Dice ${fmt3(s.otsuDice)} over ${s.objects} objects; per regime and family in summary.json.`,
     '',
