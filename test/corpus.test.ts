@@ -10,6 +10,7 @@ import { REGIMES, SHAPE_FAMILIES } from '@fedsam/shared/pretrain/corpus/families
 import { MIN_OBJECT_PIXELS } from '@fedsam/shared/pretrain/corpus/scene';
 import { checkSample, type PretrainSample } from '@fedsam/shared/pretrain/sample';
 import { plainScenes } from '@fedsam/shared/pretrain/plainScenes';
+import { withColourJitter } from '@fedsam/shared/pretrain/colourJitter';
 import { withPlainScenes } from '@fedsam/shared/pretrain/plainMix';
 import { Rng } from '@fedsam/shared/rng';
 import { hashFile, loadDataset } from '../client/src/data/index.ts';
@@ -197,4 +198,24 @@ test('plain scenes first and mixed in: the other corpus continues at its own ind
   }
   assert.ok(plain > 40 && plain < 80, `${plain} of 200 plain after the warm-up (share 0.3)`);
   assert.throws(() => withPlainScenes(corpus, { warmupSamples: 0, share: 2 }), /share/);
+});
+
+test('colour jitter: the share of samples in new colours, deterministic, masks untouched', () => {
+  const jittered = withColourJitter(pretrainCorpus, 1), none = withColourJitter(pretrainCorpus, 0);
+  let coloured = 0;
+  for (let i = 0; i < 12; i++) {
+    const base = draw(pretrainCorpus, 6, i), j = draw(jittered, 6, i);
+    checkSample(j);
+    assert.deepEqual(draw(none, 6, i).image, base.image);
+    assert.deepEqual(j.masks, base.masks);
+    assert.deepEqual(draw(jittered, 6, i).image, j.image, 'deterministic');
+    assert.notDeepEqual(j.image, base.image);
+    assert.ok(j.tags!.includes('colour-jitter'));
+    // a gray pixel comes out coloured for most transforms
+    for (let p = 0; p < j.image.length; p += 3) if (Math.abs(j.image[p]! - j.image[p + 1]!) > 20 || Math.abs(j.image[p + 1]! - j.image[p + 2]!) > 20) { coloured++; break; }
+  }
+  assert.ok(coloured >= 8, `${coloured} of 12 jittered images have coloured pixels`);
+  const half = Array.from({ length: 40 }, (_, i) => draw(withColourJitter(pretrainCorpus, 0.5), 6, i).tags!.includes('colour-jitter')).filter(Boolean).length;
+  assert.ok(half > 10 && half < 30, `${half} of 40 at share 0.5`);
+  assert.throws(() => withColourJitter(pretrainCorpus, 1.5), /share must be in \[0, 1\]/);
 });

@@ -8,6 +8,7 @@ import { initBackend } from '@fedsam/shared/backend';
 import { visionEncoderNHWC } from '@fedsam/shared/model/visionEncoder';
 import { initSamWeights, NormalRng } from '@fedsam/shared/model/init';
 import { architectureConfig } from '@fedsam/shared/pretrain/architecture';
+import { growVisionEncoder } from '@fedsam/shared/pretrain/grow';
 import type { Weights } from '@fedsam/shared/model/ops';
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -190,6 +191,38 @@ test('two threads give the gradients and stats of the sequential step', async ()
   }
 });
 
+test('a grown model (--grow-layers) computes what the model it grew from did, and its new blocks get gradients', async () => {
+  await initBackend();
+  const config = architectureConfig(FD_ARCH);
+  const host = new Map([...randomWeights(5)].map(([n, t]) => { const h = { dtype: 'float32' as const, shape: t.shape, data: t.dataSync() as Float32Array }; t.dispose(); return [n, h]; }));
+  const grown = growVisionEncoder(config, host, 4, 9);
+  assert.deepEqual(config.vision.global_attn_indexes, [1]);
+  assert.deepEqual(grown.config.vision.global_attn_indexes, [1, 3]);
+  assert.equal(grown.config.vision.num_hidden_layers, 4);
+  assert.throws(() => growVisionEncoder(config, host, 2, 9), /more than the model's 2 vision blocks/);
+  const before = tf.memory().numTensors;
+  const toTf = (m: Map<string, { shape: number[]; data: Float32Array | Int32Array | Uint8Array }>): Weights => new Map([...m].map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape)]));
+  const [w0, w1] = [toTf(host), toTf(grown.weights)];
+  const S = config.vision.image_size;
+  const px = tf.tensor4d(new NormalRng(3, 'px').fillNormal(new Float32Array(3 * S * S)), [1, 3, S, S]);
+  const [e0, e1] = [visionEncoderNHWC(w0, config, px), visionEncoderNHWC(w1, grown.config, px)];
+  const [a, b] = [e0.dataSync(), e1.dataSync()];
+  let maxDiff = 0;
+  for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+  assert.ok(maxDiff < 1e-6, `grown encoder differs by ${maxDiff}`);
+  // the zeroed output projections of a new block learn: their gradient is not zero
+  const zeroed = ['vision_encoder.layers.2.attn.proj.weight', 'vision_encoder.layers.3.mlp.lin2.weight'];
+  assert.ok(zeroed.every((n) => grown.weights.get(n)!.data.every((x) => x === 0)));
+  const grads = tf.grads((...xs: tf.Tensor[]) => {
+    const local: Weights = new Map(w1);
+    zeroed.forEach((n, i) => local.set(n, xs[i]!));
+    return tf.sum(tf.square(visionEncoderNHWC(local, grown.config, px, undefined, true))) as tf.Scalar;
+  })(zeroed.map((n) => w1.get(n)!));
+  for (const [i, g] of grads.entries()) assert.ok(tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]!) > 1e-6, `${zeroed[i]} gets no gradient`);
+  tf.dispose([...w0.values(), ...w1.values(), px, e0, e1, ...grads]);
+  assert.equal(tf.memory().numTensors, before, 'tensors leaked');
+});
+
 test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-pretrain-'));
   const arch = Object.entries(SMALL_ARCH).map(([k, v]) => `${k}=${v}`).join(',');
@@ -206,6 +239,16 @@ test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', 
   const e = await fedsam(['evaluate', '--model', join(dir, 'model'), '--data', join(dir, 'data', 'site-1'), '--quiet'], { FEDSAM_CACHE_DIR: join(dir, 'cache') });
   assert.equal(e.code, 0, e.stderr);
   assert.match(e.stdout, /box Dice/);
+  const [g, noInit] = await Promise.all([
+    fedsam(['pretrain', '--init', join(dir, 'model'), '--grow-layers', String(SMALL_ARCH.layers + 1), '--out', join(dir, 'grown'), '--steps', '1', '--batch-size', '1', '--quiet']),
+    fedsam(['pretrain', '--grow-layers', '3', '--out', join(dir, 'x'), '--steps', '1']),
+  ]);
+  assert.equal(g.code, 0, g.stderr);
+  assert.match(g.stdout, new RegExp(`grown to ${SMALL_ARCH.layers + 1} vision blocks`));
+  const grownConfig = JSON.parse(await readFile(join(dir, 'grown', 'config.json'), 'utf8')) as { vision_config: { num_hidden_layers: number } };
+  assert.equal(grownConfig.vision_config.num_hidden_layers, SMALL_ARCH.layers + 1);
+  assert.notEqual(noInit.code, 0);
+  assert.match(noInit.stderr, /--grow-layers deepens the model given with --init/);
 });
 
 test('fedsam pretrain --eval records held-out Dice at every checkpoint, the same as fedsam evaluate gives', async () => {

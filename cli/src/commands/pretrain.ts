@@ -10,6 +10,8 @@ import { corpusSource } from '@fedsam/shared/pretrain/corpus';
 import { plainScenes } from '@fedsam/shared/pretrain/plainScenes';
 import { withPlainScenes } from '@fedsam/shared/pretrain/plainMix';
 import { withBoxCrops } from '@fedsam/shared/pretrain/cropScenes';
+import { growVisionEncoder } from '@fedsam/shared/pretrain/grow';
+import { withColourJitter } from '@fedsam/shared/pretrain/colourJitter';
 import { BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
 import { hashWeights } from '@fedsam/shared/checkpoint/hash';
@@ -44,16 +46,17 @@ export const REPRODUCE_HELP = `
 The built-in fedsam-tiny (shared/models/fedsam-tiny) was made by two runs, the second continuing the first:
   fedsam synth --generator corpus --split heldout --seed 1 --images 24 --out data/heldout
   fedsam pretrain --out models/stage1 --steps 4000 --batch-size 8 --lr 2e-3 --warmup 100 --seed 1 --checkpoint-every 100 --eval data/heldout
-  fedsam pretrain --init models/stage1 --out models/fedsam-tiny --crop-share 0.8 --curriculum 1 --plain-warmup 0 --plain-share 0.3 --steps 2000 --lr 1e-3 --warmup 100 --seed 3 --checkpoint-every 250 --eval data/heldout
+  fedsam pretrain --init models/stage1 --out models/fedsam-tiny --colour-jitter 0.5 --crop-share 0.8 --curriculum 1 --plain-warmup 0 --plain-share 0.3 --steps 2000 --lr 1e-3 --warmup 100 --seed 3 --checkpoint-every 250 --eval data/heldout
 The first from random weights (the fedsam-tiny shape, corpus, curriculum 16000 and plain scenes ${PLAIN_WARMUP} first then ${PLAIN_SHARE}
 of the samples: the defaults): 0.63 s per step on 2 CPU cores (wasm backend, a worker thread takes half of each
 batch), 42 minutes here. The second with 80% of the samples one object in its box crop, as the model sees an object
-at inference (the folder declares box crops: fedsam_box_crop 2): 0.44 s per step, 15 minutes. Held-out box-prompt
-Dice in box crops on the corpus's held-out shape families and regimes: 0.602 after the first run, 0.649 after the
-second (box baseline 0.629, Otsu-in-box 0.719; on the whole image 0.357 and 0.437); on fedsam synth's sites it scores
-0.88 before any fine-tuning (box 0.44). The model folder holds the second run's eval-log.jsonl and the first's as
-eval-log.stage1.jsonl (whole-image Dice only). Whether a model learns to pick the prompted object at all shows in
-minutes with --corpus plain (train Dice 0.87 after 300 steps).
+at inference (the folder declares box crops: fedsam_box_crop 2), and half of all samples in random colours:
+0.44-0.52 s per step, 18 minutes. Held-out box-prompt Dice in box crops on the corpus's held-out shape families and
+regimes: 0.602 after the first run, 0.673 after the second (box baseline 0.629, Otsu-in-box 0.719; on the whole image
+0.357 and 0.401); on fedsam synth's sites it scores 0.86-0.88 before any fine-tuning (box 0.44). The model folder
+holds the second run's eval-log.jsonl and the first's as eval-log.stage1.jsonl (whole-image Dice only). Whether a
+model learns to pick the prompted object at all shows in minutes with --corpus plain (train Dice 0.87 after 300
+steps). --grow-layers N deepens an --init model by identity blocks first (tried: 4 blocks gave +0.01-0.02, not used).
 A stopped run continues with the same command and --resume.
 Outputs in --out: config.json + model.safetensors + preprocessor_config.json (pass the folder as --model to any
 command), checkpoint/ (resumable state: weights, Adam moments, step), pretrain-log.jsonl (loss, Dice, IoU, lr per
@@ -83,7 +86,9 @@ export function registerPretrainCommand(program: Command): Command {
     .addOption(new Option('--plain-warmup <samples>', 'corpus and synth: the first this many samples are plain scenes (--corpus plain), where a model first learns to pick the prompted object').argParser(parseNonNegInt('--plain-warmup')).default(PLAIN_WARMUP))
     .addOption(new Option('--plain-share <fraction>', 'corpus and synth: after the warm-up, this share of the samples stays plain scenes').argParser(parseFraction('--plain-share')).default(PLAIN_SHARE))
     .addOption(new Option('--crop-share <fraction>', `this share of the samples is one object in its box crop (the square of ${BOX_CROP_CONTEXT} box sides around its box that a cropping model segments at inference), the object alone as the target`).argParser(parseProbability('--crop-share')).default(0))
+    .addOption(new Option('--colour-jitter <fraction>', 'this share of the samples in randomly transformed colours (channels permuted, mixed, scaled, shifted, some inverted; shared/src/pretrain/colourJitter.ts)').argParser(parseProbability('--colour-jitter')).default(0))
     .addOption(new Option('--init <model>', 'start from this model folder\'s weights (or fedsam-tiny) instead of random ones: continue pretraining a model; its config.json sets the architecture (no --config)'))
+    .addOption(new Option('--grow-layers <n>', 'with --init: deepen its vision encoder to this many blocks, the new ones appended as identity blocks (residual outputs at zero; shared/src/pretrain/grow.ts), so training starts from exactly the init model').argParser(parsePositiveInt('--grow-layers')))
     .addOption(new Option('--steps <n>', 'optimizer steps').argParser(parsePositiveInt('--steps')).default(D.steps))
     .addOption(new Option('--batch-size <n>', 'images per step').argParser(parsePositiveInt('--batch-size')).default(D.batchSize))
     .addOption(new Option('--prompts-per-image <n>', 'objects prompted per image').argParser(parsePositiveInt('--prompts-per-image')).default(D.promptsPerImage))
@@ -98,7 +103,9 @@ export function registerPretrainCommand(program: Command): Command {
     .addHelpText('after', REPRODUCE_HELP)
     .action(async (o) => {
       if (o.init && o.config) throw new Error('--init takes the architecture from the model folder: leave out --config');
-      const init = o.init ? await loadSamCheckpoint(modelFolder(o.init)) : undefined;
+      if (o.growLayers !== undefined && !o.init) throw new Error('--grow-layers deepens the model given with --init: add --init DIR');
+      const loaded = o.init ? await loadSamCheckpoint(modelFolder(o.init)) : undefined;
+      const init = loaded && o.growLayers !== undefined ? growVisionEncoder(loaded.config, loaded.weights, o.growLayers, o.seed) : loaded;
       const arch = init ? undefined : parseArchitecture(await architectureSpec(o.config));
       const config = init?.config ?? architectureConfig(arch!);
       const { parameters, bytes } = configSize(config);
@@ -108,11 +115,13 @@ export function registerPretrainCommand(program: Command): Command {
       const mixed = o.corpus !== 'plain' && (mix.warmupSamples > 0 || mix.share > 0);
       const cropShare = o.cropShare as number;
       const sourceName = (curriculum ? `${o.corpus}+curriculum${curriculum}` : o.corpus) + (mixed ? `+plain${mix.warmupSamples}/${mix.share}` : '')
-        + (cropShare > 0 ? `+crops${cropShare}` : '');
+        + (cropShare > 0 ? `+crops${cropShare}` : '') + ((o.colourJitter as number) > 0 ? `+colour${o.colourJitter}` : '');
       const base = CORPORA[o.corpus]!.make(curriculum);
       const plain = mixed ? withPlainScenes(base, mix) : base;
-      const source = cropShare > 0 ? withBoxCrops(plain, cropShare, config.vision.image_size) : plain;
-      print(`pretraining ${arch ? JSON.stringify(arch) : `from ${o.init}`}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
+      const cropped = cropShare > 0 ? withBoxCrops(plain, cropShare, config.vision.image_size) : plain;
+      const colourShare = o.colourJitter as number;
+      const source = colourShare > 0 ? withColourJitter(cropped, colourShare) : cropped;
+      print(`pretraining ${arch ? JSON.stringify(arch) : `from ${o.init}${o.growLayers ? ` grown to ${o.growLayers} vision blocks` : ''}`}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
       if (o.eval) await checkEvalData(resolve(o.eval));
       const t0 = Date.now();
       let every = 0;
