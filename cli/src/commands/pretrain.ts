@@ -113,13 +113,12 @@ export function registerPretrainCommand(program: Command): Command {
       const curriculum = o.corpus === 'corpus' ? o.curriculum as number : 0;
       const mix = { warmupSamples: o.plainWarmup as number, share: o.plainShare as number };
       const mixed = o.corpus !== 'plain' && (mix.warmupSamples > 0 || mix.share > 0);
-      const cropShare = o.cropShare as number;
+      const cropShare = o.cropShare as number, colourShare = o.colourJitter as number;
       const sourceName = (curriculum ? `${o.corpus}+curriculum${curriculum}` : o.corpus) + (mixed ? `+plain${mix.warmupSamples}/${mix.share}` : '')
-        + (cropShare > 0 ? `+crops${cropShare}` : '') + ((o.colourJitter as number) > 0 ? `+colour${o.colourJitter}` : '');
+        + (cropShare > 0 ? `+crops${cropShare}` : '') + (colourShare > 0 ? `+colour${colourShare}` : '');
       const base = CORPORA[o.corpus]!.make(curriculum);
       const plain = mixed ? withPlainScenes(base, mix) : base;
       const cropped = cropShare > 0 ? withBoxCrops(plain, cropShare, config.vision.image_size) : plain;
-      const colourShare = o.colourJitter as number;
       const source = colourShare > 0 ? withColourJitter(cropped, colourShare) : cropped;
       print(`pretraining ${arch ? JSON.stringify(arch) : `from ${o.init}${o.growLayers ? ` grown to ${o.growLayers} vision blocks` : ''}`}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
       if (o.eval) await checkEvalData(resolve(o.eval));
