@@ -8,14 +8,14 @@
 //
 // Use a seed no pretraining run used (the built-in model's runs drew seeds 1 and 3).
 import { parseArgs } from 'node:util';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '@fedsam/shared/backend';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable, type Cell } from '@fedsam/shared/table';
-import type { CorpusSplit } from '@fedsam/shared/pretrain/corpus';
-import { writeCorpusDataset, type CorpusDatasetSummary } from '@fedsam/client/data/corpusDataset';
+import { corpusTags, type CorpusSplit } from '@fedsam/shared/pretrain/corpus';
+import { writeCorpusDataset } from '@fedsam/client/data/corpusDataset';
 import { prepareSite } from '@fedsam/client/engine/site';
 import { evaluateItems } from '@fedsam/client/engine/trainer';
 
@@ -35,8 +35,7 @@ try {
   const setRows: Cell[][] = [], partRows: Cell[][] = [];
   for (const [name, families, regimes] of SETS) {
     const out = join(work, `${families}-${regimes}`);
-    await writeCorpusDataset({ out, split: families, families, regimes, seed, images, size: 256 });
-    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8')) as CorpusDatasetSummary;
+    const summary = await writeCorpusDataset({ out, split: families, families, regimes, seed, images, size: 256 });
     const site = await prepareSite({ model, data: out, noSplit: true, seed, cacheDir: join(work, 'cache'), quiet: true });
     const m = await evaluateItems(site.loaded, site.cache, site.val, { baselines: true });
     setRows.push([name, m.n, m.dice, m.boxDice, m.otsuDice!]);
@@ -44,9 +43,8 @@ try {
     const parts = new Map<string, number[][]>();
     for (const o of m.objects!) {
       const [stem, label] = o.id.split(':');
-      const tags = summary.tags[Number(stem!.replace(/\D/g, ''))] ?? [];
-      const family = tags.filter((t) => t.startsWith('object:'))[Number(label) - 1] ?? 'object:?';
-      for (const key of [tags.find((t) => t.startsWith('regime:')) ?? 'regime:?', family]) {
+      const tags = corpusTags(summary.tags[Number(stem!.replace(/\D/g, ''))]);
+      for (const key of [`regime ${tags.regime}`, `object ${tags.families[Number(label) - 1] ?? '?'}`]) {
         const list = parts.get(key) ?? [];
         list.push([o.dice, o.boxDice, o.otsuDice]);
         parts.set(key, list);
@@ -54,7 +52,7 @@ try {
     }
     for (const [key, v] of [...parts].sort()) {
       const mean = (j: number) => v.reduce((a, x) => a + x[j]!, 0) / v.length;
-      partRows.push([name, key.replace(':', ' '), v.length, mean(0), mean(1), mean(2)]);
+      partRows.push([name, key, v.length, mean(0), mean(1), mean(2)]);
     }
   }
   process.stdout.write(renderTable(['set', 'objects', 'model Dice', 'box Dice', 'Otsu Dice'], setRows) + '\n\n');

@@ -3,7 +3,7 @@
 // Rng(`${seed}/sample/${index}`), the stream the pretraining loop uses; images without objects are passed over.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { corpusSource, type CorpusSplit } from '@fedsam/shared/pretrain/corpus';
+import { corpusSource, corpusTags, type CorpusSplit } from '@fedsam/shared/pretrain/corpus';
 import { checkSample, type PretrainSample } from '@fedsam/shared/pretrain/sample';
 import { Rng } from './rng.ts';
 import { writePng } from './io.ts';
@@ -97,8 +97,7 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
     await writePng(join(o.out, 'images', file), s.image, s.width, s.height, 3);
     await writePng(join(o.out, 'masks', file), labels, s.width, s.height, 1);
     const gray = grayFromRGB(s.image, s.width, s.height);
-    const regime = s.tags?.find((t) => t.startsWith('regime:'))?.slice(7) ?? '?';
-    const families = (s.tags ?? []).filter((t) => t.startsWith('object:')).map((t) => t.slice(7));
+    const { regime, families: objectFamilies } = corpusTags(s.tags);
     for (const st of labelStats(labels, s.width, s.height)) {
       const gt = s.masks[st.label - 1]!;
       const b = dice(filledBox(st.box, s.width, s.height), gt), t = dice(otsuInBox(gray, s.width, s.height, st.box).mask, gt);
@@ -106,7 +105,7 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
       otsu += t;
       objects++;
       add(byRegime, regime, b, t);
-      add(byFamily, families[st.label - 1] ?? '?', b, t);
+      add(byFamily, objectFamilies[st.label - 1] ?? '?', b, t);
       add(bySize, sizeClass(st.area), b, t);
     }
     if (o.contactSheet && sheet.length < 24) sheet.push(s);
@@ -129,7 +128,7 @@ export async function writeCorpusDataset(o: CorpusDatasetOptions): Promise<Corpu
 
 const fmt3 = (v: number) => v.toFixed(3);
 
-/** "heldout split", or "train split: heldout shape families, train regimes" when they differ. */
+/** "heldout split", or "heldout shape families in train regimes" when the two differ from the split. */
 function describeSplits(s: Pick<CorpusDatasetSummary, 'split' | 'families' | 'regimes'>): string {
   return s.families === s.split && s.regimes === s.split ? `${s.split} split` : `${s.families} shape families in ${s.regimes} regimes`;
 }

@@ -61,6 +61,15 @@ export function corpusSource(o: CorpusOptions = {}): SampleSource {
   };
 }
 
+/** A corpus sample's regime and the shape family of each mask (in mask order), read back from its tags. */
+export function corpusTags(tags: readonly string[] | undefined): { regime: string; families: string[] } {
+  const t = tags ?? [];
+  return {
+    regime: t.find((x) => x.startsWith('regime:'))?.slice('regime:'.length) ?? '?',
+    families: t.filter((x) => x.startsWith('object:')).map((x) => x.slice('object:'.length)),
+  };
+}
+
 /** What `fedsam pretrain` trains on: the TRAIN split at 256 px. */
 export const pretrainCorpus: SampleSource = corpusSource({ split: 'train' });
 

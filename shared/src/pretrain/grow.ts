@@ -22,9 +22,8 @@ export function growVisionEncoder(config: SamConfig, weights: Map<string, HostTe
   for (let i = old; i < layers; i++) if (i % 2 === 1 || i === layers - 1) global.push(i);
   const raw = config.raw;
   const grown = parseSamConfig({ ...raw, vision_config: { ...raw.vision_config, num_hidden_layers: layers, global_attn_indexes: global } }, 'grown config');
-  const fresh = initSamWeights(grown, seed);
-  const out = new Map<string, HostTensor>();
-  for (const [name, t] of weights) out.set(name, t);
+  const fresh = initSamWeights(grown, seed, { parts: ['vision_encoder'] });
+  const out = new Map(weights);
   for (let i = old; i < layers; i++) {
     const k = visionLayerKeys(i);
     const prefix = k.layerNorm1.slice(0, k.layerNorm1.lastIndexOf('.') + 1);
