@@ -9,6 +9,7 @@ import { visionEncoderNHWC } from '@fedsam/shared/model/visionEncoder';
 import { initSamWeights, NormalRng } from '@fedsam/shared/model/init';
 import { architectureConfig } from '@fedsam/shared/pretrain/architecture';
 import { growVisionEncoder } from '@fedsam/shared/pretrain/grow';
+import { halvePatches } from '@fedsam/shared/pretrain/refine';
 import type { Weights } from '@fedsam/shared/model/ops';
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -223,6 +224,44 @@ test('a grown model (--grow-layers) computes what the model it grew from did, an
   assert.equal(tf.memory().numTensors, before, 'tensors leaked');
 });
 
+test('a refined model (--halve-patches) embeds a half-size patch as the trained model embeds it upsampled 2x, keeps its position tables at even distances, and runs on the finer grid', async () => {
+  await initBackend();
+  const config = architectureConfig(FD_ARCH);
+  const host = new Map([...randomWeights(6)].map(([n, t]) => { const h = { dtype: 'float32' as const, shape: t.shape, data: t.dataSync() as Float32Array }; t.dispose(); return [n, h]; }));
+  const fine = halvePatches(config, host);
+  const v = config.vision, f = fine.config.vision;
+  assert.deepEqual([f.patch_size, f.gridSize, f.window_size, fine.config.prompt.imageEmbeddingSize], [v.patch_size / 2, 2 * v.gridSize, 2 * v.window_size, 2 * v.gridSize]);
+  // one patch of q = p/2 pixels through the fine embedding = the same patch upsampled 2x (nearest) through the trained one
+  const p = v.patch_size, q = p / 2, C = v.hidden_size;
+  const W = host.get('vision_encoder.patch_embed.projection.weight')!.data as Float32Array;
+  const Wf = fine.weights.get('vision_encoder.patch_embed.projection.weight')!.data as Float32Array;
+  const patch = new NormalRng(2, 'patch').fillNormal(new Float32Array(3 * q * q));
+  for (let c = 0; c < C; c++) {
+    let coarse = 0, fineSum = 0;
+    for (let ch = 0; ch < 3; ch++) for (let y = 0; y < p; y++) for (let x = 0; x < p; x++) coarse += W[((c * 3 + ch) * p + y) * p + x]! * patch[(ch * q + (y >> 1)) * q + (x >> 1)]!;
+    for (let ch = 0; ch < 3; ch++) for (let y = 0; y < q; y++) for (let x = 0; x < q; x++) fineSum += Wf[((c * 3 + ch) * q + y) * q + x]! * patch[(ch * q + y) * q + x]!;
+    assert.ok(Math.abs(coarse - fineSum) < 1e-4, `channel ${c}: ${coarse} vs ${fineSum}`);
+  }
+  // an even distance 2d on the fine grid is the distance d on the trained one: the same table row
+  for (const key of ['vision_encoder.layers.0.attn.rel_pos_h', 'vision_encoder.layers.1.attn.rel_pos_w']) {
+    const a = host.get(key)!, b = fine.weights.get(key)!;
+    const [rows, dim] = a.shape as [number, number], n = (rows + 1) / 2;
+    assert.equal(b.shape[0], 4 * n - 1);
+    for (let d = -(n - 1); d <= n - 1; d++) {
+      for (let k = 0; k < dim; k++) assert.ok(Math.abs(a.data[(d + n - 1) * dim + k]! - b.data[(2 * d + 2 * n - 1) * dim + k]!) < 1e-6, `${key} distance ${d}`);
+    }
+  }
+  assert.throws(() => halvePatches(architectureConfig({ ...FD_ARCH, patchSize: 2, imageSize: 32 }), host), /even patch side of at least 4/);
+  const before = tf.memory().numTensors;
+  const w = new Map([...fine.weights].map(([n, t]) => [n, tf.tensor(t.data as Float32Array, t.shape)])) as Weights;
+  const S = f.image_size;
+  const px = tf.tensor4d(new NormalRng(3, 'px').fillNormal(new Float32Array(3 * S * S)), [1, 3, S, S]);
+  const e = visionEncoderNHWC(w, fine.config, px);
+  assert.deepEqual(e.shape, [1, f.gridSize, f.gridSize, v.output_channels]);
+  tf.dispose([...w.values(), px, e]);
+  assert.equal(tf.memory().numTensors, before, 'tensors leaked');
+});
+
 test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-pretrain-'));
   const arch = Object.entries(SMALL_ARCH).map(([k, v]) => `${k}=${v}`).join(',');
@@ -239,10 +278,18 @@ test('fedsam pretrain writes a model folder that fedsam evaluate --model uses', 
   const e = await fedsam(['evaluate', '--model', join(dir, 'model'), '--data', join(dir, 'data', 'site-1'), '--quiet'], { FEDSAM_CACHE_DIR: join(dir, 'cache') });
   assert.equal(e.code, 0, e.stderr);
   assert.match(e.stdout, /box Dice/);
-  const [g, noInit] = await Promise.all([
+  const [g, noInit, h, noInitHalve] = await Promise.all([
     fedsam(['pretrain', '--init', join(dir, 'model'), '--grow-layers', String(SMALL_ARCH.layers + 1), '--out', join(dir, 'grown'), '--steps', '1', '--batch-size', '1', '--quiet']),
     fedsam(['pretrain', '--grow-layers', '3', '--out', join(dir, 'x'), '--steps', '1']),
+    fedsam(['pretrain', '--init', join(dir, 'model'), '--halve-patches', '--out', join(dir, 'fine'), '--steps', '1', '--batch-size', '1', '--quiet']),
+    fedsam(['pretrain', '--halve-patches', '--out', join(dir, 'y'), '--steps', '1']),
   ]);
+  assert.equal(h.code, 0, h.stderr);
+  assert.match(h.stdout, new RegExp(`with ${SMALL_ARCH.patchSize / 2}-pixel patches`));
+  const fineConfig = JSON.parse(await readFile(join(dir, 'fine', 'config.json'), 'utf8')) as { vision_config: { patch_size: number; window_size: number } };
+  assert.deepEqual([fineConfig.vision_config.patch_size, fineConfig.vision_config.window_size], [SMALL_ARCH.patchSize / 2, 2 * SMALL_ARCH.windowSize]);
+  assert.notEqual(noInitHalve.code, 0);
+  assert.match(noInitHalve.stderr, /--halve-patches refines the model given with --init/);
   assert.equal(g.code, 0, g.stderr);
   assert.match(g.stdout, new RegExp(`grown to ${SMALL_ARCH.layers + 1} vision blocks`));
   const grownConfig = JSON.parse(await readFile(join(dir, 'grown', 'config.json'), 'utf8')) as { vision_config: { num_hidden_layers: number } };

@@ -11,6 +11,7 @@ import { plainScenes } from '@fedsam/shared/pretrain/plainScenes';
 import { withPlainScenes } from '@fedsam/shared/pretrain/plainMix';
 import { withBoxCrops } from '@fedsam/shared/pretrain/cropScenes';
 import { growVisionEncoder } from '@fedsam/shared/pretrain/grow';
+import { halvePatches } from '@fedsam/shared/pretrain/refine';
 import { withColourJitter } from '@fedsam/shared/pretrain/colourJitter';
 import { BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
@@ -89,6 +90,7 @@ export function registerPretrainCommand(program: Command): Command {
     .addOption(new Option('--colour-jitter <fraction>', 'this share of the samples in randomly transformed colours (channels permuted, mixed, scaled, shifted, some inverted; shared/src/pretrain/colourJitter.ts)').argParser(parseProbability('--colour-jitter')).default(0))
     .addOption(new Option('--init <model>', 'start from this model folder\'s weights (or fedsam-tiny) instead of random ones: continue pretraining a model; its config.json sets the architecture (no --config)'))
     .addOption(new Option('--grow-layers <n>', 'with --init: deepen its vision encoder to this many blocks, the new ones appended as identity blocks (residual outputs at zero; shared/src/pretrain/grow.ts), so training starts from exactly the init model').argParser(parsePositiveInt('--grow-layers')))
+    .addOption(new Option('--halve-patches', 'with --init: halve its patch side (16 -> 8 px for fedsam-tiny), doubling the embedding grid and the mask resolution; the finer model starts from the init model seeing the image at twice the size (shared/src/pretrain/refine.ts)'))
     .addOption(new Option('--steps <n>', 'optimizer steps').argParser(parsePositiveInt('--steps')).default(D.steps))
     .addOption(new Option('--batch-size <n>', 'images per step').argParser(parsePositiveInt('--batch-size')).default(D.batchSize))
     .addOption(new Option('--prompts-per-image <n>', 'objects prompted per image').argParser(parsePositiveInt('--prompts-per-image')).default(D.promptsPerImage))
@@ -104,8 +106,10 @@ export function registerPretrainCommand(program: Command): Command {
     .action(async (o) => {
       if (o.init && o.config) throw new Error('--init takes the architecture from the model folder: leave out --config');
       if (o.growLayers !== undefined && !o.init) throw new Error('--grow-layers deepens the model given with --init: add --init DIR');
+      if (o.halvePatches && !o.init) throw new Error('--halve-patches refines the model given with --init: add --init DIR');
       const loaded = o.init ? await loadSamCheckpoint(modelFolder(o.init)) : undefined;
-      const init = loaded && o.growLayers !== undefined ? growVisionEncoder(loaded.config, loaded.weights, o.growLayers, o.seed) : loaded;
+      const grown = loaded && o.growLayers !== undefined ? growVisionEncoder(loaded.config, loaded.weights, o.growLayers, o.seed) : loaded;
+      const init = grown && o.halvePatches ? halvePatches(grown.config, grown.weights) : grown;
       const arch = init ? undefined : parseArchitecture(await architectureSpec(o.config));
       const config = init?.config ?? architectureConfig(arch!);
       const { parameters, bytes } = configSize(config);
@@ -120,7 +124,7 @@ export function registerPretrainCommand(program: Command): Command {
       const plain = mixed ? withPlainScenes(base, mix) : base;
       const cropped = cropShare > 0 ? withBoxCrops(plain, cropShare, config.vision.image_size) : plain;
       const source = colourShare > 0 ? withColourJitter(cropped, colourShare) : cropped;
-      print(`pretraining ${arch ? JSON.stringify(arch) : `from ${o.init}${o.growLayers ? ` grown to ${o.growLayers} vision blocks` : ''}`}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
+      print(`pretraining ${arch ? JSON.stringify(arch) : `from ${o.init}${o.growLayers ? ` grown to ${o.growLayers} vision blocks` : ''}${o.halvePatches ? ` with ${config.vision.patch_size}-pixel patches` : ''}`}: ${(parameters / 1e6).toFixed(2)} M parameters, ${(bytes / 1e6).toFixed(1)} MB float32, corpus ${sourceName}, into ${out}`);
       if (o.eval) await checkEvalData(resolve(o.eval));
       const t0 = Date.now();
       let every = 0;
