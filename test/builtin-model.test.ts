@@ -1,4 +1,4 @@
-// The shipped fedsam-tiny (shared/models/fedsam-tiny): its shape is the pretraining defaults, the README names its
+// The shipped fedsam-tiny (shared/models/fedsam-tiny): its shape is the pretraining defaults' with the patches halved, the README names its
 // hash, it reproduces the held-out Dice its pretraining run recorded, and it segments a dark object on a light photo.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,14 +8,15 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { DEFAULT_MODEL_DIR } from '@fedsam/shared/model/presets';
 import { architectureConfig } from '@fedsam/shared/pretrain/architecture';
+import { halvedPatchConfig } from '@fedsam/shared/pretrain/refine';
 import { loadSamCheckpoint } from '@fedsam/shared/checkpoint/load';
 import type { CheckpointEval } from '@fedsam/client/local/checkpointEval';
 import { REPO_ROOT, runFedsam as fedsam, tempDir } from './helpers/fed-harness.ts';
 
-test('the built-in model has the pretraining defaults\' shape, and the README names its sha256', async () => {
+test('the built-in model has the pretraining defaults\' shape with its patches halved (its recipe), and the README names its sha256', async () => {
   const { config } = await loadSamCheckpoint(DEFAULT_MODEL_DIR);
   const shape = (c: unknown) => JSON.parse(JSON.stringify(c, (k, v) => (k === 'raw' || k === 'model_type' ? undefined : v)));
-  assert.deepEqual(shape(config), shape(architectureConfig({})));
+  assert.deepEqual(shape(config), shape(halvedPatchConfig(architectureConfig({}))));
   const sha = createHash('sha256').update(await readFile(join(DEFAULT_MODEL_DIR, 'model.safetensors'))).digest('hex');
   assert.ok((await readFile(join(REPO_ROOT, 'README.md'), 'utf8')).includes(sha), `README.md should give the built-in model's sha256 ${sha}`);
 });

@@ -203,11 +203,10 @@ test('default worker count and shared weights', () => {
     const vitb = samVitBaseConfig();
     assert.equal(defaultEmbedWorkers(3, vitb), 0, 'few images: this thread');
     assert.equal(defaultEmbedWorkers(4, vitb), two, 'ViT-B: workers from 4 images');
-    // fedsam-tiny (a 16×16 grid): ~0.02 s/image on wasm pays for the pool's start-up only from ~260 images; ~0.8 s on cpu from 8
+    // fedsam-tiny (a 32×32 grid, 0.65 GFLOP): ~0.13 s/image on wasm pays for the pool's start-up from ~50 images; ~4 s on cpu from 4
     const cpu = tf.getBackend() === 'cpu';
     assert.equal(defaultEmbedWorkers(16, loaded.config), cpu ? two : 0);
-    assert.equal(defaultEmbedWorkers(200, loaded.config), cpu ? two : 0);
-    assert.equal(defaultEmbedWorkers(1000, loaded.config), two);
+    assert.equal(defaultEmbedWorkers(200, loaded.config), two);
     assert.ok(encoderGflop(vitb) > 500 && encoderGflop(loaded.config) < 2);
     process.env.FEDSAM_EMBED_WORKERS = '1';
     assert.equal(defaultEmbedWorkers(10), 1);

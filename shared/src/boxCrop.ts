@@ -1,6 +1,6 @@
 // Box crops: segment each object in a square crop around its box, resized to the model's input, instead of in the
-// whole image. A model whose embedding grid is coarse for its objects (fedsam-tiny: 16×16 cells over 256 px, so an
-// object under 100 px lies inside one or two cells) then sees the object at about half the crop's side (SAM's
+// whole image. A model whose embedding grid is coarse for its objects (fedsam-tiny: 32×32 cells over 256 px, so an
+// object under 100 px covers a few cells) then sees the object at about half the crop's side (SAM's
 // automatic mask generator segments zoomed image crops for small objects in the same spirit).
 // Whether a model crops is a fact of the model folder (`fedsam_box_crop` in its preprocessor_config.json, kept when a
 // fine-tuned copy is saved); a site's data becomes cropped samples in client/src/data/cropSample.ts.

@@ -44,20 +44,23 @@ const D = PretrainOptionsSchema.parse({});
 
 /** How the shipped built-in model was made (shared/models/fedsam-tiny; README, "Pretraining a small SAM"). */
 export const REPRODUCE_HELP = `
-The built-in fedsam-tiny (shared/models/fedsam-tiny) was made by two runs, the second continuing the first:
+The built-in fedsam-tiny (shared/models/fedsam-tiny) was made by three runs, each continuing the one before:
   fedsam synth --generator corpus --split heldout --seed 1 --images 24 --out data/heldout
   fedsam pretrain --out models/stage1 --steps 4000 --batch-size 8 --lr 2e-3 --warmup 100 --seed 1 --checkpoint-every 100 --eval data/heldout
-  fedsam pretrain --init models/stage1 --out models/fedsam-tiny --colour-jitter 0.5 --crop-share 0.8 --curriculum 1 --plain-warmup 0 --plain-share 0.3 --steps 2000 --lr 1e-3 --warmup 100 --seed 3 --checkpoint-every 250 --eval data/heldout
-The first from random weights (the fedsam-tiny shape, corpus, curriculum 16000 and plain scenes ${PLAIN_WARMUP} first then ${PLAIN_SHARE}
-of the samples: the defaults): 0.63 s per step on 2 CPU cores (wasm backend, a worker thread takes half of each
-batch), 42 minutes here. The second with 80% of the samples one object in its box crop, as the model sees an object
-at inference (the folder declares box crops: fedsam_box_crop 2), and half of all samples in random colours:
-0.44-0.52 s per step, 18 minutes. Held-out box-prompt Dice in box crops on the corpus's held-out shape families and
-regimes: 0.602 after the first run, 0.673 after the second (box baseline 0.629, Otsu-in-box 0.719; on the whole image
-0.357 and 0.401); on fedsam synth's sites it scores 0.86-0.88 before any fine-tuning (box 0.44). The model folder
-holds the second run's eval-log.jsonl and the first's as eval-log.stage1.jsonl (whole-image Dice only). Whether a
-model learns to pick the prompted object at all shows in minutes with --corpus plain (train Dice 0.87 after 300
-steps). --grow-layers N deepens an --init model by identity blocks first (tried: 4 blocks gave +0.01-0.02, not used).
+  fedsam pretrain --init models/stage1 --out models/stage2 --colour-jitter 0.5 --crop-share 0.8 --curriculum 1 --plain-warmup 0 --plain-share 0.3 --steps 2000 --lr 1e-3 --warmup 100 --seed 3 --checkpoint-every 250 --eval data/heldout
+  fedsam pretrain --init models/stage2 --halve-patches --out models/fedsam-tiny --colour-jitter 0.5 --crop-share 0.8 --curriculum 1 --plain-warmup 0 --plain-share 0.3 --steps 2000 --lr 1e-3 --warmup 100 --seed 5 --checkpoint-every 250 --eval data/heldout
+The first from random weights (the default shape, 16-pixel patches; corpus, curriculum 16000 and plain scenes ${PLAIN_WARMUP}
+first then ${PLAIN_SHARE} of the samples: the defaults): 0.63 s per step on 2 CPU cores (wasm backend, a worker thread takes half
+of each batch), 42 minutes here. The second with 80% of the samples one object in its box crop, as the model sees an
+object at inference (the folder declares box crops: fedsam_box_crop 2), and half of all samples in random colours:
+0.52 s per step, 18 minutes. The third halves the patches (8 pixels: a 32x32 grid and 128x128 low-res masks), the
+finer model starting from the second seeing the image at twice the size: 1.6 s per step, 55 minutes. Held-out
+box-prompt Dice in box crops on the corpus's held-out shape families and regimes (seed 1): 0.602, 0.673, 0.695 after
+each run (box baseline 0.629, Otsu-in-box 0.719; on the whole image 0.357, 0.401, 0.508); on a second held-out seed
+never looked at, 0.720 at the end (Otsu 0.710). The model folder holds the third run's eval-log.jsonl, the second's as
+eval-log.stage2.jsonl and the first's as eval-log.stage1.jsonl (whole-image Dice only). Whether a model learns to
+pick the prompted object at all shows in minutes with --corpus plain (train Dice 0.87 after 300 steps).
+--grow-layers N deepens an --init model by identity blocks first (tried: 4 blocks gave +0.01-0.02, not used).
 A stopped run continues with the same command and --resume.
 Outputs in --out: config.json + model.safetensors + preprocessor_config.json (pass the folder as --model to any
 command), checkpoint/ (resumable state: weights, Adam moments, step), pretrain-log.jsonl (loss, Dice, IoU, lr per

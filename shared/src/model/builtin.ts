@@ -8,8 +8,8 @@ import { RECIPE_BOX_JITTER, TINY_MODEL_BOX_JITTER, type BoxJitter } from '../tra
 export const DEFAULT_MODEL = 'fedsam-tiny';
 
 /**
- * fedsam-tiny: SAM's architecture at toy size (256-pixel input, 16-pixel patches, 2 vision layers of width 64, a
- * 64-wide two-way transformer; 0.40 M parameters), pretrained by `fedsam pretrain` on the procedural corpus (the
+ * fedsam-tiny: SAM's architecture at toy size (256-pixel input, 8-pixel patches, 2 vision layers of width 64, a
+ * 64-wide two-way transformer; 0.42 M parameters), pretrained by `fedsam pretrain` on the procedural corpus (the
  * recipe: `fedsam pretrain --help`). An HF SamModel folder in the repository, so it loads like any download.
  */
 export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/fedsam-tiny/', import.meta.url));

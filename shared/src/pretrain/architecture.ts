@@ -1,5 +1,6 @@
 // The architecture a pretraining run builds: a few knobs (layers, widths, input size) turned into an HF SamConfig.
-// One source of defaults: these give exactly the built-in fedsam-tiny's shape (shared/models/fedsam-tiny/config.json; a test checks).
+// One source of defaults: these give the shape the built-in fedsam-tiny was first pretrained in; the shipped model is that
+// shape with its patches halved (refine.ts; shared/models/fedsam-tiny/config.json; a test checks).
 import { z } from 'zod';
 import { parseSamConfig, type SamConfig } from '../config.ts';
 import { samParameters, TIED_POS_EMBED_KEY } from '../checkpoint/keys.ts';

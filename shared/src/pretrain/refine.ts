@@ -62,16 +62,22 @@ export function halvePatchEmbedding(t: HostTensor): HostTensor {
   return f32([c, ch, q, q], out);
 }
 
-/** `config` and `weights` with the patch side halved (it must be even), the grid and the windows' side in patches doubled. */
-export function halvePatches(config: SamConfig, weights: Map<string, HostTensor>): RefinedModel {
+/** `config` with the patch side halved (it must be even), the grid and the windows' side in patches doubled. */
+export function halvedPatchConfig(config: SamConfig): SamConfig {
   const v = config.vision;
   if (v.patch_size % 2 || v.patch_size < 4) throw new RangeError(`--halve-patches needs an even patch side of at least 4, the model has ${v.patch_size}`);
   const raw = config.raw;
-  const refined = parseSamConfig({
+  return parseSamConfig({
     ...raw,
     vision_config: { ...raw.vision_config, patch_size: v.patch_size / 2, window_size: 2 * v.window_size },
     prompt_encoder_config: { ...raw.prompt_encoder_config, patch_size: v.patch_size / 2, image_embedding_size: 2 * v.gridSize },
   }, 'refined config');
+}
+
+/** `config` and `weights` refined to half the patch side (halvedPatchConfig). */
+export function halvePatches(config: SamConfig, weights: Map<string, HostTensor>): RefinedModel {
+  const refined = halvedPatchConfig(config);
+  const v = config.vision;
   const out = new Map(weights);
   const patch = weightOf(VISION_KEYS.patchEmbed);
   out.set(patch, halvePatchEmbedding(weights.get(patch)!));

@@ -1,0 +1,63 @@
+// How much an embedding grid alone limits a SAM-style decoder's masks: each object's ground truth in its box crop
+// (shared/src/boxCrop.ts) averaged over a G×G grid of cells, resampled bilinearly to the crop's pixels, thresholded
+// at 0.5 and scored (Dice) against itself. A decoder whose tokens carried only their cell's mean occupancy would score
+// this; a real token carries more, so it is a guide to what a finer grid can gain, not a ceiling.
+//
+//   node --import tsx bench/mask-grid-bound.ts [--seed 1] [--images 24] [--grids 16,32,64]
+import { parseArgs } from 'node:util';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { boxCropRect } from '@fedsam/shared/boxCrop';
+import { renderTable } from '@fedsam/shared/table';
+import { writeCorpusDataset } from '@fedsam/client/data/corpusDataset';
+
+const { values: args } = parseArgs({ options: { seed: { type: 'string', default: '1' }, images: { type: 'string', default: '24' }, grids: { type: 'string', default: '16,32,64' } } });
+const grids = args.grids!.split(',').map(Number);
+const MODEL_INPUT = 256;
+
+/** Dice of the object's mask against itself pooled to g×g cells over its crop and resampled. */
+function pooledDice(label: Uint8Array, W: number, H: number, L: number, g: number): number {
+  let x0 = W, y0 = H, x1 = -1, y1 = -1;
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (label[y * W + x] === L) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+  const r = boxCropRect([x0, y0, x1, y1], W, H, MODEL_INPUT);
+  const cw = r.width / g, ch = r.height / g;
+  const cells = new Float32Array(g * g);
+  for (let y = 0; y < r.height; y++) for (let x = 0; x < r.width; x++) {
+    if (label[(r.y + y) * W + r.x + x] === L) cells[Math.min(g - 1, Math.floor(y / ch)) * g + Math.min(g - 1, Math.floor(x / cw))]! += 1 / (cw * ch);
+  }
+  const at = (v: number, size: number) => { const p = Math.min(g - 1, Math.max(0, (v + 0.5) / size - 0.5)); const i = Math.min(g - 2, Math.floor(p)); return [i, p - i] as const; };
+  let both = 0, predicted = 0, object = 0;
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+    const truth = label[y * W + x] === L;
+    let p = 0;
+    if (x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height) {
+      const [i, fx] = at(x - r.x, cw), [j, fy] = at(y - r.y, ch);
+      p = (cells[j * g + i]! * (1 - fx) + cells[j * g + i + 1]! * fx) * (1 - fy) + (cells[(j + 1) * g + i]! * (1 - fx) + cells[(j + 1) * g + i + 1]! * fx) * fy;
+    }
+    both += +(p > 0.5 && truth); predicted += +(p > 0.5); object += +truth;
+  }
+  return (2 * both) / (predicted + object);
+}
+
+const work = await mkdtemp(join(tmpdir(), 'fedsam-grid-bound-'));
+try {
+  const seed = Number(args.seed);
+  await writeCorpusDataset({ out: work, split: 'heldout', seed, images: Number(args.images), size: 256 });
+  const sums = grids.map(() => 0);
+  let n = 0;
+  for (const f of (await readdir(join(work, 'masks'))).sort()) {
+    const { data, info } = await sharp(join(work, 'masks', f)).raw().toBuffer({ resolveWithObject: true });
+    const label = new Uint8Array(info.width * info.height);
+    for (let i = 0; i < label.length; i++) label[i] = data[i * info.channels]!;
+    for (const L of [...new Set(label)].filter((v) => v > 0)) {
+      grids.forEach((g, k) => { sums[k]! += pooledDice(label, info.width, info.height, L, g); });
+      n++;
+    }
+  }
+  process.stdout.write(`corpus held-out split, seed ${seed}, ${n} objects in box crops (${MODEL_INPUT}-px model input)\n\n`);
+  process.stdout.write(renderTable(['grid (cells per crop side)', 'pooled-mask Dice'], grids.map((g, k) => [`${g}×${g}`, (sums[k]! / n).toFixed(3)])) + '\n');
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
