@@ -8,20 +8,19 @@ import { parseArgs } from 'node:util';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { boxCropRect } from '@fedsam/shared/boxCrop';
 import { renderTable } from '@fedsam/shared/table';
 import { writeCorpusDataset } from '@fedsam/client/data/corpusDataset';
+import { readLabels } from '@fedsam/client/data/io';
+import { labelStats, type ObjectStats } from '@fedsam/client/data/mask';
 
 const { values: args } = parseArgs({ options: { seed: { type: 'string', default: '1' }, images: { type: 'string', default: '24' }, grids: { type: 'string', default: '16,32,64' } } });
 const grids = args.grids!.split(',').map(Number);
 const MODEL_INPUT = 256;
 
 /** Dice of the object's mask against itself pooled to g×g cells over its crop and resampled. */
-function pooledDice(label: Uint8Array, W: number, H: number, L: number, g: number): number {
-  let x0 = W, y0 = H, x1 = -1, y1 = -1;
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (label[y * W + x] === L) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
-  const r = boxCropRect([x0, y0, x1, y1], W, H, MODEL_INPUT);
+function pooledDice(label: ArrayLike<number>, W: number, H: number, { label: L, box }: ObjectStats, g: number): number {
+  const r = boxCropRect(box, W, H, MODEL_INPUT);
   const cw = r.width / g, ch = r.height / g;
   const cells = new Float32Array(g * g);
   for (let y = 0; y < r.height; y++) for (let x = 0; x < r.width; x++) {
@@ -48,11 +47,9 @@ try {
   const sums = grids.map(() => 0);
   let n = 0;
   for (const f of (await readdir(join(work, 'masks'))).sort()) {
-    const { data, info } = await sharp(join(work, 'masks', f)).raw().toBuffer({ resolveWithObject: true });
-    const label = new Uint8Array(info.width * info.height);
-    for (let i = 0; i < label.length; i++) label[i] = data[i * info.channels]!;
-    for (const L of [...new Set(label)].filter((v) => v > 0)) {
-      grids.forEach((g, k) => { sums[k]! += pooledDice(label, info.width, info.height, L, g); });
+    const { data, width, height } = await readLabels(join(work, 'masks', f));
+    for (const object of labelStats(data, width, height)) {
+      grids.forEach((g, k) => { sums[k]! += pooledDice(data, width, height, object, g); });
       n++;
     }
   }

@@ -14,6 +14,9 @@ export interface LoadSamCheckpointOptions {
   onWarning?: (message: string) => void;
 }
 
+/** A model in memory: its config and HF-named host weights (what pretraining's --init transforms take and give). */
+export type SamCheckpoint = Pick<LoadedSamCheckpoint, 'config' | 'weights'>;
+
 export interface LoadedSamCheckpoint {
   config: SamConfig;
   /** HF names, module order. The tied TIED_POS_EMBED_KEY (when prompt_encoder is requested) is the same object as

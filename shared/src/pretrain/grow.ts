@@ -7,15 +7,14 @@ import { parseSamConfig, type SamConfig } from '../config.ts';
 import { visionLayerKeys, weightOf, biasOf } from '../checkpoint/keys.ts';
 import { initSamWeights } from '../model/init.ts';
 import type { HostTensor } from '../safetensors.ts';
-
-export interface GrownModel { config: SamConfig; weights: Map<string, HostTensor> }
+import type { SamCheckpoint } from '../checkpoint/load.ts';
 
 /**
  * The config and weights of `config` deepened to `layers` vision blocks. Trained blocks keep their attention kind;
  * a new block i has global attention if i is odd or the last (architecture.ts's rule), else windowed. The new blocks'
  * other weights are drawn as `initSamWeights(grown, seed)` draws them.
  */
-export function growVisionEncoder(config: SamConfig, weights: Map<string, HostTensor>, layers: number, seed: number): GrownModel {
+export function growVisionEncoder(config: SamConfig, weights: Map<string, HostTensor>, layers: number, seed: number): SamCheckpoint {
   const old = config.vision.num_hidden_layers;
   if (!(Number.isInteger(layers) && layers > old)) throw new RangeError(`--grow-layers must be more than the model's ${old} vision blocks, got ${layers}`);
   const global = [...config.vision.global_attn_indexes];

@@ -8,8 +8,7 @@
 import { parseSamConfig, type SamConfig } from '../config.ts';
 import { VISION_KEYS, visionLayerKeys, weightOf } from '../checkpoint/keys.ts';
 import type { HostTensor } from '../safetensors.ts';
-
-export interface RefinedModel { config: SamConfig; weights: Map<string, HostTensor> }
+import type { SamCheckpoint } from '../checkpoint/load.ts';
 
 const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: 'float32', shape, data });
 
@@ -75,7 +74,7 @@ export function halvedPatchConfig(config: SamConfig): SamConfig {
 }
 
 /** `config` and `weights` refined to half the patch side (halvedPatchConfig). */
-export function halvePatches(config: SamConfig, weights: Map<string, HostTensor>): RefinedModel {
+export function halvePatches(config: SamConfig, weights: Map<string, HostTensor>): SamCheckpoint {
   const refined = halvedPatchConfig(config);
   const v = config.vision;
   const out = new Map(weights);
