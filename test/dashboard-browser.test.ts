@@ -55,6 +55,12 @@ function fedsam(args: string[]): Proc {
   };
 }
 
+/** The page fits the browser's width: a wide table scrolls inside its card instead of widening the page. */
+async function assertFitsWidth(page: import('playwright-core').Page) {
+  const { page: w, view } = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, view: window.innerWidth }));
+  assert.ok(w <= view, `the page is ${w} px wide in a ${view}-px window`);
+}
+
 async function stopAll(...procs: Proc[]) {
   for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
   await Promise.all(procs.map((p) => p.exited));
@@ -85,6 +91,7 @@ test('federation page: a simulation followed live in chromium (state, sites, Dic
     // the picture: two rounds evaluated and the sites training the third, with their progress
     await page.waitForFunction(() => document.querySelectorAll('#rounds tbody tr').length >= 3 && document.body.dataset.round === '3'
       && [...document.querySelectorAll('#sites .state')].some((e) => e.textContent === 'training') && document.querySelectorAll('#sites .bar').length > 0, null, { timeout: 300_000 });
+    await assertFitsWidth(page);
     const shot = join(out, 'dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });
     await page.waitForFunction(() => document.body.dataset.phase === 'finished', null, { timeout: 300_000 });
@@ -148,6 +155,7 @@ test('site page: the site\'s own overlays from the global model, its Ditto perso
     assert.ok(widths.every((w) => w === 256), `overlay widths ${widths.join(', ')}`);
     const captions = await page.$$eval('#gallery figcaption', (c) => c.map((e) => e.textContent));
     assert.ok(captions.length >= 1 && captions.every((c) => /Dice \d\.\d{3}/.test(c ?? '')), captions.join(' | '));
+    await assertFitsWidth(page);
     const shot = join(dir, 'site-dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });
     await page.waitForFunction(() => document.body.dataset.state === 'finished', null, { timeout: 300_000 });
