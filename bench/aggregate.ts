@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { createStrategy, type Strategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+import { createStrategy, FLOWER_FEDADAM_ETA, type Strategy, type StrategyConfigInput } from '@fedsam/server/strategy/index';
 import { cloneTensors } from '@fedsam/server/strategy/aggregate';
 import { FOLD_BATCH } from '@fedsam/server/strategy/weightedSum';
 import { decodePayload, encodeTransfer } from '@fedsam/shared/transfer/codec';
@@ -22,7 +22,7 @@ const KS = [2, 8, 32];
 const FLOWER = { 2: { ms: 9.9, mb: 47 }, 8: { ms: 22.0, mb: 140 }, 32: { ms: 69.6, mb: 512 } } as Record<number, { ms: number; mb: number }>;
 const STRATEGIES: Array<{ label: string; cfg: StrategyConfigInput }> = [
   { label: 'fedavg', cfg: { name: 'fedavg' } },
-  { label: 'fedadam', cfg: { name: 'fedadam' } },
+  { label: 'fedadam', cfg: { name: 'fedadam', eta: FLOWER_FEDADAM_ETA } },
   { label: 'fedavgm', cfg: { name: 'fedavgm', server_momentum: 0.9 } },
   { label: 'median', cfg: { name: 'median' } },
   { label: 'trimmed_mean', cfg: { name: 'trimmed_mean', beta: 0.2 } },

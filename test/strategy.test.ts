@@ -3,7 +3,8 @@ import { roundRetryDelayS } from '@fedsam/server/roundRetry';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { HostTensor } from '@fedsam/shared/safetensors';
-import { createStrategy, StrategyConfigSchema, STRATEGY_NAMES, type FitRes, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+import { createStrategy, fedAdamEta, FLOWER_FEDADAM_ETA, StrategyConfigSchema, STRATEGY_NAMES, type FitRes, type StrategyConfigInput } from '@fedsam/server/strategy/index';
+import { ServerConfigSchema } from '@fedsam/server/config';
 import {
   AggregationError, coordinateMedian, fedAvg, fedAvgMStep, fedOptStep, trimmedMean, weightedMetrics, type NamedTensors,
 } from '@fedsam/server/strategy/aggregate';
@@ -146,7 +147,7 @@ test('fold.wasm is what fold.wat compiles to', async () => {
 
 test('FedAvg and FedAdam write a new global into the buffer of one the coordinator gave back, never into a live one', () => {
   for (const name of ['fedavg', 'fedadam'] as const) {
-    const strategy = createStrategy({ name } as StrategyConfigInput);
+    const strategy = createStrategy({ name, ...(name === 'fedadam' ? { eta: FLOWER_FEDADAM_ETA } : {}) } as StrategyConfigInput);
     let global = tinyDecoder(1);
     const run = (round: number, seed: number) => {
       const agg = strategy.aggregateFit(round, global);
@@ -205,10 +206,10 @@ test('WeightedSum refuses bad layouts and weights', () => {
   assert.throws(() => ws.mean(), /no update/);
 });
 
-test('FedAdam: one and two steps match the hand computation (Flower semantics and defaults)', () => {
+test('FedAdam: one and two steps match the hand computation (Flower semantics; Flower\'s defaults but for eta)', () => {
   const cfg = StrategyConfigSchema.parse({ name: 'fedadam' });
-  assert.deepEqual(cfg, { name: 'fedadam', eta: 0.1, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 });
-  const p = { eta: 0.1, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 };
+  assert.deepEqual(cfg, { name: 'fedadam', beta_1: 0.9, beta_2: 0.99, tau: 1e-9 });
+  const p = { eta: FLOWER_FEDADAM_ETA, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 };
   const x = [1, -2, 0.5];
   const agg1 = [1.5, -2.5, 0.5];
   const s1 = fedOptStep('adam', one(...x), one(...agg1), undefined, p, 1);
@@ -495,4 +496,20 @@ test('FedOpt state in the format earlier releases wrote (m.<name>, v.<name>, has
 test('a failed round is retried after 1, 2, 4 ... s, at most a minute apart', () => {
   assert.deepEqual([1, 2, 3, 4, 7, 8].map((a) => roundRetryDelayS(1, a)), [1, 2, 4, 8, 60, 60]);
   assert.equal(roundRetryDelayS(0, 5), 0);
+});
+
+test('FedAdam\'s server learning rate defaults to the sites\' learning rate; a configured one wins; neither is an error', () => {
+  const fit = { ...ServerConfigSchema.parse({}).fit, lr: 1e-3 };
+  const opts = { ...ServerConfigSchema.parse({}), fit };
+  assert.equal(fedAdamEta(undefined, 1e-3), 1e-3);
+  assert.equal(fedAdamEta(0.05, 1e-3), 0.05);
+  assert.throws(() => fedAdamEta(undefined, null), /strategy\.eta.*fit\.lr/);
+  assert.throws(() => createStrategy({ name: 'fedadam' }), RangeError);
+  // the derived eta is the one the step uses: one round from zero moments moves a weight by about eta (tau ~ 0)
+  const strategy = createStrategy({ name: 'fedadam' }, opts);
+  const agg = strategy.aggregateFit(1, one(1, -2, 0.5));
+  agg.add(res('a', one(1.5, -2.5, 0.5), 1));
+  const w = vals(agg.finish().weights);
+  const etaNorm = (1e-3 * Math.sqrt(1 - 0.99 ** 2)) / (1 - 0.9 ** 2);
+  assert.ok(Math.abs(w[0]! - (1 + etaNorm)) < 1e-6 && Math.abs(w[1]! - (-2 - etaNorm)) < 1e-6 && w[2] === 0.5, `${w}`);
 });

@@ -50,6 +50,8 @@ export interface SimulateOptions {
   lrDecay?: number;
   /** FedAvgM server momentum. */
   serverMomentum?: number;
+  /** FedAdam / FedYogi server learning rate. */
+  eta?: number;
   /** server final_average_rounds (default: the server config's). */
   finalAverageRounds?: number;
   /** fit.ditto_lambda: each site also trains a Ditto personal model. */
@@ -108,13 +110,14 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const boxJitter = o.boxJitter ?? base.recommendedBoxJitter;
   const boxCrop = boxCropFactor(o.boxCrop ?? modelBoxCrop(base.processor.config));
   const strategy: StrategyConfigInput = o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu }
-    : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum } : { name: o.strategy };
+    : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum }
+    : (o.strategy === 'fedadam' || o.strategy === 'fedyogi') && o.eta !== undefined ? { name: o.strategy, eta: o.eta } : { name: o.strategy };
   const fitDefaults = FitSchema.parse({});
   const optimizerState = o.optimizerState ?? fitDefaults.optimizer_state;
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}${boxCrop !== undefined ? `, box crops of ${boxCrop} box sides` : ', whole images'}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}${o.strategy === 'fedadam' ? ` (server lr ${o.eta ?? lr})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}${boxCrop !== undefined ? `, box crops of ${boxCrop} box sides` : ', whole images'}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;

@@ -124,7 +124,7 @@ export function registerServerCommand(program: Command): Command {
     .addOption(new Option('--heartbeat-timeout <s>', 'seconds of silence after which a site is dropped').env('FEDSAM_HEARTBEAT_TIMEOUT').argParser(parseNumber('--heartbeat-timeout')))
     .addOption(new Option('--strategy <name>', 'aggregation strategy').env('FEDSAM_STRATEGY').choices(STRATEGY_NAMES))
     .addOption(new Option('--proximal-mu <mu>', 'FedProx proximal term weight').env('FEDSAM_PROXIMAL_MU').argParser(parseNumber('--proximal-mu')))
-    .addOption(new Option('--eta <eta>', 'FedAdam/FedYogi server learning rate').env('FEDSAM_ETA').argParser(parseNumber('--eta')))
+    .addOption(new Option('--eta <eta>', 'FedAdam/FedYogi server learning rate (FedAdam default: the sites\' --lr; FedYogi 0.01)').env('FEDSAM_ETA').argParser(parseNumber('--eta')))
     .addOption(new Option('--beta1 <b>', 'FedAdam/FedYogi beta_1').env('FEDSAM_BETA1').argParser(parseNumber('--beta1')))
     .addOption(new Option('--beta2 <b>', 'FedAdam/FedYogi beta_2').env('FEDSAM_BETA2').argParser(parseNumber('--beta2')))
     .addOption(new Option('--tau <tau>', 'FedAdam/FedYogi adaptivity tau').env('FEDSAM_TAU').argParser(parseNumber('--tau')))

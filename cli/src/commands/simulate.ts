@@ -42,6 +42,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--warmup-steps <n>', `linear lr warm-up over a site optimizer's first n steps (default ${FitSchema.parse({}).warmup_steps})`).argParser(parseNonNegInt('--warmup-steps')))
     .addOption(new Option('--lr-decay <f>', `round r trains with lr x f^(r-1) (default ${FitSchema.parse({}).lr_decay}: constant)`).argParser(parsePositiveFloat('--lr-decay')))
     .addOption(new Option('--server-momentum <m>', 'FedAvgM server momentum (with --strategy fedavgm)').argParser(parseFraction('--server-momentum')))
+    .addOption(new Option('--eta <eta>', 'FedAdam / FedYogi server learning rate (with --strategy fedadam or fedyogi; default: the strategy\'s, see `fedsam server --help`)').argParser(parsePositiveFloat('--eta')))
     .addOption(new Option('--final-average-rounds <n>', FINAL_AVERAGE_ROUNDS_HELP).argParser(parsePositiveInt('--final-average-rounds')))
     .addOption(new Option('--ditto-lambda <λ>', DITTO_LAMBDA_HELP).argParser(parseNonNegFloat('--ditto-lambda')))
     .addOption(new Option('--dashboard <host:port>', 'serve the live federation page here (port 0: any free port)').default('127.0.0.1:0'))

@@ -6,7 +6,7 @@ import type { StrategyOptions } from './strategy.ts';
 export class FedAdam extends FedOpt {
   override readonly name: StrategyName = 'fedadam';
 
-  constructor(cfg: Omit<StrategyConfigOf<'fedadam'>, 'name'>, options?: StrategyOptions) {
+  constructor(cfg: Omit<StrategyConfigOf<'fedadam'>, 'name' | 'eta'> & { eta: number }, options?: StrategyOptions) {
     super('adam', cfg, options);
   }
 }

@@ -1,5 +1,5 @@
 // Strategies by config name, and the public surface of the strategy folder.
-import { StrategyConfigSchema, type StrategyConfig, type StrategyConfigInput } from './config.ts';
+import { StrategyConfigSchema, fedAdamEta, type StrategyConfig, type StrategyConfigInput } from './config.ts';
 import { FedAdam } from './fedAdam.ts';
 import { FedAvg } from './fedAvg.ts';
 import { FedAvgM } from './fedAvgM.ts';
@@ -26,7 +26,7 @@ export function createStrategy(cfg: StrategyConfigInput | StrategyConfig, option
     case 'scaffold':
       return new Scaffold(options);
     case 'fedadam':
-      return new FedAdam(c, options);
+      return new FedAdam({ ...c, eta: fedAdamEta(c.eta, options?.fit?.lr) }, options);
     case 'fedyogi':
       return new FedYogi(c, options);
     case 'fedavgm':
