@@ -126,7 +126,7 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
   const defaults = fineTuneDefaults(cfg.base_model === DEFAULT_MODEL);
   cfg.fit.lr ??= defaults.lr;
   cfg.fit.box_jitter ??= defaults.boxJitter;
-  if (cfg.strategy.name === 'fedadam') cfg.strategy.eta = fedAdamEta(cfg.strategy.eta, cfg.fit.lr); // logged and saved as used
+  if (cfg.strategy.name === 'fedadam') cfg.strategy.eta = fedAdamEta(cfg.strategy.eta, cfg.fit.lr); // the config the server runs with names it
   const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);

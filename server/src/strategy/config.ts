@@ -32,6 +32,10 @@ export const StrategyConfigSchema = z.discriminatedUnion('name', [
   z.object({ name: z.literal('trimmed_mean'), beta: z.number().min(0).lt(0.5).default(0.2) }).strict(),
 ]);
 export type StrategyConfig = z.output<typeof StrategyConfigSchema>;
+export type StrategyConfigInput = z.input<typeof StrategyConfigSchema>;
+export type StrategyName = StrategyConfig['name'];
+export const STRATEGY_NAMES: StrategyName[] = StrategyConfigSchema.options.map((o) => o.shape.name.value);
+export type StrategyConfigOf<N extends StrategyName> = Extract<StrategyConfig, { name: N }>;
 
 /** Flower's FedAdam default server learning rate (flwr.server.strategy.FedAdam eta), for parity runs against Flower. */
 export const FLOWER_FEDADAM_ETA = 0.1;
@@ -47,7 +51,3 @@ export function fedAdamEta(eta: number | undefined, fitLr: number | null | undef
   if (fitLr == null) throw new RangeError('fedadam: set strategy.eta, or fit.lr to derive it from (eta defaults to the sites\' learning rate)');
   return fitLr;
 }
-export type StrategyConfigInput = z.input<typeof StrategyConfigSchema>;
-export type StrategyName = StrategyConfig['name'];
-export const STRATEGY_NAMES: StrategyName[] = StrategyConfigSchema.options.map((o) => o.shape.name.value);
-export type StrategyConfigOf<N extends StrategyName> = Extract<StrategyConfig, { name: N }>;
