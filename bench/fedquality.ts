@@ -9,7 +9,7 @@
 //   keep      the site's Adam state persists across rounds (fit.optimizer_state: keep); without it a fresh Adam
 //   warmupN   linear lr warm-up over the optimizer's first N steps (fit.warmup_steps: N); 'warmup' = one epoch
 //   decayX    lr multiplied by X every round after the first (server-side schedule)
-//   momX      FedAvgM server momentum X (default 0.5), etaX FedAdam server lr, muX FedProx proximal weight
+//   momX      FedAvgM server momentum X (default 0.5), etaX FedAdam server lr (default: the lr, as the server's), muX FedProx proximal weight
 // Per round and site: the update's norm ‖w_site − w_global‖ and its cosine to the mean update, the train loss over
 // the first and last steps of local training, the site model's own validation Dice; then the global model's Dice
 // before and after the round. --baselines adds box / local-only / centralized with the same epoch budget (the
@@ -31,6 +31,7 @@ import { SiteDriftControl } from '@fedsam/client/engine/driftControl';
 import { boxBaseline } from '@fedsam/client/engine/boxBaseline';
 import { fedAvg, fedAvgMStep, fedOptStep, type NamedTensors, type FedOptMoments } from '@fedsam/server/strategy/aggregate';
 import { siteSeed } from '@fedsam/server/strategy/sampling';
+import { fedAdamEta } from '@fedsam/server/strategy/config';
 
 const { values: args } = parseArgs({
   options: {
@@ -63,14 +64,15 @@ interface Method {
   warmup?: number;
   decay: number;
   momentum: number;
-  eta: number;
+  /** FedAdam server lr; undefined: the sites' lr (the server's default, fedAdamEta). */
+  eta?: number;
   mu: number;
 }
 
 function parseMethod(spec: string): Method {
   const [strategy, ...mods] = spec.split('+');
   if (!['fedavg', 'fedavgm', 'fedadam', 'fedprox', 'scaffold'].includes(strategy!)) throw new Error(`unknown strategy "${strategy}" in --methods ${spec}: fedavg | fedavgm | fedadam | fedprox | scaffold`);
-  const m: Method = { label: spec, strategy: strategy as Method['strategy'], keep: false, decay: 1, momentum: 0.5, eta: 0.1, mu: 0.01 };
+  const m: Method = { label: spec, strategy: strategy as Method['strategy'], keep: false, decay: 1, momentum: 0.5, mu: 0.01 };
   for (const x of mods) {
     const v = (p: string) => Number(x.slice(p.length));
     if (x === 'keep') m.keep = true;
@@ -171,7 +173,7 @@ try {
         next = r.weights;
         momentum = r.momentum;
       } else if (m.strategy === 'fedadam') {
-        const r = fedOptStep('adam', global, mean, moments, { eta: m.eta, beta_1: 0.9, beta_2: 0.99, tau: 1e-9 }, round, { inPlaceMoments: true });
+        const r = fedOptStep('adam', global, mean, moments, { eta: fedAdamEta(m.eta, lr), beta_1: 0.9, beta_2: 0.99, tau: 1e-9 }, round, { inPlaceMoments: true });
         next = r.weights;
         moments = r.moments;
       }
