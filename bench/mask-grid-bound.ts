@@ -1,5 +1,5 @@
 // How much an embedding grid alone limits a SAM-style decoder's masks: each object's ground truth in its box crop
-// (shared/src/boxCrop.ts) averaged over a G×G grid of cells, resampled bilinearly to the crop's pixels, thresholded
+// (shared/src/boxCrop.ts) averaged over a G×G grid of cells, resampled bilinearly to the crop's pixels (as post_process_masks upsamples), thresholded
 // at 0.5 and scored (Dice) against itself. A decoder whose tokens carried only their cell's mean occupancy would score
 // this; a real token carries more, so it is a guide to what a finer grid can gain, not a ceiling.
 //
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { boxCropRect } from '@fedsam/shared/boxCrop';
 import { renderTable } from '@fedsam/shared/table';
+import { resizeBilinearTorch } from '@fedsam/shared/resample/torchBilinear';
 import { writeCorpusDataset } from '@fedsam/client/data/corpusDataset';
 import { readLabels } from '@fedsam/client/data/io';
 import { labelStats, type ObjectStats } from '@fedsam/client/data/mask';
@@ -26,15 +27,12 @@ function pooledDice(label: ArrayLike<number>, W: number, H: number, { label: L, 
   for (let y = 0; y < r.height; y++) for (let x = 0; x < r.width; x++) {
     if (label[(r.y + y) * W + r.x + x] === L) cells[Math.min(g - 1, Math.floor(y / ch)) * g + Math.min(g - 1, Math.floor(x / cw))]! += 1 / (cw * ch);
   }
-  const at = (v: number, size: number) => { const p = Math.min(g - 1, Math.max(0, (v + 0.5) / size - 0.5)); const i = Math.min(g - 2, Math.floor(p)); return [i, p - i] as const; };
+  const occupancy = resizeBilinearTorch(cells, g, g, r.height, r.width);
   let both = 0, predicted = 0, object = 0;
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
     const truth = label[y * W + x] === L;
-    let p = 0;
-    if (x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height) {
-      const [i, fx] = at(x - r.x, cw), [j, fy] = at(y - r.y, ch);
-      p = (cells[j * g + i]! * (1 - fx) + cells[j * g + i + 1]! * fx) * (1 - fy) + (cells[(j + 1) * g + i]! * (1 - fx) + cells[(j + 1) * g + i + 1]! * fx) * fy;
-    }
+    const inCrop = x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height;
+    const p = inCrop ? occupancy[(y - r.y) * r.width + x - r.x]! : 0;
     both += +(p > 0.5 && truth); predicted += +(p > 0.5); object += +truth;
   }
   return (2 * both) / (predicted + object);

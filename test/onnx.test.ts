@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { initBackend } from '@fedsam/shared/backend';
 import { verifyReferenceFolder } from '@fedsam/shared/reference';
 import { loadModel } from '@fedsam/shared/model/presets';
+import { lowResSize } from '@fedsam/client/engine/trainer';
 import { createInference } from '@fedsam/shared/samInference';
 import { chooseEngine, parseEngineName, TfjsInference } from '@fedsam/shared/inference';
 import { cachedGraphSession, graphKey } from '@fedsam/shared/onnx/graphCache';
@@ -63,7 +64,7 @@ test('the two engines embed and decode the built-in model alike (cache entries a
     };
     const x = await onnx.decode(inp);
     const y = await tfjs.decode(inp);
-    const lowRes = 4 * loaded.config.vision.gridSize; // the decoder upscales its grid 4×
+    const lowRes = lowResSize(loaded);
     assert.deepEqual(x.predMasks.shape, [1, 1, 3, lowRes, lowRes]);
     assert.deepEqual(x.predMasks.shape, y.predMasks.shape);
     let m = 0;

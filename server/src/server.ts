@@ -21,7 +21,7 @@ import { fedsamServiceDefinition } from './proto.ts';
 import { createHandlers } from './service.ts';
 import { raiseServerFlowControlWindow } from './http2-tuning.ts';
 import { StateStore, type RoundRecord } from './state.ts';
-import { createStrategy, fedAdamEta } from './strategy/index.ts';
+import { createStrategy } from './strategy/index.ts';
 import { followFederation, serveFederation } from './dashboard/attach.ts';
 import type { FederationView } from './dashboard/federationView.ts';
 import { DashboardConfigError, type DashboardHandle } from '@fedsam/shared/web/dashboardServer';
@@ -126,7 +126,6 @@ export async function runServer(input: ServerConfigInput | ServerConfig, opts: R
   const defaults = fineTuneDefaults(cfg.base_model === DEFAULT_MODEL);
   cfg.fit.lr ??= defaults.lr;
   cfg.fit.box_jitter ??= defaults.boxJitter;
-  if (cfg.strategy.name === 'fedadam') cfg.strategy.eta = fedAdamEta(cfg.strategy.eta, cfg.fit.lr); // the config the server runs with names it
   const strategy = createStrategy(cfg.strategy, cfg);
   const metrics = new ServerMetrics();
   const registry = new ClientRegistry(cfg.heartbeat_timeout_s * 1000);
