@@ -135,3 +135,27 @@ test('simulate: aggregator + 2 sites over loopback gRPC, per-round table and --h
   }
   assert.ok((await readdir(join(dir, 'out', 'final-model'))).includes('model.safetensors'));
 });
+
+test('simulate --train-seed: the same data and split with other training draws; equal to --seed it is the default run', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-tseed-'));
+  const run = async (name: string, extra: string[]) => {
+    const r = await fedsam(['simulate', '--sites', '2', '--rounds', '1', '--images-per-site', '3', '--image-size', '96', '--seed', '3', ...extra,
+      '--out', join(dir, name), '--history', join(dir, `${name}.json`), '--quiet', '--no-dashboard']);
+    assert.equal(r.code, 0, r.stderr);
+    return {
+      stdout: r.stdout,
+      history: JSON.parse(await readFile(join(dir, `${name}.json`), 'utf8')) as Array<{ round: number; sites: Record<string, { dice: number; num_examples: number }> }>,
+      weights: await readFile(join(dir, name, 'final-model', 'model.safetensors')),
+    };
+  };
+  const base = await run('default', []);
+  const same = await run('same', ['--train-seed', '3']);
+  const other = await run('other', ['--train-seed', '8']);
+  assert.ok(base.weights.equals(same.weights), '--train-seed equal to --seed trains exactly as the default');
+  assert.doesNotMatch(base.stdout, /training seed/);
+  assert.match(other.stdout, /training seed 8/);
+  // round 0 scores the untouched model on each site's validation split: same data, same split
+  assert.deepEqual(other.history[0], base.history[0]);
+  assert.ok(!other.weights.equals(base.weights), 'another training seed draws other batches and box noise');
+});

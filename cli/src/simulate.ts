@@ -34,6 +34,8 @@ export interface SimulateOptions {
   /** Point prompts per object in local training: [positive, negative]. */
   points?: number[];
   seed: number;
+  /** Seed of local training alone (batch order, box noise); default: seed. The data and split stay seed's. */
+  trainSeed?: number;
   imagesPerSite: number;
   valSplit: number;
   out: string;
@@ -108,6 +110,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const base = await loadModel(o.model);
   const lr = o.lr ?? base.recommendedLr;
   const boxJitter = o.boxJitter ?? base.recommendedBoxJitter;
+  const trainSeed = o.trainSeed ?? o.seed;
   const boxCrop = boxCropFactor(o.boxCrop ?? modelBoxCrop(base.processor.config));
   const strategy: StrategyConfigInput = o.strategy === 'fedprox' && o.proximalMu !== undefined ? { name: 'fedprox', proximal_mu: o.proximalMu }
     : o.strategy === 'fedavgm' && o.serverMomentum !== undefined ? { name: 'fedavgm', server_momentum: o.serverMomentum }
@@ -117,7 +120,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}${o.strategy === 'fedadam' ? ` (server lr ${fedAdamEta(o.eta, lr)})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}, ${describeBoxJitter(boxJitter)}${boxCrop !== undefined ? `, box crops of ${boxCrop} box sides` : ', whole images'}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
+  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}${o.strategy === 'fedadam' ? ` (server lr ${fedAdamEta(o.eta, lr)})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}${trainSeed !== o.seed ? `, training seed ${trainSeed}` : ''}, ${describeBoxJitter(boxJitter)}${boxCrop !== undefined ? `, box crops of ${boxCrop} box sides` : ', whole images'}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
@@ -142,7 +145,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
       sites: engines.map((e, i) => ({ name: names[i], engineFactory: () => e })),
       rounds: o.rounds,
       strategy,
-      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: o.seed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
+      fit: { epochs: o.epochs, lr, batch_size: o.batchSize, seed: trainSeed, points_positive: o.points?.[0] ?? 0, points_negative: o.points?.[1] ?? 0,
         optimizer_state: o.optimizerState, warmup_steps: o.warmupSteps, lr_decay: o.lrDecay, box_jitter: boxJitter, ...(o.dittoLambda !== undefined ? { ditto_lambda: o.dittoLambda } : {}) },
       initialDecoder,
       samConfig: base.config,
@@ -204,7 +207,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
     // Every baseline trains the one base model in turn (each run starts from the initial decoder).
     const sites: Site[] = [];
     for (let i = 0; i < folders.length; i++) sites.push(await prepareSite({ ...siteOpts(i), model: base, quiet: true }));
-    comparison = await compareBaselines({ ...o, boxJitter }, base, initialDecoder, sites, names, lr, print);
+    comparison = await compareBaselines({ ...o, seed: trainSeed, boxJitter }, base, initialDecoder, sites, names, lr, print);
   }
   base.model.dispose();
   if (comparison) {
