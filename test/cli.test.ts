@@ -1,7 +1,7 @@
 // The fedsam command as a user runs it: real child processes, real files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, cp, writeFile, readdir } from 'node:fs/promises';
+import { mkdtemp, cp, writeFile, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,6 @@ test('fedsam --help lists the subcommands', async () => {
 });
 
 test('the fedsam script runs node with the V8 heap flag the transfer speed depends on', async () => {
-  const { readFile } = await import('node:fs/promises');
   const { execFileSync } = await import('node:child_process');
   const flag = '--initial-old-space-size=64';
   const first = (await readFile(FEDSAM, 'utf8')).split('\n')[0]!;
@@ -123,7 +122,6 @@ test('simulate: aggregator + 2 sites over loopback gRPC, per-round table and --h
   const r = await fedsam(['simulate', '--sites', '2', '--rounds', '1', '--epochs', '1', '--images-per-site', '4', '--out', join(dir, 'out'), '--history', join(dir, 'h.json'), '--quiet']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /weighted mean Dice/);
-  const { readFile } = await import('node:fs/promises');
   const h = JSON.parse(await readFile(join(dir, 'h.json'), 'utf8'));
   assert.deepEqual(h.map((x: { round: number }) => x.round), [0, 1]);
   for (const row of h) {
@@ -137,7 +135,6 @@ test('simulate: aggregator + 2 sites over loopback gRPC, per-round table and --h
 });
 
 test('simulate --train-seed: the same data and split with other training draws; equal to --seed it is the default run', async () => {
-  const { readFile } = await import('node:fs/promises');
   const dir = await mkdtemp(join(tmpdir(), 'fedsam-cli-tseed-'));
   const run = async (name: string, extra: string[]) => {
     const r = await fedsam(['simulate', '--sites', '2', '--rounds', '1', '--images-per-site', '3', '--image-size', '96', '--seed', '3', ...extra,

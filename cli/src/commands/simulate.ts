@@ -29,7 +29,7 @@ export function registerSimulateCommand(program: Command): Command {
     .addOption(new Option('--proximal-mu <mu>', 'FedProx proximal weight').argParser(parsePositiveFloat('--proximal-mu')))
     .addOption(new Option('--points <pos,neg>', 'point prompts per object in local training, inside / outside the object (e.g. 1,1; default boxes only)').argParser(parseCounts('--points', 2)))
     .addOption(new Option('--val-split <fraction>', 'validation fraction per site').argParser(parseFraction('--val-split')).default(0.25))
-    .addOption(new Option('--seed <n>', 'seed for data, split and training').argParser(parseNonNegInt('--seed')).default(0))
+    .addOption(new Option('--seed <n>', 'seed for data, split and training (training\'s own with --train-seed)').argParser(parseNonNegInt('--seed')).default(0))
     .addOption(new Option('--train-seed <n>', 'seed for training alone (batch order, box noise) on --seed\'s data and split; vary it to see how far a result moves with training noise (default: --seed)').argParser(parseNonNegInt('--train-seed')))
     .addOption(new Option('--out <dir>', 'output folder (data, server state, final model)').default(timestampedRun('simulate')))
     .addOption(new Option('--history <file>', 'write the per-round history as JSON'))
