@@ -1,6 +1,6 @@
 // What `fedsam simulate` runs: the aggregator and N site clients on loopback (real gRPC), on synthetic data by default, with a
 // per-round table; --compare adds the local-only and centralized baselines on the same split.
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable } from '@fedsam/shared/table';
@@ -73,10 +73,17 @@ async function isDataset(p: string): Promise<boolean> {
   return sub.includes('images') || sub.includes('imagesTr') || sub.some((f) => /^manifest\.(csv|jsonl)$/.test(f));
 }
 
-async function siteFolders(data: string, n: number): Promise<string[]> {
-  const entries = (await readdir(data, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+/** The site datasets in `data`, by name: its sub-folders that hold a dataset, symbolic links to such folders included. */
+export async function siteFolders(data: string, n: number): Promise<string[]> {
+  const entries = (await readdir(data, { withFileTypes: true }))
+    .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && !e.name.startsWith('.')).map((e) => e.name).sort();
   const sites = [];
-  for (const e of entries) if (await isDataset(join(data, e))) sites.push(join(data, e));
+  for (const e of entries) {
+    const p = join(data, e);
+    const target = await stat(p).catch(() => undefined); // follows a link
+    if (!target) throw new Error(`${p} is a symbolic link to nothing (${await readlink(p)}): fix or remove it`);
+    if (target.isDirectory() && (await isDataset(p))) sites.push(p);
+  }
   if (!sites.length) throw new Error(`${data} has no site folders (each a dataset: images/ + masks/, a manifest, or imagesTr/ + labelsTr/)`);
   if (sites.length < n) throw new Error(`${data} has ${sites.length} site folders but --sites ${n} was asked`);
   return sites.slice(0, n);
