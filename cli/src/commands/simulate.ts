@@ -18,7 +18,7 @@ export function registerSimulateCommand(program: Command): Command {
     .description('run the whole federation on this machine: aggregator + N site clients over loopback gRPC; per-round Dice table')
     .addOption(new Option('--sites <n>', 'number of sites').argParser(parsePositiveInt('--sites')).default(3))
     .addOption(new Option('--rounds <n>', 'federated rounds').argParser(parsePositiveInt('--rounds')).default(SIMULATE_DEFAULTS.rounds))
-    .addOption(new Option('--data <dir>', 'one dataset per site (a folder of site-1/, site-2/, ...), or one dataset to split across the sites by group; default: synthetic data'))
+    .addOption(new Option('--data <dir>', 'one dataset per site (a folder of site-1/, site-2/, ..., or of symbolic links to site datasets), or one dataset to split across the sites by group; default: synthetic data'))
     .addOption(new Option('--non-iid', 'non-IID sites: synthetic sites differ in intensity, contrast, noise and object mix; a split dataset is cut by object size'))
     .addOption(new Option('--images-per-site <n>', 'synthetic images per site').argParser(parsePositiveInt('--images-per-site')).default(SIMULATE_DEFAULTS.imagesPerSite))
     .addOption(new Option('--model <dir>', MODEL_HELP))
