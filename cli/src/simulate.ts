@@ -76,11 +76,11 @@ async function isDataset(p: string): Promise<boolean> {
 /** The site datasets in `data`, by name: its sub-folders that hold a dataset, symbolic links to such folders included. */
 export async function siteFolders(data: string, n: number): Promise<string[]> {
   const entries = (await readdir(data, { withFileTypes: true }))
-    .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && !e.name.startsWith('.')).map((e) => e.name).sort();
+    .filter((e) => (e.isDirectory() || e.isSymbolicLink()) && !e.name.startsWith('.')).sort((a, b) => (a.name < b.name ? -1 : 1));
   const sites = [];
   for (const e of entries) {
-    const p = join(data, e);
-    const target = await stat(p).catch(() => undefined); // follows a link
+    const p = join(data, e.name);
+    const target = e.isSymbolicLink() ? await stat(p).catch(() => undefined) : e;
     if (!target) throw new Error(`${p} is a symbolic link to nothing (${await readlink(p)}): fix or remove it`);
     if (target.isDirectory() && (await isDataset(p))) sites.push(p);
   }
