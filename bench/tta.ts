@@ -16,7 +16,7 @@ import { loadModel } from '@fedsam/shared/model/presets';
 import { renderTable, type Cell } from '@fedsam/shared/table';
 import { inferenceFor } from '@fedsam/shared/samInference';
 import { postProcessMask } from '@fedsam/shared/processor';
-import { boxCropRect, BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
+import { uncropMask, BOX_CROP_CONTEXT } from '@fedsam/shared/boxCrop';
 import { loadDataset } from '@fedsam/client/data/datasets';
 import { cropSample } from '@fedsam/client/data/cropSample';
 import { dice } from '@fedsam/client/data/metrics';
@@ -84,18 +84,16 @@ const L = lowResSize(loaded), pad = loaded.processor.config.pad_size, input = lo
 
 /** Per object: the sigmoid of the model's logits in the whole image's frame (0 outside the crop), for one crop size and symmetry. */
 async function probabilities(context: number, t: Symmetry): Promise<Float32Array[]> {
-  const items = await prepareItems(loaded, cache, samples.map((s) => transformed(cropSample(s, input, context), t)), { quiet: true });
+  const crops = samples.map((s) => cropSample(s, input, context));
+  const items = await prepareItems(loaded, cache, crops.map((c) => transformed(c, t)), { quiet: true });
   const out: Float32Array[] = [];
   for (const [i, it] of items.entries()) {
     const e = (await cache.get(it.key))!;
     const box = modelBox(it.sample.box, it.originalSize, it.reshapedSize);
     const r = await inferenceFor(loaded).decode({ embeddingsNHWC: { data: e.data, shape: e.shape }, inputBoxes: { data: Float32Array.from(box), shape: [1, 1, 4] }, multimask: false });
     const logits = unapply(postProcessMask(r.predMasks.data.subarray(0, L * L), [L, L], it.originalSize, it.reshapedSize, pad), it.sample.width, it.sample.height, t);
-    const s = samples[i]!;
-    const rect = boxCropRect(s.box, s.width, s.height, input, context);
-    const p = new Float32Array(s.width * s.height);
-    for (let y = 0; y < rect.height; y++) for (let x = 0; x < rect.width; x++) p[(rect.y + y) * s.width + rect.x + x] = 1 / (1 + Math.exp(-logits[y * rect.width + x]!));
-    out.push(p);
+    const c = crops[i]!, s = samples[i]!;
+    out.push(uncropMask(logits.map((v) => 1 / (1 + Math.exp(-v))), { x: c.cropOf!.x, y: c.cropOf!.y, width: c.width, height: c.height }, s.width, s.height));
   }
   return out;
 }
