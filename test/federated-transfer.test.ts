@@ -305,7 +305,10 @@ test('server config: defaults, clear errors, YAML file + flag overrides', async 
     },
   );
   assert.throws(() => parseServerConfig({ min_fit_clients: 3, min_available_clients: 2 }), /min_fit_clients \(3\) exceeds min_available_clients \(2\)/);
-  assert.throws(() => parseServerConfig({ final_average_rounds: 5 }), /final_average_rounds: .*set keep_rounds to at least 4/);
+  // keep_rounds follows final_average_rounds unless given; a given one that is too short is an error.
+  assert.equal(parseServerConfig({}).keep_rounds, 3);
+  assert.equal(parseServerConfig({ final_average_rounds: 6 }).keep_rounds, 5);
+  assert.throws(() => parseServerConfig({ final_average_rounds: 5, keep_rounds: 3 }), /final_average_rounds: .*set keep_rounds to at least 4/);
   assert.equal(parseServerConfig({ final_average_rounds: 5, keep_rounds: 4 }).final_average_rounds, 5);
   assert.throws(() => parseServerConfig({ sites: [...sites, { name: 'b', token_sha256: hashToken('x') }] }), /shares its token/);
 

@@ -53,6 +53,9 @@ export const FitSchema = z.object({
   ditto_lambda: z.number().nonnegative().nullable().default(null),
 }).strict();
 
+/** Round folders kept when neither keep_rounds nor a longer final_average_rounds asks for more. */
+export const DEFAULT_KEEP_ROUNDS = 3;
+
 export const ServerConfigSchema = z.object({
   /** host:port to listen on (port 0 = ephemeral). */
   listen: HostPortSchema.default('0.0.0.0:8080'),
@@ -90,8 +93,9 @@ export const ServerConfigSchema = z.object({
   out_dir: z.string().min(1).default('runs/server'),
   /** Continue from out_dir/state.json (last completed round). */
   resume: z.boolean().default(false),
-  /** Round folders kept in out_dir/rounds (older ones are deleted). */
-  keep_rounds: z.number().int().positive().default(3),
+  /** Round folders kept in out_dir/rounds (older ones are deleted); default: enough for final_average_rounds, at least
+   *  DEFAULT_KEEP_ROUNDS. */
+  keep_rounds: z.number().int().positive().nullable().default(null),
   /**
    * The last round's global is the mean of the last N rounds' globals (tail averaging of the server's iterates, as
    * SWA averages SGD's): the final model does not hang on the last round's swing. 1 = the last round's own.
@@ -143,7 +147,7 @@ export const ServerConfigSchema = z.object({
   seed: z.number().int().nonnegative().default(0),
   shutdown_grace_s: z.number().nonnegative().default(5),
 }).strict().superRefine((c, ctx) => {
-  if (c.final_average_rounds - 1 > c.keep_rounds) {
+  if (c.keep_rounds !== null && c.final_average_rounds - 1 > c.keep_rounds) {
     ctx.addIssue({ code: 'custom', path: ['final_average_rounds'], message: `final_average_rounds (${c.final_average_rounds}) needs the ${c.final_average_rounds - 1} rounds before the last on disk: set keep_rounds to at least ${c.final_average_rounds - 1}, or final_average_rounds to 1 (the last round's own global)` });
   }
   if (c.min_fit_clients > c.min_available_clients) {
@@ -172,7 +176,7 @@ export const ServerConfigSchema = z.object({
   if (c.initial_decoder && c.base_model) {
     ctx.addIssue({ code: 'custom', path: ['initial_decoder'], message: 'give either base_model or initial_decoder + base_model_hash, not both' });
   }
-});
+}).transform((c) => ({ ...c, keep_rounds: c.keep_rounds ?? Math.max(DEFAULT_KEEP_ROUNDS, c.final_average_rounds - 1) }));
 
 export type ServerConfig = z.output<typeof ServerConfigSchema>;
 export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
