@@ -127,7 +127,27 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
   const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
-  print(`model ${base.source}; strategy ${o.strategy}${o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})` : ''}${o.strategy === 'fedadam' ? ` (server lr ${fedAdamEta(o.eta, lr)})` : ''}; ${o.rounds} rounds x ${o.epochs} local epoch(s), lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${(o.lrDecay ?? fitDefaults.lr_decay) !== 1 ? ` x ${o.lrDecay ?? fitDefaults.lr_decay}^(round-1)` : ''}, batch ${o.batchSize}${trainSeed !== o.seed ? `, training seed ${trainSeed}` : ''}, ${describeBoxJitter(boxJitter)}${boxCrop !== undefined ? `, box crops of ${boxCrop} box sides` : ', whole images'}, site optimizer state ${optimizerState}${o.points ? `, points ${o.points[0]}+/${o.points[1]}-` : ''}${finalAverage > 1 ? `; the last round's global is the mean of the last ${finalAverage} rounds'` : ''}${o.dittoLambda !== undefined ? `; Ditto personal models, λ ${o.dittoLambda}` : ''}; sites in ${engines.length} worker threads`);
+  const strategyNote = o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})`
+    : o.strategy === 'fedadam' ? ` (server lr ${fedAdamEta(o.eta, lr)})` : '';
+  const lrDecay = o.lrDecay ?? fitDefaults.lr_decay;
+  const training = [
+    `${o.rounds} round${o.rounds === 1 ? '' : 's'} x ${o.epochs} local epoch(s)`,
+    `lr ${lr}${warmupSteps ? ` (warm-up ${warmupSteps} steps)` : ''}${lrDecay !== 1 ? ` x ${lrDecay}^(round-1)` : ''}`,
+    `batch ${o.batchSize}`,
+    trainSeed !== o.seed && `training seed ${trainSeed}`,
+    describeBoxJitter(boxJitter),
+    boxCrop !== undefined ? `box crops of ${boxCrop} box sides` : 'whole images',
+    `site optimizer state ${optimizerState}`,
+    o.points && `points ${o.points[0]}+/${o.points[1]}-`,
+  ];
+  print([
+    `model ${base.source}`,
+    `strategy ${o.strategy}${strategyNote}`,
+    training.filter(Boolean).join(', '),
+    Math.min(finalAverage, o.rounds) > 1 && `the last round's global is the mean of the last ${Math.min(finalAverage, o.rounds)} rounds'`,
+    o.dittoLambda !== undefined && `Ditto personal models, λ ${o.dittoLambda}`,
+    `sites in ${engines.length} worker threads`,
+  ].filter(Boolean).join('; '));
   for (let i = 0; i < engines.length; i++) print(`  ${names[i]}: ${engines[i].trainCount} training / ${engines[i].valCount} validation objects (${folders[i]})`);
   const boxBaselines: Record<string, number> = {};
   let bn = 0, bs = 0;
