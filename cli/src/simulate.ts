@@ -126,7 +126,8 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
   const optimizerState = o.optimizerState ?? fitDefaults.optimizer_state;
   const warmupSteps = o.warmupSteps ?? fitDefaults.warmup_steps;
   const initialDecoder = decoderToHost(base); // every site starts from the same base model
-  const finalAverage = o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds;
+  // The coordinator averages over the rounds there are (server/src/coordinator.ts tailAverage).
+  const finalAverage = Math.min(o.finalAverageRounds ?? ServerConfigSchema.parse({}).final_average_rounds, o.rounds);
   const strategyNote = o.strategy === 'fedavgm' ? ` (server momentum ${(StrategyConfigSchema.parse(strategy) as { server_momentum: number }).server_momentum})`
     : o.strategy === 'fedadam' ? ` (server lr ${fedAdamEta(o.eta, lr)})` : '';
   const lrDecay = o.lrDecay ?? fitDefaults.lr_decay;
@@ -144,7 +145,7 @@ export async function simulate(o: SimulateOptions, print: (s: string) => void = 
     `model ${base.source}`,
     `strategy ${o.strategy}${strategyNote}`,
     training.filter(Boolean).join(', '),
-    Math.min(finalAverage, o.rounds) > 1 && `the last round's global is the mean of the last ${Math.min(finalAverage, o.rounds)} rounds'`,
+    finalAverage > 1 && `the last round's global is the mean of the last ${finalAverage} rounds'`,
     o.dittoLambda !== undefined && `Ditto personal models, λ ${o.dittoLambda}`,
     `sites in ${engines.length} worker threads`,
   ].filter(Boolean).join('; '));
